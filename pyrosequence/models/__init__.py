@@ -1,0 +1,22 @@
+"""Sequence models: each a :class:`SequenceModel` with ``model(x, lengths)`` and ``guide(x, lengths)``."""
+
+from pyrosequence.models.base import SequenceModel, stack_states
+from pyrosequence.models.linear_gaussian import LinearGaussianSSM
+from pyrosequence.models.vrnn import VRNN
+
+#: Model classes by the name the CLI and configs use.
+MODELS: dict[str, type[SequenceModel]] = {
+    "vrnn": VRNN,
+    "lgssm": LinearGaussianSSM,
+}
+
+
+def model_class(name: str) -> type[SequenceModel]:
+    """Look up a model class by name, with an error that lists the valid names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}") from None
+
+
+__all__ = ["SequenceModel", "stack_states", "VRNN", "LinearGaussianSSM", "MODELS", "model_class"]

@@ -1,0 +1,244 @@
+"""The seam between sequence models and inference: :class:`SequenceModel`.
+
+A sequence model is written once as per-step pieces; the full-sequence Pyro ``model`` and ``guide``
+are built from them here, generically, and a particle filter (FIVO) drives the very same pieces
+with resampling between steps.
+
+Generative story shared by every subclass (``s_t`` is the model's deterministic state)::
+
+    s_0        = initial_state(...)
+    z_t        ~ transition(s_{t-1}, t)                 latent site "z_t"
+    x_t        ~ emission(s_{t-1}, latent_features(z_t))
+    s_t        = update(s_{t-1}, latent_features(z_t), context(x)[:, t])
+
+and the proposal (the guide) is ``z_t ~ proposal(s_{t-1}, t, proposal_context(x)[:, t])``.
+Subclasses override those methods; everything else (plates, ``pyro.markov``, masks for ragged
+lengths, validation) lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+
+from pyrosequence.data.checks import Sequences, check_sequences
+from pyrosequence.models.time_slicing import time_slices
+from pyrosequence.nn.cells import State
+
+Context = torch.Tensor | tuple[torch.Tensor, ...] | None
+
+
+def _steps(context: Context, num_steps: int) -> list:
+    """Split a ``(batch, time, ...)`` context (or a tuple of them) into per-step slices."""
+    if context is None:
+        return [None] * num_steps
+    if isinstance(context, tuple):
+        return list(zip(*(c.unbind(1) for c in context)))
+    return list(context.unbind(1))
+
+
+def _masked(mask: torch.Tensor | None):
+    """``poutine.mask`` for a ragged step; no handler at all when nothing is padded."""
+    return contextlib.nullcontext() if mask is None else poutine.mask(mask=mask)
+
+
+def stack_states(states: list[State], dim: int = -2) -> State:
+    """Stack per-step states (tensors or tuples of tensors) on a new time dimension ``dim``."""
+    if isinstance(states[0], tuple):
+        return tuple(stack_states([s[i] for s in states], dim) for i in range(len(states[0])))
+    return torch.stack(torch.broadcast_tensors(*states), dim=dim)
+
+
+@dataclass
+class _Recurrence:
+    """The recurrence a guide computed, kept so the model can reuse it instead of recomputing.
+
+    Within one ELBO evaluation Pyro runs the guide, then the model replaying the guide's latent
+    values (the very same tensor objects). The states depend only on the data, the parameters and
+    those values, so the model reuses them when the key (data, lengths, parameter versions, grad
+    mode) matches and each replayed value ``is`` the recorded one; otherwise it recomputes.
+    """
+
+    key: tuple
+    context: Context
+    initial: State
+    latents: list = field(default_factory=list)  # z_t as sampled by the guide
+    features: list = field(default_factory=list)  # latent_features(z_t)
+    states: list = field(default_factory=list)  # s_t after update
+
+
+class SequenceModel(nn.Module):
+    """Base class for latent-variable sequence models written as per-step pieces.
+
+    Subclasses implement :meth:`initial_state`, :meth:`transition`, :meth:`emission`,
+    :meth:`update` and :meth:`proposal` (and optionally :meth:`context`,
+    :meth:`proposal_context`, :meth:`latent_features`, :meth:`check_data`). Every piece must
+    broadcast over arbitrary leading batch dimensions: the guide adds a particle dimension under
+    ``vectorize_particles=True``, a particle filter adds one per sequence, and the model evaluates
+    :meth:`emission` once for all steps with time stacked at dimension ``-2`` of the state.
+
+    Shapes: ``x`` is ``(batch, time, x_dim)``; ``lengths`` is ``(batch,)`` integer or ``None``.
+    Latent sites are named ``z_0 ... z_{T-1}`` (``latent_name``), each with event shape
+    ``(z_dim,)``; the observations form one site ``x`` with event shape ``(time, x_dim)``, masked
+    beyond each sequence's length. Handlers such as ``poutine.scale`` or
+    :func:`pyrosequence.inference.scale_latents` find the latent sites by type (unobserved).
+    """
+
+    latent_name = "z"
+    obs_name = "x"
+    #: Set to True when :meth:`transition` ignores ``t`` and broadcasts over a time dimension
+    #: stacked at ``-2`` of the state; the model then evaluates the prior for all steps at once.
+    homogeneous_transition = False
+
+    def __init__(self, x_dim: int, z_dim: int, name: str | None = None) -> None:
+        super().__init__()
+        if int(x_dim) < 1 or int(z_dim) < 1:
+            raise ValueError(f"x_dim and z_dim must be positive integers, got x_dim={x_dim}, z_dim={z_dim}")
+        self.x_dim = int(x_dim)
+        self.z_dim = int(z_dim)
+        # A unique name keeps parameters of different instances apart in Pyro's param store.
+        self.pyro_name = name or f"{type(self).__name__.lower()}_{uuid.uuid4().hex[:8]}"
+        self._recurrence: _Recurrence | None = None
+
+    # ------------------------------------------------------------------ per-step pieces
+    def context(self, x: torch.Tensor) -> Context:
+        """Per-step model inputs computed from ``x`` once per call, ``(batch, time, ...)``.
+
+        Must be causal and pointwise in time (step ``t`` may only use ``x_t``); the default is
+        ``x`` itself.
+        """
+        return x
+
+    def proposal_context(self, x: torch.Tensor, context: Context) -> Context:
+        """Per-step guide inputs (may look at the whole sequence, e.g. a backward RNN)."""
+        return context
+
+    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
+        raise NotImplementedError
+
+    def transition(self, state: State, t: int | None) -> dist.Distribution:
+        """The prior ``p(z_t | s_{t-1})`` with event shape ``(z_dim,)``.
+
+        ``t`` is ``None`` when a homogeneous transition is evaluated for all steps at once.
+        """
+        raise NotImplementedError
+
+    def latent_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Features of ``z_t`` shared by :meth:`emission` and :meth:`update` (default: ``z_t``)."""
+        return z
+
+    def emission(self, state: State, z_features: torch.Tensor) -> dist.Distribution:
+        """The likelihood ``p(x_t | s_{t-1}, z_t)`` with event shape ``(x_dim,)``."""
+        raise NotImplementedError
+
+    def update(self, state: State, z_features: torch.Tensor, context_t: Any) -> State:
+        """The deterministic state update ``s_t = f(s_{t-1}, z_t, x_t)``."""
+        raise NotImplementedError
+
+    def proposal(self, state: State, t: int, proposal_context_t: Any) -> dist.Distribution:
+        """The variational posterior ``q(z_t | s_{t-1}, x)`` with event shape ``(z_dim,)``."""
+        raise NotImplementedError
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside the emission's support."""
+
+    # ------------------------------------------------------------------ validation
+    def prepare(self, x, lengths=None) -> Sequences:
+        """Validate a batch against this model and return it with padding zeroed and a mask."""
+        seqs = check_sequences(x, lengths, self.x_dim)
+        self.check_data(seqs.x)
+        return seqs
+
+    def _key(self, x, lengths) -> tuple:
+        versions = tuple(p._version for p in self.parameters())
+        return (id(x), id(lengths), torch.is_grad_enabled(), versions)
+
+    # ------------------------------------------------------------------ Pyro programs
+    def guide(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Sample ``z_0 ... z_{T-1}`` from the proposal, one ``pyro.markov`` step at a time."""
+        pyro.module(self.pyro_name, self)
+        seqs = self.prepare(x, lengths)
+        ctx = self.context(seqs.x)
+        ctx_steps = _steps(ctx, seqs.num_steps)
+        q_steps = _steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
+        state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
+        record = _Recurrence(key=self._key(x, lengths), context=ctx, initial=state)
+        with pyro.plate("sequences", seqs.batch_size, dim=-1):
+            for t in pyro.markov(range(seqs.num_steps)):
+                with _masked(seqs.step_mask(t)):
+                    z = pyro.sample(f"{self.latent_name}_{t}", self.proposal(state, t, q_steps[t]))
+                features = self.latent_features(z)
+                state = self.update(state, features, ctx_steps[t])
+                record.latents.append(z)
+                record.features.append(features)
+                record.states.append(state)
+        self._recurrence = record
+
+    def model(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Score ``x`` under the generative model, sampling ``z_t`` from :meth:`transition`.
+
+        When the latent values are replayed from this model's own guide in the same ELBO
+        evaluation, the recurrence the guide computed is reused rather than recomputed, and a
+        time-homogeneous prior is evaluated for all steps in one batched call.
+        """
+        pyro.module(self.pyro_name, self)
+        seqs = self.prepare(x, lengths)
+        steps = seqs.num_steps
+        cached = self._take_recurrence(x, lengths)
+        priors = stacked_previous = None
+        if cached is not None:
+            ctx, state = cached.context, cached.initial
+            if self.homogeneous_transition:
+                stacked_previous = stack_states([cached.initial] + cached.states[:-1])
+                priors = time_slices(self.transition(stacked_previous, None), steps)
+        else:
+            ctx = self.context(seqs.x)
+            state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
+        ctx_steps = None
+        previous, features_seq = [], []
+        with pyro.plate("sequences", seqs.batch_size, dim=-1):
+            for t in pyro.markov(range(steps)):
+                prior = priors[t] if priors is not None else self.transition(state, t)
+                with _masked(seqs.step_mask(t)):
+                    z = pyro.sample(f"{self.latent_name}_{t}", prior)
+                previous.append(state)
+                if cached is not None and cached.latents[t] is z:
+                    features, state = cached.features[t], cached.states[t]
+                else:  # not our guide's value: compute from here on
+                    cached = priors = stacked_previous = None
+                    if ctx_steps is None:
+                        ctx_steps = _steps(ctx, steps)
+                    features = self.latent_features(z)
+                    state = self.update(state, features, ctx_steps[t])
+                features_seq.append(features)
+            if stacked_previous is None:
+                stacked_previous = stack_states(previous)
+            likelihood = self.emission(stacked_previous, stack_states(features_seq))
+            if seqs.mask is not None:
+                likelihood = likelihood.mask(seqs.mask)
+            pyro.sample(self.obs_name, likelihood.to_event(1), obs=seqs.x)
+
+    def _take_recurrence(self, x, lengths) -> _Recurrence | None:
+        """The guide's recurrence for this very batch and these parameters, if there is one."""
+        cached, self._recurrence = self._recurrence, None
+        if cached is None or cached.key != self._key(x, lengths):
+            return None
+        return cached
+
+    # ------------------------------------------------------------------ conveniences
+    def latent_sites(self, num_steps: int) -> list[str]:
+        """Names of the latent sample sites for a batch of ``num_steps`` steps."""
+        return [f"{self.latent_name}_{t}" for t in range(num_steps)]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+

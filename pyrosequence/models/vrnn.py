@@ -1,0 +1,99 @@
+"""The variational recurrent neural network (VRNN) of Chung et al. (2015)."""
+
+from __future__ import annotations
+
+import torch
+
+import pyro.distributions as dist
+
+from pyrosequence.models.base import SequenceModel
+from pyrosequence.nn import MLP, DiagNormalHead, RecurrentCell, State, cat_features, make_likelihood
+
+
+class VRNN(SequenceModel):
+    r"""Variational RNN (Chung, Kastner, Dinh, Goel, Courville, Bengio, NeurIPS 2015).
+
+    Generative story, with feature extractors :math:`\varphi_x, \varphi_z` and an LSTM (or GRU)
+    recurrence whose output is :math:`h_t`, :math:`h_0 = 0`::
+
+        z_t | h_{t-1}        ~ N(mu_prior(h_{t-1}), diag sigma_prior(h_{t-1})^2)
+        x_t | z_t, h_{t-1}   ~ p(x_t | dec([phi_z(z_t), h_{t-1}]))        Bernoulli or Gaussian
+        h_t                  = RNN([phi_x(x_t), phi_z(z_t)], h_{t-1})
+
+    Proposal (the filtering posterior of the paper)::
+
+        z_t | x_t, h_{t-1}   ~ N(mu_enc([phi_x(x_t), h_{t-1}]), diag sigma_enc(...)^2)
+
+    This follows the VRNN as described by Deng et al. (VHRNN paper, section 3 and appendix B),
+    Dai et al. (supplement, "VRNN") and the FIVO reference code: the prior, encoder and decoder
+    are MLPs with ``layers`` hidden layers of ``width`` units; the feature extractors are MLPs with
+    ``layers`` hidden layers of ``feature_dim`` units whose last hidden layer is the feature.
+    Defaults follow the VHRNN appendix: every size equals ``z_dim`` unless given. Differences
+    from Chung et al.: the initial state is zero rather than learned, and scales are
+    ``softplus(.) + 1e-4`` rather than ``exp`` or plain softplus.
+
+    Args:
+        x_dim: observation dimension.
+        z_dim: latent dimension.
+        hidden_dim: RNN state size (default ``z_dim``).
+        likelihood: ``"bernoulli"`` (binary data such as piano rolls) or ``"gaussian"``.
+        cell: ``"lstm"`` or ``"gru"``.
+        feature_dim: size of the x and z features (default ``z_dim``).
+        width: hidden units of the prior, encoder and decoder MLPs (default ``z_dim``).
+        layers: hidden layers in every MLP (the papers use 1 for real data, 2 for synthetic).
+    """
+
+    homogeneous_transition = True
+
+    def __init__(
+        self,
+        x_dim: int,
+        z_dim: int,
+        hidden_dim: int | None = None,
+        likelihood: str = "bernoulli",
+        cell: str = "lstm",
+        feature_dim: int | None = None,
+        width: int | None = None,
+        layers: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(x_dim, z_dim, name=name)
+        hidden_dim = hidden_dim or z_dim
+        feature_dim = feature_dim or z_dim
+        width = width or z_dim
+        if layers < 1:
+            raise ValueError(f"layers must be at least 1, got {layers}")
+        self.hidden_dim, self.likelihood = hidden_dim, likelihood
+        self.phi_x = MLP(x_dim, [feature_dim] * layers)
+        self.phi_z = MLP(z_dim, [feature_dim] * layers)
+        self.prior_net = MLP(hidden_dim, [width] * layers)
+        self.prior_head = DiagNormalHead(width, z_dim)
+        self.encoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
+        self.encoder_head = DiagNormalHead(width, z_dim)
+        self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
+        self.decoder_head = make_likelihood(likelihood, width, x_dim)
+        self.rnn = RecurrentCell(2 * feature_dim, hidden_dim, cell)
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        return self.phi_x(x)
+
+    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
+        return self.rnn.initial_state(batch_shape, x)
+
+    def transition(self, state: State, t: int | None) -> dist.Distribution:
+        return self.prior_head(self.prior_net(self.rnn.output(state)))
+
+    def proposal(self, state: State, t: int, x_features: torch.Tensor) -> dist.Distribution:
+        return self.encoder_head(self.encoder_net(cat_features(x_features, self.rnn.output(state))))
+
+    def latent_features(self, z: torch.Tensor) -> torch.Tensor:
+        return self.phi_z(z)
+
+    def emission(self, state: State, z_features: torch.Tensor) -> dist.Distribution:
+        return self.decoder_head(self.decoder_net(cat_features(z_features, self.rnn.output(state))))
+
+    def update(self, state: State, z_features: torch.Tensor, x_features: torch.Tensor) -> State:
+        return self.rnn(cat_features(x_features, z_features), state)
+
+    def check_data(self, x: torch.Tensor) -> None:
+        self.decoder_head.check_data(x)

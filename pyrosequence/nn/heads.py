@@ -1,0 +1,82 @@
+"""Conditional distribution heads: small modules mapping features to a Pyro distribution.
+
+Every head returns a distribution whose ``event_shape`` is ``(dim,)`` and whose batch shape is the
+features' leading shape, so the same head serves one time step, a stack of time steps, or a cloud
+of particles.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import pyro.distributions as dist
+
+
+class DiagNormalHead(nn.Module):
+    """``features -> Normal(loc, scale)`` with a diagonal covariance (``event_shape = (dim,)``).
+
+    The scale is ``softplus(raw) + min_scale``; the floor keeps log-densities finite when a model
+    becomes overconfident (the FIVO reference code uses the same kind of floor).
+    """
+
+    def __init__(self, in_dim: int, dim: int, min_scale: float = 1e-4) -> None:
+        super().__init__()
+        self.dim = dim
+        self.min_scale = min_scale
+        self.params = nn.Linear(in_dim, 2 * dim)
+
+    def forward(self, features: torch.Tensor) -> dist.Distribution:
+        loc, raw_scale = self.params(features).split(self.dim, dim=-1)
+        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+
+    @staticmethod
+    def check_data(x: torch.Tensor, name: str = "x") -> None:
+        """Gaussian emissions accept any finite real data (finiteness is checked elsewhere)."""
+
+
+class BernoulliHead(nn.Module):
+    """``features -> Bernoulli(logits)`` over ``dim`` binary outputs (``event_shape = (dim,)``)."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.logits = nn.Linear(in_dim, dim)
+
+    def forward(self, features: torch.Tensor) -> dist.Distribution:
+        return dist.Bernoulli(logits=self.logits(features)).to_event(1)
+
+    def init_bias_from_mean(self, mean: torch.Tensor, eps: float = 1e-5) -> None:
+        """Start the output at the data's marginal rates (logit of the training mean), as FIVO does."""
+        with torch.no_grad():
+            p = mean.clamp(eps, 1 - eps).to(self.logits.bias)
+            self.logits.bias.copy_(torch.log(p) - torch.log1p(-p))
+
+    @staticmethod
+    def check_data(x: torch.Tensor, name: str = "x") -> None:
+        """Reject data that is not 0/1: a Bernoulli emission has no density elsewhere."""
+        bad = (x != 0) & (x != 1)
+        if bool(bad.any()):
+            value = x[bad][0].item()
+            raise ValueError(
+                f"{name} must be binary (0/1) for a Bernoulli emission; found the value {value:g}. "
+                "Use likelihood='gaussian' for real-valued data."
+            )
+
+
+LIKELIHOODS: dict[str, type[nn.Module]] = {
+    "bernoulli": BernoulliHead,
+    "gaussian": DiagNormalHead,
+}
+
+
+def make_likelihood(name: str, in_dim: int, x_dim: int) -> nn.Module:
+    """Build the emission head called ``name`` (one of :data:`LIKELIHOODS`)."""
+    try:
+        cls = LIKELIHOODS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown likelihood {name!r}; choose one of: {', '.join(sorted(LIKELIHOODS))}"
+        ) from None
+    return cls(in_dim, x_dim)

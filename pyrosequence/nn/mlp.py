@@ -1,0 +1,57 @@
+"""Multi-layer perceptrons that broadcast over any number of leading batch dimensions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """A stack of ``Linear -> activation`` layers.
+
+    ``MLP(in_dim, [h1, h2], out_dim)`` maps ``(..., in_dim) -> (..., out_dim)`` through two hidden
+    layers; with ``out_dim=None`` the last hidden layer (after its activation) is the output, which
+    is how the papers' feature extractors are built. Leading dimensions (time, particles, batch)
+    pass through untouched.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int | None = None,
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        if in_dim < 1:
+            raise ValueError(f"MLP: in_dim must be positive, got {in_dim}")
+        if out_dim is None and not hidden_dims:
+            raise ValueError("MLP: needs at least one hidden layer or an output dimension")
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for width in hidden_dims:
+            if width < 1:
+                raise ValueError(f"MLP: hidden widths must be positive, got {list(hidden_dims)}")
+            layers += [nn.Linear(prev, width), activation()]
+            prev = width
+        if out_dim is not None:
+            layers.append(nn.Linear(prev, out_dim))
+            prev = out_dim
+        super().__init__(*layers)
+        self.in_dim = in_dim
+        self.out_dim = prev
+
+
+def cat_features(*tensors: torch.Tensor) -> torch.Tensor:
+    """Concatenate on the last dimension after broadcasting the leading (batch) dimensions.
+
+    Particle filters and vectorized particles add leading dimensions to some inputs (the latent
+    draws) but not to others (the data features); this joins them without copying the data once
+    per particle by hand.
+    """
+    leading = [t.shape[:-1] for t in tensors]
+    if all(shape == leading[0] for shape in leading):
+        return torch.cat(tensors, dim=-1)
+    batch = torch.broadcast_shapes(*leading)
+    return torch.cat([t.expand(batch + t.shape[-1:]) for t in tensors], dim=-1)
