@@ -10,6 +10,7 @@ import torch
 
 import pyro
 import pyro.poutine as poutine
+from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.models.base import SequenceModel
@@ -62,7 +63,7 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
-            if site["type"] == "sample":
+            if site["type"] == "sample" and not site_is_subsample(site):
                 log_w = log_w + sign * site["log_prob"].expand(shape)
     return log_w
 

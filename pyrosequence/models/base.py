@@ -151,6 +151,9 @@ class SequenceModel(nn.Module):
     def check_data(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside the emission's support."""
 
+    def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Optionally initialise parameters from training data (e.g. output biases); default: no-op."""
+
     # ------------------------------------------------------------------ validation
     def prepare(self, x, lengths=None) -> Sequences:
         """Validate a batch against this model and return it with padding zeroed and a mask."""

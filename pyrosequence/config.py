@@ -1,0 +1,98 @@
+"""Run configuration: one dataclass, checked when built, saved as ``config.json`` in the run."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from pyrosequence.data.registry import data_source
+from pyrosequence.inference.evaluate import IMPORTANCE_BOUNDS
+from pyrosequence.inference.objectives import OBJECTIVES
+from pyrosequence.models import model_class
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Invalid values raise ``ValueError`` at construction.
+
+    ``model_options`` are passed to the model's constructor (e.g. ``hidden_dim``, ``cell``,
+    ``layers``, ``likelihood``); options the model does not take are rejected by name.
+    """
+
+    model: str = "vrnn"
+    data: str = "synthetic"
+    data_root: str | None = None
+    z_dim: int = 8
+    model_options: dict = field(default_factory=dict)
+    objective: str = "elbo"
+    particles: int = 1
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 3e-3
+    grad_clip: float | None = 10.0
+    beta: float = 1.0
+    kl_anneal: bool = False
+    anneal_start: float = 0.2
+    anneal_increment: float = 5e-5
+    valid_bound: str = "elbo"
+    valid_particles: int = 1
+    eval_bound: str = "iwae"
+    eval_particles: int = 16
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        cls = model_class(self.model)
+        source = data_source(self.data)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
+        for name in ("valid_bound", "eval_bound"):
+            if getattr(self, name) not in IMPORTANCE_BOUNDS:
+                raise ValueError(
+                    f"unknown bound {getattr(self, name)!r}; choose one of: {', '.join(sorted(IMPORTANCE_BOUNDS))}"
+                )
+        for name in ("z_dim", "particles", "epochs", "batch_size", "valid_particles", "eval_particles"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "beta"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "x_dim", "z_dim", "name"}
+        unknown = sorted(set(self.model_options) - accepted)
+        if unknown:
+            raise ValueError(
+                f"model {self.model!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}"
+            )
+        if "likelihood" in accepted and "likelihood" not in self.model_options:
+            self.model_options = {**self.model_options, "likelihood": source.likelihood}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no run configuration at {path}")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"run configuration {path} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"run configuration {path} must hold a JSON object")
+        return cls.from_dict(values)

@@ -1,0 +1,91 @@
+"""A padded set of sequences and its minibatches ``(x, lengths)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from pyrosequence.data.checks import check_sequences
+
+
+@dataclass(frozen=True)
+class SequenceDataset:
+    """Sequences padded to a common length.
+
+    Attributes:
+        x: ``(num_sequences, max_time, x_dim)`` float tensor, zero beyond each length.
+        lengths: ``(num_sequences,)`` int64 tensor.
+        name: a label for messages and run directories.
+    """
+
+    x: torch.Tensor
+    lengths: torch.Tensor
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_sequences(self.x, self.lengths, name=f"dataset {self.name!r}" if self.name else "dataset")
+
+    @classmethod
+    def from_sequences(cls, sequences: Sequence, name: str = "", dtype=torch.float32) -> "SequenceDataset":
+        """Pad a list of ``(T_i, x_dim)`` arrays or tensors into one dataset."""
+        if len(sequences) == 0:
+            raise ValueError(f"dataset {name!r} has no sequences")
+        tensors = [torch.as_tensor(np.asarray(s), dtype=dtype) for s in sequences]
+        dims = {tuple(t.shape[1:]) for t in tensors}
+        if any(t.dim() != 2 for t in tensors) or len(dims) != 1:
+            raise ValueError(f"dataset {name!r}: every sequence must be (time, x_dim) with one x_dim; got {sorted(dims)}")
+        lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+        x = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
+        return cls(x, lengths, name)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def x_dim(self) -> int:
+        return self.x.shape[-1]
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.lengths.sum())
+
+    def subset(self, index) -> "SequenceDataset":
+        """The sequences at ``index`` (integer positions or a boolean mask over sequences)."""
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:
+            if index.shape != (len(self),):
+                raise ValueError(f"a boolean subset mask must have shape ({len(self)},), got {tuple(index.shape)}")
+            index = index.nonzero().squeeze(-1)
+        index = index.long().reshape(-1)
+        if index.numel() == 0:
+            raise ValueError("cannot take an empty subset of a dataset")
+        lengths = self.lengths[index]
+        return SequenceDataset(self.x[index, : int(lengths.max())], lengths, self.name)
+
+    def to(self, device) -> "SequenceDataset":
+        return SequenceDataset(self.x.to(device), self.lengths.to(device), self.name)
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, lengths)`` minibatches, each trimmed to its longest sequence.
+
+        With ``shuffle=True`` the order is a permutation drawn from ``generator`` (pass one to
+        make the order reproducible and checkpointable).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size].to(self.x.device)
+            lengths = self.lengths[index]
+            yield self.x[index, : int(lengths.max())], lengths
+
+    def mean(self) -> torch.Tensor:
+        """Per-dimension mean over all valid steps, ``(x_dim,)``."""
+        mask = torch.arange(self.x.shape[1], device=self.x.device) < self.lengths[:, None].to(self.x.device)
+        return self.x[mask].mean(0)

@@ -1,0 +1,263 @@
+"""The training loop: any objective, KL weighting, validation, atomic checkpoints, exact resume.
+
+A run directory holds ``config.json``, ``checkpoint.pt`` (model, optimizer, RNG state; written at
+the end of every epoch by write-then-rename), ``metrics.jsonl`` (one line per epoch) and, when
+training finishes, ``results.json`` with the test bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+import pyro
+
+from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
+from pyrosequence.config import TrainConfig
+from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.registry import load_split
+from pyrosequence.inference.evaluate import evaluate
+from pyrosequence.inference.objectives import make_objective
+from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
+from pyrosequence.models import SequenceModel, model_class
+
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns: the run directory, how far it got, and the final test bound."""
+
+    run_dir: Path
+    epochs_completed: int
+    steps: int
+    test: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available on this machine")
+    return device
+
+
+def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
+    """Construct the configured model for data of dimension ``x_dim``."""
+    return model_class(config.model)(x_dim, config.z_dim, **config.model_options)
+
+
+def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, force: bool) -> Path:
+    """Check (and for a new run, create) the run directory without touching anything in it."""
+    if resume and force:
+        raise ValueError("--resume and --force exclude each other")
+    if out is None:
+        if resume:
+            raise ValueError("--resume needs the run directory (--out DIR)")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{config.model}-{config.data}-{stamp}"
+        suffix = 1
+        while out.exists():
+            out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
+            suffix += 1
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory")
+    if resume:
+        if not (path / CHECKPOINT_FILE).is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
+        return path
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise FileExistsError(
+            f"{path} exists and is not empty; pass --resume to continue the run in it or --force to write into it"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    """The batch order of an epoch depends only on (seed, epoch), so a resumed run sees the same."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+#: Settings a resumed run may change; any other difference from the checkpoint is an error.
+RESUMABLE_CHANGES = ("epochs", "device")
+
+
+def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path) -> None:
+    current = asdict(config)
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if changed:
+        raise ValueError(
+            f"cannot resume {run_dir}: the configuration differs from the checkpoint's in {', '.join(changed)}"
+        )
+
+
+def train_epoch(
+    model: SequenceModel,
+    data: SequenceDataset,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    objective,
+    schedule: Callable[[int], float],
+    epoch: int,
+    step: int,
+    progress: bool = False,
+) -> tuple[float, int]:
+    """One pass over ``data``; returns (mean loss per time step, updated step count).
+
+    The loss of a batch is the negative bound summed over its sequences; gradients are divided
+    by the batch's number of time steps, so the learning rate does not depend on batch size or
+    sequence length.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    total_loss, total_steps = 0.0, 0
+    batches = data.batches(config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch))
+    bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+    for x, lengths in bar:
+        beta = schedule(step)
+        fn_model, fn_guide = model.model, model.guide
+        if beta != 1.0:
+            fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective.loss_and_grads(fn_model, fn_guide, x, lengths)
+        num_steps = int(lengths.sum())
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss} at update {step} (epoch {epoch + 1}); try a lower --lr")
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(num_steps)
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        step += 1
+        total_loss += loss
+        total_steps += num_steps
+        bar.set_postfix(loss=f"{loss / num_steps:.3f}", beta=f"{beta:.3g}")
+    return total_loss / total_steps, step
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Train ``config``'s model on its data, writing the run to ``out`` (see module docstring).
+
+    Everything that can be checked (configuration, data, device, run directory, checkpoint) is
+    checked before the first update. ``resume=True`` continues the run in ``out`` from its last
+    checkpoint up to ``config.epochs`` and reproduces an uninterrupted run exactly on the CPU.
+    """
+    device = resolve_device(config.device)
+    train_set = load_split(config.data, "train", config.data_root)
+    valid_set = load_split(config.data, "valid", config.data_root)
+    pyro.set_rng_seed(config.seed)
+    model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
+    model.init_from_data(train_set.x, train_set.lengths)
+    run_dir = prepare_run_dir(out, config, resume, force)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    epoch, step, history = 0, 0, []
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {str(error).splitlines()[0]}") from None
+        _check_same_run(checkpoint.get("config", {}), config, run_dir)
+        epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
+        history = list(checkpoint.get("history", []))
+        _set_rng_state(checkpoint["rng"], device)
+    else:
+        (run_dir / CONFIG_FILE).write_text(config.to_json())
+        (run_dir / METRICS_FILE).write_text("")
+    train_set, valid_set = train_set.to(device), valid_set.to(device)
+    objective = make_objective(config.objective, config.particles)
+    if config.kl_anneal:
+        schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
+    else:
+        schedule = ConstantBeta(config.beta)
+
+    log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device})")
+    while epoch < config.epochs:
+        start = time.perf_counter()
+        model.train()
+        loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
+        model.eval()
+        valid = evaluate(model, valid_set.x, valid_set.lengths, config.valid_bound, config.valid_particles)
+        epoch += 1
+        record = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss_per_step": loss,
+            f"valid_{config.valid_bound}_per_step": valid.per_timestep,
+            "beta": schedule(step),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        history.append(record)
+        with open(run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        save_checkpoint(
+            run_dir / CHECKPOINT_FILE,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "rng": _rng_state(device),
+                "config": asdict(config),
+                "history": history,
+            },
+        )
+        log(
+            f"epoch {epoch}/{config.epochs}  train loss/step {loss:.4f}  "
+            f"valid {config.valid_bound}/step {valid.per_timestep:.4f}  ({record['seconds']:.1f}s)"
+        )
+
+    test_set = load_split(config.data, "test", config.data_root).to(device)
+    test = evaluate(model, test_set.x, test_set.lengths, config.eval_bound, config.eval_particles)
+    result = {
+        "split": "test",
+        "bound": config.eval_bound,
+        "particles": config.eval_particles,
+        "per_timestep": test.per_timestep,
+        "total": test.total,
+        "num_sequences": len(test_set),
+        "num_steps": test_set.total_steps,
+        "epochs": epoch,
+        "seed": config.seed,
+    }
+    (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2))
+    log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
+    return RunResult(run_dir, epoch, step, result, history)

@@ -1,0 +1,84 @@
+"""The command line: defaults, one-line errors, help, and never losing a user's files."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pyrosequence.cli import main
+
+FAST = ["--epochs", "1", "--z-dim", "4", "--batch-size", "64", "--eval-particles", "2", "--no-progress"]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test iwae(2) per time step:" in printed
+    assert main(["evaluate", str(out), "--bound", "iwae", "--particles", "4", "--split", "noiseless"]) == 0
+    assert "noiseless iwae(4) per time step:" in capsys.readouterr().out
+    assert (out / "evaluations.jsonl").read_text().count("\n") == 1
+
+
+def test_resume_extends_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 1
+    assert "only --epochs and --device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: lgssm, vrnn"),
+        (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, iwae, mean-field"),
+        (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
+        (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+        (["train", "--model", "lgssm", "--cell", "gru"], "does not take option(s) cell"),
+        (["train", "--particles", "0"], "particles must be a positive integer"),
+        (["train", "--device", "cuda:7"], "CUDA is not available"),
+        (["evaluate", "/nonexistent/run"], "no run directory at /nonexistent/run"),
+    ],
+)
+def test_bad_input_gives_one_line_and_nonzero_exit(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "cuda" in " ".join(argv):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()  # nothing was created before the error
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 0
+    capsys.readouterr()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(out)]) == 1
+    assert "corrupt" in capsys.readouterr().err
+    (out / "checkpoint.pt").unlink()
+    assert main(["evaluate", str(out)]) == 1
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_non_empty_out_needs_resume_or_force(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert main(["train", *FAST, "--out", str(out)]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "thesis.tex").read_text() == "precious" and len(list(out.iterdir())) == 1
+    assert main(["train", *FAST, "--out", str(out), "--force"]) == 0
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+def test_help(command):
+    result = subprocess.run([sys.executable, "-m", "pyrosequence", *command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage: pyrosequence" in result.stdout

@@ -1,0 +1,93 @@
+"""The training loop: learning happens, checkpoints are atomic and resume exactly, runs are safe."""
+
+import json
+
+import pytest
+import torch
+
+from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
+from pyrosequence.config import TrainConfig
+from pyrosequence.train import train
+
+FAST = dict(z_dim=4, batch_size=64, eval_particles=2, lr=3e-3)
+
+
+def test_vrnn_loss_falls_on_synthetic_data(tmp_path):
+    result = train(TrainConfig(epochs=3, **FAST), out=tmp_path / "run", progress=False, log=lambda s: None)
+    losses = [r["train_loss_per_step"] for r in result.history]
+    valid = [r["valid_elbo_per_step"] for r in result.history]
+    assert losses[-1] < losses[0] and valid[-1] > valid[0]
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["per_timestep"] == pytest.approx(result.test["per_timestep"]) and saved["particles"] == 2
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    full = train(TrainConfig(epochs=2, kl_anneal=True, **FAST), out=tmp_path / "full", **quiet)
+    train(TrainConfig(epochs=1, kl_anneal=True, **FAST), out=tmp_path / "split", **quiet)
+    resumed = train(TrainConfig(epochs=2, kl_anneal=True, **FAST), out=tmp_path / "split", resume=True, **quiet)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert resumed.test["per_timestep"] == full.test["per_timestep"]
+    assert [r["train_loss_per_step"] for r in resumed.history] == [r["train_loss_per_step"] for r in full.history]
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    train(TrainConfig(epochs=1, **FAST), out=tmp_path / "run", progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="differs from the checkpoint's in lr"):
+        train(TrainConfig(epochs=2, **{**FAST, "lr": 1e-2}), out=tmp_path / "run", resume=True, progress=False)
+
+
+def test_existing_non_empty_run_directory_is_left_alone(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--resume.*--force"):
+        train(TrainConfig(epochs=1, **FAST), out=out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(TrainConfig(epochs=1, **FAST), out=out, resume=True, progress=False)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="unknown model 'rnn'"):
+        TrainConfig(model="rnn")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        TrainConfig(data="mnist")
+    with pytest.raises(ValueError, match="unknown objective"):
+        TrainConfig(objective="vi")
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="does not take option.*hidden_dim"):
+        TrainConfig(model="lgssm", model_options={"hidden_dim": 3})
+    assert TrainConfig().model_options["likelihood"] == "gaussian"
+
+
+def test_checkpoints_are_atomic_and_checked(tmp_path):
+    path = tmp_path / "ck.pt"
+    good = {"model": {"w": torch.ones(2)}, "optimizer": {}, "epoch": 1, "step": 2, "rng": {"torch": torch.get_rng_state()}}
+    save_checkpoint(path, good)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary left behind
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(Exception):
+        save_checkpoint(path, {**good, "epoch": Boom()})
+    assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint survived the failed write
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(path)
+    torch.save({"something": 1}, path)
+    with pytest.raises(ValueError, match="not a pyrosequence checkpoint"):
+        load_checkpoint(path)
