@@ -1,0 +1,34 @@
+"""The benchmark entry point runs (tiny sizes); its figures are recorded in benchmarks/README.md."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_vrnn_step  # noqa: E402
+from plain_vrnn import plain_vrnn_loss  # noqa: E402
+
+from pyrosequence import VRNN  # noqa: E402
+
+
+def test_step_benchmark_runs_with_tiny_sizes(capsys):
+    result = bench_vrnn_step.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "3", "--x-dim", "5", "--dim", "3"])
+    assert set(result["ms_per_step"]) == {"plain", "pyrosequence", "pyro_svi", "no_state_reuse"}
+    assert all(v > 0 for v in result["ms_per_step"].values())
+    assert "ratio_pyrosequence_vs_plain" in capsys.readouterr().out
+
+
+def test_plain_baseline_computes_the_same_estimator():
+    """With the noise fixed, the plain loop's loss equals pyrosequence's Trace_ELBO loss."""
+    import pyro
+    from pyro.infer import Trace_ELBO
+
+    m = VRNN(5, 3)
+    x = (torch.rand(4, 6, 5) < 0.3).float()
+    pyro.set_rng_seed(0)
+    ours = Trace_ELBO().loss(m.model, m.guide, x)
+    pyro.set_rng_seed(0)
+    plain = float(plain_vrnn_loss(m, x).detach())
+    assert abs(ours - plain) < 1e-4 * abs(plain)
