@@ -56,6 +56,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
     p.add_argument("--eval-bound", dest="eval_bound", help="bound for the final test evaluation (elbo, iwae)")
     p.add_argument("--eval-particles", dest="eval_particles", type=int)
+    p.add_argument("--pyro-validation", dest="pyro_validation", action="store_const", const=True,
+                   help="keep Pyro's distribution validation on during updates (slower; for debugging a model)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", help="run directory (default: runs/MODEL-DATA-TIMESTAMP)")

@@ -43,6 +43,9 @@ class TrainConfig:
     eval_particles: int = 16
     seed: int = 0
     device: str = "cpu"
+    #: Pyro's distribution-argument validation during updates (off by default: inputs are checked
+    #: once per call by the models and the loss is checked for NaN/inf each update; on costs ~25%).
+    pyro_validation: bool = False
 
     def __post_init__(self) -> None:
         cls = model_class(self.model)

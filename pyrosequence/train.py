@@ -184,6 +184,11 @@ def train(
     pyro.set_rng_seed(config.seed)
     model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
     model.init_from_data(train_set.x, train_set.lengths)
+    objective = make_objective(config.objective, config.particles)
+    if config.kl_anneal:
+        schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
+    else:
+        schedule = ConstantBeta(config.beta)
     run_dir = prepare_run_dir(out, config, resume, force)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None
     model.to(device)
@@ -199,23 +204,21 @@ def train(
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
         _set_rng_state(checkpoint["rng"], device)
+        # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
+        (run_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
     else:
         (run_dir / CONFIG_FILE).write_text(config.to_json())
         (run_dir / METRICS_FILE).write_text("")
     train_set, valid_set = train_set.to(device), valid_set.to(device)
-    objective = make_objective(config.objective, config.particles)
-    if config.kl_anneal:
-        schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
-    else:
-        schedule = ConstantBeta(config.beta)
 
     log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device})")
     while epoch < config.epochs:
         start = time.perf_counter()
         model.train()
-        loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
-        model.eval()
-        valid = evaluate(model, valid_set.x, valid_set.lengths, config.valid_bound, config.valid_particles)
+        with pyro.validation_enabled(config.pyro_validation):
+            loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
+            model.eval()
+            valid = evaluate(model, valid_set.x, valid_set.lengths, config.valid_bound, config.valid_particles)
         epoch += 1
         record = {
             "epoch": epoch,

@@ -109,6 +109,10 @@ class SequenceModel(nn.Module):
         self.pyro_name = name or f"{type(self).__name__.lower()}_{uuid.uuid4().hex[:8]}"
         self._recurrence: _Recurrence | None = None
 
+    def __getstate__(self) -> dict:
+        # The recorded recurrence holds graph tensors of one evaluation: never copy or pickle it.
+        return {**self.__dict__, "_recurrence": None}
+
     # ------------------------------------------------------------------ per-step pieces
     def context(self, x: torch.Tensor) -> Context:
         """Per-step model inputs computed from ``x`` once per call, ``(batch, time, ...)``.

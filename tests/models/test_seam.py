@@ -158,3 +158,24 @@ def test_two_instances_do_not_share_parameters():
     trace_b = poutine.trace(b.guide, param_only=True).get_trace(x)
     assert {id(s["value"]) for s in trace.nodes.values()}.isdisjoint({id(s["value"]) for s in trace_b.nodes.values()})
     assert {id(p) for p in a.parameters()} == {id(s["value"].unconstrained()) for s in trace.nodes.values()}
+
+
+@pytest.mark.parametrize("objective", ["elbo", "mean-field", "iwae"])
+def test_objectives_run_the_recurrence_once(objective, monkeypatch):
+    """Under every objective the model reuses the guide's states: T updates per particle, not 2T."""
+    model = VRNN(4, 3, likelihood="gaussian")
+    calls = []
+    original = model.update
+    monkeypatch.setattr(model, "update", lambda *a: calls.append(1) or original(*a))
+    make_objective(objective, num_particles=3).loss(model.model, model.guide, torch.randn(2, 5, 4))
+    assert len(calls) == 5  # vectorized particles: one pass of the recurrence for all three
+
+
+def test_models_can_be_copied_after_a_guide_run():
+    import copy
+
+    model = VRNN(4, 3, likelihood="gaussian")
+    model.guide(torch.randn(2, 5, 4))
+    assert model._recurrence is not None
+    clone = copy.deepcopy(model)
+    assert clone._recurrence is None and model._recurrence is not None
