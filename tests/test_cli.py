@@ -36,6 +36,7 @@ def test_resume_extends_a_run(tmp_path, capsys):
         (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, iwae, mean-field"),
         (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+        (["train", "--likelihood", "bernoulli"], "must be binary (0/1) for a Bernoulli emission"),
         (["train", "--model", "lgssm", "--cell", "gru"], "does not take option(s) cell"),
         (["train", "--particles", "0"], "particles must be a positive integer"),
         (["train", "--device", "cuda:7"], "CUDA is not available"),
