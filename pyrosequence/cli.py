@@ -16,7 +16,7 @@ from pathlib import Path
 from pyrosequence.checkpoint import load_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.registry import load_split
-from pyrosequence.inference.evaluate import evaluate
+from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.train import CHECKPOINT_FILE, CONFIG_FILE, build_model, resolve_device, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
@@ -31,6 +31,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _filter_arguments(p, defaults: bool) -> None:
+    p.add_argument("--resampler", default="multinomial" if defaults else None,
+                   help="FIVO resampler: multinomial, systematic, stratified or residual")
+    p.add_argument("--ess-threshold", dest="ess_threshold", type=float, default=0.5 if defaults else None,
+                   help="FIVO resamples when ESS < threshold * K (0 = never, 1 = always; default 0.5)")
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -41,8 +48,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--model", help="model name (vrnn, lgssm)")
     p.add_argument("--data", help="dataset name (synthetic)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
-    p.add_argument("--objective", help="elbo (Trace_ELBO), mean-field (TraceMeanField_ELBO) or iwae (RenyiELBO alpha=0)")
+    p.add_argument("--objective", help="elbo (Trace_ELBO), mean-field (TraceMeanField_ELBO), iwae (RenyiELBO alpha=0) or fivo")
     p.add_argument("--particles", type=int, help="particles per sequence for the objective")
+    _filter_arguments(p, defaults=False)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate")
@@ -54,7 +62,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--layers", type=int, help="hidden layers in each MLP of the model")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")
     p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
-    p.add_argument("--eval-bound", dest="eval_bound", help="bound for the final test evaluation (elbo, iwae)")
+    p.add_argument("--valid-bound", dest="valid_bound", help="bound for the per-epoch validation (elbo, iwae, fivo)")
+    p.add_argument("--valid-particles", dest="valid_particles", type=int)
+    p.add_argument("--eval-bound", dest="eval_bound", help="bound for the final test evaluation (elbo, iwae, fivo)")
     p.add_argument("--eval-particles", dest="eval_particles", type=int)
     p.add_argument("--pyro-validation", dest="pyro_validation", action="store_const", const=True,
                    help="keep Pyro's distribution validation on during updates (slower; for debugging a model)")
@@ -70,8 +80,9 @@ def _train_parser(sub) -> None:
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained run", description="Evaluate a bound on one split for a trained run.")
     p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
-    p.add_argument("--bound", default="elbo", help="elbo or iwae")
+    p.add_argument("--bound", default="elbo", help="elbo, iwae or fivo")
     p.add_argument("--particles", type=int, default=1)
+    _filter_arguments(p, defaults=True)
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
     p.set_defaults(command=_run_evaluate)
@@ -117,11 +128,13 @@ def _run_evaluate(args) -> int:
     except RuntimeError as error:
         raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {str(error).splitlines()[0]}") from None
     model.to(device).eval()
-    result = evaluate(model, data.x, data.lengths, bound=args.bound, num_particles=args.particles)
+    bound = make_bound(args.bound, args.resampler, args.ess_threshold)
+    result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
     record = {
         "split": args.split,
         "bound": args.bound,
         "particles": args.particles,
+        **{key: getattr(bound, key) for key in ("resampler", "ess_threshold") if hasattr(bound, key)},
         "per_timestep": result.per_timestep,
         "total": result.total,
         "epoch": int(checkpoint["epoch"]),

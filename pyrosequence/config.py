@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from pyrosequence.data.registry import data_source
-from pyrosequence.inference.evaluate import IMPORTANCE_BOUNDS
+from pyrosequence.inference.evaluate import BOUNDS
 from pyrosequence.inference.objectives import OBJECTIVES
+from pyrosequence.inference.particle_filter import check_filter_options
+from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import model_class
 
 
@@ -29,6 +31,8 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     objective: str = "elbo"
     particles: int = 1
+    resampler: str = "multinomial"
+    ess_threshold: float = 0.5
     epochs: int = 60
     batch_size: int = 32
     lr: float = 3e-3
@@ -53,10 +57,10 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
         for name in ("valid_bound", "eval_bound"):
-            if getattr(self, name) not in IMPORTANCE_BOUNDS:
-                raise ValueError(
-                    f"unknown bound {getattr(self, name)!r}; choose one of: {', '.join(sorted(IMPORTANCE_BOUNDS))}"
-                )
+            if getattr(self, name) not in BOUNDS:
+                raise ValueError(f"unknown bound {getattr(self, name)!r}; choose one of: {', '.join(sorted(BOUNDS))}")
+        get_resampler(self.resampler)
+        check_filter_options(1, self.ess_threshold)
         for name in ("z_dim", "particles", "epochs", "batch_size", "valid_particles", "eval_particles"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

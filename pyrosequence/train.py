@@ -24,7 +24,7 @@ from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.registry import load_split
-from pyrosequence.inference.evaluate import evaluate
+from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
 from pyrosequence.models import SequenceModel, model_class
@@ -135,9 +135,11 @@ def train_epoch(
 
     The loss of a batch is the negative bound summed over its sequences; gradients are divided
     by the batch's number of time steps, so the learning rate does not depend on batch size or
-    sequence length.
+    sequence length. Objectives that normalise their loss themselves (``normalized_loss``, e.g.
+    FIVO: each sequence's bound over its length, averaged over the batch) are used as they are.
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    normalized = getattr(objective, "normalized_loss", False)
     total_loss, total_steps = 0.0, 0
     batches = data.batches(config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch))
     bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
@@ -151,9 +153,12 @@ def train_epoch(
         num_steps = int(lengths.sum())
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at update {step} (epoch {epoch + 1}); try a lower --lr")
-        for p in params:
-            if p.grad is not None:
-                p.grad.div_(num_steps)
+        if normalized:
+            loss = loss * num_steps  # back to a sum over steps, for the running average
+        else:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.div_(num_steps)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
@@ -184,7 +189,11 @@ def train(
     pyro.set_rng_seed(config.seed)
     model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
     model.init_from_data(train_set.x, train_set.lengths)
-    objective = make_objective(config.objective, config.particles)
+    objective = make_objective(
+        config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold
+    )
+    valid_bound = make_bound(config.valid_bound, config.resampler, config.ess_threshold)
+    eval_bound = make_bound(config.eval_bound, config.resampler, config.ess_threshold)
     if config.kl_anneal:
         schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
     else:
@@ -218,7 +227,7 @@ def train(
         with pyro.validation_enabled(config.pyro_validation):
             loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
             model.eval()
-            valid = evaluate(model, valid_set.x, valid_set.lengths, config.valid_bound, config.valid_particles)
+            valid = evaluate(model, valid_set.x, valid_set.lengths, valid_bound, config.valid_particles)
         epoch += 1
         record = {
             "epoch": epoch,
@@ -249,7 +258,8 @@ def train(
         )
 
     test_set = load_split(config.data, "test", config.data_root).to(device)
-    test = evaluate(model, test_set.x, test_set.lengths, config.eval_bound, config.eval_particles)
+    with pyro.validation_enabled(config.pyro_validation):
+        test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)
     result = {
         "split": "test",
         "bound": config.eval_bound,

@@ -1,24 +1,49 @@
-"""Inference: objectives by name, KL weighting handlers and schedules, and bound evaluation."""
+"""Inference: objectives by name (Pyro's ELBOs and FIVO), the particle filter and resamplers,
+KL weighting handlers and schedules, and bound evaluation."""
 
 from pyrosequence.inference.evaluate import (
-    IMPORTANCE_BOUNDS,
+    BOUNDS,
     EvaluationResult,
+    FilteringBound,
     ImportanceBound,
     evaluate,
     log_importance_weights,
+    make_bound,
 )
-from pyrosequence.inference.objectives import OBJECTIVES, make_objective
-from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, LatentScaleMessenger, scale_latents
+from pyrosequence.inference.fivo import FIVO
+from pyrosequence.inference.objectives import OBJECTIVES, ObjectiveOptions, make_objective
+from pyrosequence.inference.particle_filter import FilterResult, particle_filter
+from pyrosequence.inference.resamplers import RESAMPLERS, get_resampler, multinomial, residual, stratified, systematic
+from pyrosequence.inference.scaling import (
+    ConstantBeta,
+    KLAnnealing,
+    LatentScaleMessenger,
+    ScaledLatents,
+    scale_latents,
+)
 
 __all__ = [
     "evaluate",
     "EvaluationResult",
+    "BOUNDS",
+    "make_bound",
     "ImportanceBound",
-    "IMPORTANCE_BOUNDS",
+    "FilteringBound",
     "log_importance_weights",
+    "FIVO",
+    "particle_filter",
+    "FilterResult",
+    "RESAMPLERS",
+    "get_resampler",
+    "multinomial",
+    "systematic",
+    "stratified",
+    "residual",
     "make_objective",
+    "ObjectiveOptions",
     "OBJECTIVES",
     "scale_latents",
+    "ScaledLatents",
     "LatentScaleMessenger",
     "ConstantBeta",
     "KLAnnealing",

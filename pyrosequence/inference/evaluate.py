@@ -13,10 +13,14 @@ import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
+from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
+from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.models.base import SequenceModel
 
-#: Default cap on particles x sequences x steps evaluated at once (bounds peak memory).
+#: Default cap on particles x sequences x steps evaluated at once by importance bounds.
 PARTICLE_STEP_BUDGET = 2**18
+#: Default cap on particles x sequences filtered at once by the FIVO bound (it streams over time).
+FILTER_PARTICLE_BUDGET = 2**16
 
 
 @dataclass(frozen=True)
@@ -70,30 +74,80 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
 
 @dataclass(frozen=True)
 class ImportanceBound:
-    """A bound computed from log importance weights drawn in chunks of particles.
+    """A bound computed from log importance weights, drawn in chunks of particles.
 
     ``reduce_chunk`` turns a ``(k, batch)`` chunk into a ``(1, batch)`` summary, so memory does not
     grow with K; ``finish`` combines the summaries of all K particles into a ``(batch,)`` bound.
     """
 
+    name: str
     reduce_chunk: Callable[[torch.Tensor], torch.Tensor]
     finish: Callable[[torch.Tensor, int], torch.Tensor]
 
+    def batch_size(self, num_sequences: int, num_steps: int, num_particles: int) -> int:
+        return max(1, min(num_sequences, PARTICLE_STEP_BUDGET // (num_steps * min(num_particles, 16))))
 
-#: name -> how to turn K log importance weights per sequence into a bound.
-IMPORTANCE_BOUNDS: dict[str, ImportanceBound] = {
+    def per_sequence(self, model: SequenceModel, seqs: Sequences, num_particles: int, particle_chunk: int | None) -> torch.Tensor:
+        chunk = particle_chunk or max(1, min(num_particles, PARTICLE_STEP_BUDGET // (seqs.num_steps * seqs.batch_size)))
+        summaries, done = [], 0
+        while done < num_particles:
+            k = min(chunk, num_particles - done)
+            summaries.append(self.reduce_chunk(log_importance_weights(model, seqs, k)))
+            done += k
+        return self.finish(torch.cat(summaries), num_particles)
+
+
+@dataclass(frozen=True)
+class FilteringBound:
+    """The FIVO bound: ``log p_hat(x)`` of a particle filter (:func:`particle_filter`).
+
+    All K particles of a sequence must be filtered together (resampling couples them), but the
+    filter streams over time and keeps no graph when evaluating, so its memory is that of
+    ``K x batch`` states; sequences are batched to keep that under ``FILTER_PARTICLE_BUDGET``.
+    """
+
+    resampler: str | Resampler = "multinomial"
+    ess_threshold: float = 0.5
+    name: str = "fivo"
+
+    def __post_init__(self) -> None:
+        check_filter_options(1, self.ess_threshold)
+        get_resampler(self.resampler)
+
+    def batch_size(self, num_sequences: int, num_steps: int, num_particles: int) -> int:
+        return max(1, min(num_sequences, FILTER_PARTICLE_BUDGET // num_particles))
+
+    def per_sequence(self, model: SequenceModel, seqs: Sequences, num_particles: int, particle_chunk: int | None) -> torch.Tensor:
+        return particle_filter(model, seqs, num_particles, get_resampler(self.resampler), self.ess_threshold).log_z
+
+
+Bound = ImportanceBound | FilteringBound
+
+#: name -> factory(resampler=..., ess_threshold=...) -> bound; importance bounds ignore the options.
+BOUNDS: dict[str, Callable[..., Bound]] = {
     # mean of K one-sample ELBOs
-    "elbo": ImportanceBound(lambda w: w.sum(0, keepdim=True), lambda s, k: s.sum(0) / k),
+    "elbo": lambda **_: ImportanceBound("elbo", lambda w: w.sum(0, keepdim=True), lambda s, k: s.sum(0) / k),
     # log (1/K) sum_k w_k  (Burda et al., 2016)
-    "iwae": ImportanceBound(lambda w: w.logsumexp(0, keepdim=True), lambda s, k: s.logsumexp(0) - math.log(k)),
+    "iwae": lambda **_: ImportanceBound(
+        "iwae", lambda w: w.logsumexp(0, keepdim=True), lambda s, k: s.logsumexp(0) - math.log(k)
+    ),
+    # log p_hat(x) of a particle filter (Maddison et al., 2017)
+    "fivo": lambda resampler="multinomial", ess_threshold=0.5: FilteringBound(resampler, ess_threshold),
 }
+
+
+def make_bound(name: str, resampler: str | Resampler = "multinomial", ess_threshold: float = 0.5) -> Bound:
+    """The bound called ``name`` (see :data:`BOUNDS`); the filter options apply to ``"fivo"``."""
+    if name not in BOUNDS:
+        raise ValueError(f"unknown bound {name!r}; choose one of: {', '.join(sorted(BOUNDS))}")
+    return BOUNDS[name](resampler=resampler, ess_threshold=ess_threshold)
 
 
 def evaluate(
     model: SequenceModel,
     x: torch.Tensor,
     lengths: torch.Tensor | None = None,
-    bound: str = "elbo",
+    bound: str | Bound = "elbo",
     num_particles: int = 1,
     batch_size: int | None = None,
     particle_chunk: int | None = None,
@@ -104,35 +158,27 @@ def evaluate(
         model: a :class:`SequenceModel`.
         x: ``(batch, time, x_dim)`` padded sequences.
         lengths: ``(batch,)`` lengths or ``None`` for full-length sequences.
-        bound: ``"elbo"`` (the mean of ``num_particles`` one-sample ELBOs) or ``"iwae"``
-            (``log mean_k w_k``, Burda et al.).
-        num_particles: K. Particles are drawn in chunks, and sequences in batches, so that
-            ``K = 1024`` fits in memory.
-        batch_size: sequences per pass (default: all, or fewer if the particle budget demands).
-        particle_chunk: particles per pass (default: from ``PARTICLE_STEP_BUDGET``).
+        bound: ``"elbo"`` (the mean of ``num_particles`` one-sample ELBOs), ``"iwae"``
+            (``log mean_k w_k``, Burda et al.), ``"fivo"`` (a particle filter with multinomial
+            resampling at ESS < K/2), or a bound object from :func:`make_bound` (e.g.
+            ``make_bound("fivo", resampler="systematic")``).
+        num_particles: K. Sequences are processed in batches, and importance particles in
+            chunks, so that ``K = 1024`` fits in memory.
+        batch_size: sequences per pass (default: from the bound's memory budget).
+        particle_chunk: importance particles per pass (default: from ``PARTICLE_STEP_BUDGET``).
 
     Returns:
         :class:`EvaluationResult` with ``log_likelihood`` per sequence and ``per_timestep``.
     """
-    if bound not in IMPORTANCE_BOUNDS:
-        raise ValueError(f"unknown bound {bound!r}; choose one of: {', '.join(sorted(IMPORTANCE_BOUNDS))}")
-    if int(num_particles) < 1:
-        raise ValueError(f"the number of particles must be at least 1, got {num_particles}")
-    num_particles = int(num_particles)
+    rule = make_bound(bound) if isinstance(bound, str) else bound
+    check_filter_options(num_particles, 0.0)
     seqs = model.prepare(x, lengths)
-    n, steps = seqs.batch_size, seqs.num_steps
-    batch_size = batch_size or max(1, min(n, PARTICLE_STEP_BUDGET // (steps * min(num_particles, 16))))
-    chunk = particle_chunk or max(1, min(num_particles, PARTICLE_STEP_BUDGET // (steps * batch_size)))
-    rule = IMPORTANCE_BOUNDS[bound]
+    n = seqs.batch_size
+    batch_size = batch_size or rule.batch_size(n, seqs.num_steps, num_particles)
     out = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size)
             part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
-            chunks, done = [], 0
-            while done < num_particles:
-                k = min(chunk, num_particles - done)
-                chunks.append(rule.reduce_chunk(log_importance_weights(model, part, k)))
-                done += k
-            out.append(rule.finish(torch.cat(chunks), num_particles))
-    return EvaluationResult(bound, num_particles, torch.cat(out), seqs.lengths.clone())
+            out.append(rule.per_sequence(model, part, num_particles, particle_chunk))
+    return EvaluationResult(rule.name, num_particles, torch.cat(out), seqs.lengths.clone())

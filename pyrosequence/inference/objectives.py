@@ -2,46 +2,77 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
+
+from pyrosequence.inference.fivo import FIVO
+from pyrosequence.inference.resamplers import Resampler
 
 #: Nesting of plates in every SequenceModel (the sequence plate); the particle plate goes left of it.
 MAX_PLATE_NESTING = 1
 
 
-def _elbo(num_particles: int, vectorize: bool) -> ELBO:
-    return Trace_ELBO(num_particles=num_particles, vectorize_particles=vectorize, max_plate_nesting=MAX_PLATE_NESTING)
+@dataclass(frozen=True)
+class ObjectiveOptions:
+    """Settings an objective may use: Pyro's ELBOs read ``vectorize_particles``, FIVO the rest."""
+
+    vectorize_particles: bool = True
+    resampler: str | Resampler = "multinomial"
+    ess_threshold: float = 0.5
 
 
-def _mean_field(num_particles: int, vectorize: bool) -> ELBO:
+def _elbo(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return Trace_ELBO(
+        num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
+    )
+
+
+def _mean_field(num_particles: int, options: ObjectiveOptions) -> ELBO:
     return TraceMeanField_ELBO(
-        num_particles=num_particles, vectorize_particles=vectorize, max_plate_nesting=MAX_PLATE_NESTING
+        num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
     )
 
 
-def _iwae(num_particles: int, vectorize: bool) -> ELBO:
+def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
     return RenyiELBO(
-        alpha=0.0, num_particles=num_particles, vectorize_particles=vectorize, max_plate_nesting=MAX_PLATE_NESTING
+        alpha=0.0,
+        num_particles=num_particles,
+        vectorize_particles=options.vectorize_particles,
+        max_plate_nesting=MAX_PLATE_NESTING,
     )
 
 
-#: name -> factory(num_particles, vectorize_particles) -> pyro.infer.ELBO
-OBJECTIVES: dict[str, Callable[[int, bool], ELBO]] = {
+def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return FIVO(num_particles, options.resampler, options.ess_threshold)
+
+
+#: name -> factory(num_particles, ObjectiveOptions) -> pyro.infer.ELBO
+OBJECTIVES: dict[str, Callable[[int, ObjectiveOptions], ELBO]] = {
     "elbo": _elbo,
     "mean-field": _mean_field,
     "iwae": _iwae,
+    "fivo": _fivo,
 }
 
 
-def make_objective(name: str, num_particles: int = 1, vectorize_particles: bool = True) -> ELBO:
+def make_objective(
+    name: str,
+    num_particles: int = 1,
+    vectorize_particles: bool = True,
+    resampler: str | Resampler = "multinomial",
+    ess_threshold: float = 0.5,
+) -> ELBO:
     """Build the objective called ``name`` (see :data:`OBJECTIVES`).
 
     ``"elbo"`` is ``Trace_ELBO``; ``"mean-field"`` is ``TraceMeanField_ELBO`` (analytic KL per
-    step); ``"iwae"`` is ``RenyiELBO(alpha=0)``, the importance-weighted bound of Burda et al.
+    step); ``"iwae"`` is ``RenyiELBO(alpha=0)``, the importance-weighted bound of Burda et al.;
+    ``"fivo"`` is :class:`~pyrosequence.inference.FIVO` with ``resampler`` and ``ess_threshold``.
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
-    if int(num_particles) < 1:
-        raise ValueError(f"the number of particles must be at least 1, got {num_particles}")
-    return OBJECTIVES[name](int(num_particles), bool(vectorize_particles))
+    if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 1:
+        raise ValueError(f"the number of particles must be an integer of at least 1, got {num_particles}")
+    options = ObjectiveOptions(bool(vectorize_particles), resampler, ess_threshold)
+    return OBJECTIVES[name](int(num_particles), options)

@@ -26,11 +26,39 @@ class LatentScaleMessenger(ScaleMessenger):
             super()._process_message(msg)
 
 
-def scale_latents(fn: Callable, scale: float | torch.Tensor) -> Callable:
+class ScaledLatents:
+    """A model or guide whose latent sites are scaled by ``scale`` (see :func:`scale_latents`).
+
+    Calling it runs ``fn`` under :class:`LatentScaleMessenger`; ``fn`` and ``scale`` stay visible
+    so estimators that drive a model's steps directly (``FIVO``) can apply the same weighting.
+    """
+
+    def __init__(self, fn: Callable, scale: float | torch.Tensor) -> None:
+        self.fn = fn
+        self.scale = scale
+
+    def __call__(self, *args, **kwargs):
+        with LatentScaleMessenger(self.scale):
+            return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"scale_latents({self.fn!r}, {self.scale!r})"
+
+
+def scale_latents(fn: Callable, scale: float | torch.Tensor) -> ScaledLatents:
     """Wrap a model or guide so its latent sites are scaled by ``scale`` (a float or tensor)."""
     if not torch.is_tensor(scale) and not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"the KL weight must be a positive finite number, got {scale}")
-    return LatentScaleMessenger(scale)(fn)
+    return ScaledLatents(fn, scale)
+
+
+def unwrap_scaled(fn: Callable) -> tuple[Callable, float | torch.Tensor]:
+    """Peel :class:`ScaledLatents` layers off ``fn``; returns the inner callable and total scale."""
+    scale = 1.0
+    while isinstance(fn, ScaledLatents):
+        scale = scale * fn.scale
+        fn = fn.fn
+    return fn, scale
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Sequence models: each a :class:`SequenceModel` with ``model(x, lengths)`` and ``guide(x, lengths)``."""
 
-from pyrosequence.models.base import SequenceModel, stack_states
+from pyrosequence.models.base import SequenceModel, context_steps, stack_states
 from pyrosequence.models.linear_gaussian import LinearGaussianSSM
 from pyrosequence.models.vrnn import VRNN
 
@@ -19,4 +19,4 @@ def model_class(name: str) -> type[SequenceModel]:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}") from None
 
 
-__all__ = ["SequenceModel", "stack_states", "VRNN", "LinearGaussianSSM", "MODELS", "model_class"]
+__all__ = ["SequenceModel", "context_steps", "stack_states", "VRNN", "LinearGaussianSSM", "MODELS", "model_class"]

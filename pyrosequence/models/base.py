@@ -37,7 +37,7 @@ from pyrosequence.nn.cells import State
 Context = torch.Tensor | tuple[torch.Tensor, ...] | None
 
 
-def _steps(context: Context, num_steps: int) -> list:
+def context_steps(context: Context, num_steps: int) -> list:
     """Split a ``(batch, time, ...)`` context (or a tuple of them) into per-step slices."""
     if context is None:
         return [None] * num_steps
@@ -175,8 +175,8 @@ class SequenceModel(nn.Module):
         pyro.module(self.pyro_name, self)
         seqs = self.prepare(x, lengths)
         ctx = self.context(seqs.x)
-        ctx_steps = _steps(ctx, seqs.num_steps)
-        q_steps = _steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
+        ctx_steps = context_steps(ctx, seqs.num_steps)
+        q_steps = context_steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
         state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
         record = _Recurrence(key=self._key(x, lengths), context=ctx, initial=state)
         with pyro.plate("sequences", seqs.batch_size, dim=-1):
@@ -223,7 +223,7 @@ class SequenceModel(nn.Module):
                 else:  # not our guide's value: compute from here on
                     cached = priors = stacked_previous = None
                     if ctx_steps is None:
-                        ctx_steps = _steps(ctx, steps)
+                        ctx_steps = context_steps(ctx, steps)
                     features = self.latent_features(z)
                     state = self.update(state, features, ctx_steps[t])
                 features_seq.append(features)

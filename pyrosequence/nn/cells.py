@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyrosequence.nn.mlp import broadcast_shape
+
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
@@ -38,7 +40,7 @@ class RecurrentCell(nn.Module):
         parts = state if isinstance(state, tuple) else (state,)
         if inputs.dim() == 2 and all(p.shape[:-1] == inputs.shape[:-1] for p in parts):
             return self.cell(inputs, state)  # the common case: one flat batch, nothing to reshape
-        batch = torch.broadcast_shapes(inputs.shape[:-1], *(p.shape[:-1] for p in parts))
+        batch = broadcast_shape(inputs.shape[:-1], *(p.shape[:-1] for p in parts))
         flat_in = inputs.expand(batch + inputs.shape[-1:]).reshape(-1, inputs.shape[-1])
         flat = [p.expand(batch + p.shape[-1:]).reshape(-1, self.hidden_dim) for p in parts]
         if self.kind == "lstm":

@@ -53,5 +53,22 @@ def cat_features(*tensors: torch.Tensor) -> torch.Tensor:
     leading = [t.shape[:-1] for t in tensors]
     if all(shape == leading[0] for shape in leading):
         return torch.cat(tensors, dim=-1)
-    batch = torch.broadcast_shapes(*leading)
+    batch = broadcast_shape(*leading)
     return torch.cat([t.expand(batch + t.shape[-1:]) for t in tensors], dim=-1)
+
+
+def broadcast_shape(*shapes: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes`` for the few short shapes of a time step, without its overhead.
+
+    (``torch.broadcast_shapes`` goes through the Python reference implementation, which costs
+    more than the small matrix products of a step.)
+    """
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, size in enumerate(shape, start=ndim - len(shape)):
+            if size != 1:
+                if out[i] not in (1, size):
+                    raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = size
+    return torch.Size(out)

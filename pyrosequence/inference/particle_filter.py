@@ -1,0 +1,143 @@
+"""A differentiable particle filter over the per-step pieces of a :class:`SequenceModel`.
+
+One filter per sequence of the batch runs K particles through the model's proposal, prior,
+emission and state update, reweights them, and resamples the filters whose effective sample size
+falls below ``ess_threshold * K``. Its estimate of ``log p(x)`` is the FIVO bound (Maddison et
+al., "Filtering Variational Objectives", NeurIPS 2017, eq. 3 and Algorithm 1); with
+``ess_threshold = 0`` it never resamples and is the IWAE bound, and with ``K = 1`` it is the ELBO.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pyrosequence.data.checks import Sequences
+from pyrosequence.inference.resamplers import Resampler
+from pyrosequence.models.base import SequenceModel, context_steps
+
+#: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
+PARTICLE_DIM = 0
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """What one run of the particle filter measured (``T`` = steps, ``B`` = sequences).
+
+    Attributes:
+        log_z: ``(B,)`` the estimate of ``log p(x_b)``: the FIVO bound of each sequence.
+        log_increments: ``(T, B)`` ``log p_hat(x_t | x_<t)``; they sum to ``log_z``; zero beyond
+            a sequence's length.
+        ess: ``(T, B)`` effective sample size of the weights after step ``t``'s reweighting.
+        resampled: ``(T, B)`` whether the filter resampled after step ``t``.
+        lengths: ``(B,)`` sequence lengths.
+    """
+
+    log_z: torch.Tensor
+    log_increments: torch.Tensor
+    ess: torch.Tensor
+    resampled: torch.Tensor
+    lengths: torch.Tensor
+
+
+def check_filter_options(num_particles, ess_threshold) -> None:
+    """Reject a particle count below 1 and an ESS threshold outside [0, 1]."""
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+        raise ValueError(f"the number of particles must be an integer of at least 1, got {num_particles!r}")
+    if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
+        raise ValueError(f"ess_threshold must lie in [0, 1] (0 = never resample, 1 = always), got {ess_threshold!r}")
+
+
+def _gather(state, ancestors: torch.Tensor):
+    """Select particles ``ancestors`` (K, B) along the particle dimension of a (tuple) state."""
+    if isinstance(state, tuple):
+        return tuple(_gather(s, ancestors) for s in state)
+    index = ancestors.reshape(ancestors.shape + (1,) * (state.dim() - 2)).expand_as(state)
+    return state.gather(PARTICLE_DIM, index)
+
+
+def _report_bad_weights(lse: torch.Tensor, t: int) -> None:
+    bad = (~torch.isfinite(lse)).nonzero()
+    if len(bad):
+        b = int(bad[0, 0])
+        what = "NaN" if torch.isnan(lse[b]) else ("-inf: every particle has zero weight" if lse[b] < 0 else "+inf")
+        raise ValueError(f"particle filter: the log-weights of sequence {b} are {what} at step {t}")
+
+
+def particle_filter(
+    model: SequenceModel,
+    seqs: Sequences,
+    num_particles: int,
+    resampler: Resampler,
+    ess_threshold: float,
+    latent_scale: float | torch.Tensor = 1.0,
+) -> FilterResult:
+    """Run one particle filter per sequence of ``seqs`` (already validated by ``model.prepare``).
+
+    Each step draws ``z_t`` from the proposal (reparameterised), adds
+    ``log p(x_t | s, z_t) + latent_scale * (log p(z_t | s) - log q(z_t | s, x))`` to the
+    log-weights, updates the states, and resamples the filters whose ESS is below
+    ``ess_threshold * K`` (not after a sequence's last step). Sequences that have ended add no
+    weight and do not resample. Gradients flow through the weights and the resampled states but
+    not through the choice of ancestors (the FIVO paper's estimator, section 4: the
+    score-function term of resampling is dropped). Log-sum-exp is used throughout.
+
+    Raises ``ValueError`` naming the step and sequence if all weights of a filter become zero
+    (or NaN/inf).
+    """
+    k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
+    ctx = model.context(seqs.x)
+    ctx_steps = context_steps(ctx, steps)
+    q_steps = context_steps(model.proposal_context(seqs.x, ctx), steps)
+    x_steps = seqs.x.unbind(1)
+    particles = torch.Size([k, batch])
+    state = model.initial_state(particles, seqs.x)
+    log_k = math.log(k)
+    log_w = seqs.x.new_zeros(particles)
+    log_z = seqs.x.new_zeros(batch)
+    reference = seqs.x.new_full((batch,), log_k)  # log-sum of the weights at the last reset
+    last_step = seqs.lengths - 1
+    identity = torch.arange(k, device=seqs.x.device)[:, None].expand(particles)
+    increments, ess_steps, resampled_steps = [], [], []
+    for t in range(steps):
+        proposal = model.proposal(state, t, q_steps[t])
+        if proposal.batch_shape != particles:
+            proposal = proposal.expand(particles)
+        if not proposal.has_rsample:
+            raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
+        z = proposal.rsample()
+        features = model.latent_features(z)
+        log_latent = model.transition(state, t).log_prob(z) - proposal.log_prob(z)
+        increment = model.emission(state, features).log_prob(x_steps[t]) + latent_scale * log_latent
+        active = seqs.step_mask(t)
+        if active is not None:
+            increment = increment.masked_fill(~active, 0.0)
+        log_w = log_w + increment
+        lse = log_w.logsumexp(PARTICLE_DIM)
+        ess = (2 * lse - (2 * log_w).logsumexp(PARTICLE_DIM)).exp()
+        resample = (ess < ess_threshold * k) & (t < last_step)
+        finite, any_resample = torch.stack([torch.isfinite(lse).all(), resample.any()]).tolist()
+        if not finite:
+            _report_bad_weights(lse, t)
+        increments.append(lse - reference)
+        ess_steps.append(ess.detach())
+        resampled_steps.append(resample)
+        state = model.update(state, features, ctx_steps[t])
+        if any_resample:
+            drawn = resampler(log_w.detach().transpose(0, 1)).transpose(0, 1)
+            state = _gather(state, torch.where(resample, drawn, identity))
+            log_z = log_z + (lse - log_k).masked_fill(~resample, 0.0)
+            log_w = log_w.masked_fill(resample, 0.0)
+            reference = lse.masked_fill(resample, log_k)
+        else:
+            reference = lse
+    log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
+    return FilterResult(
+        log_z=log_z,
+        log_increments=torch.stack(increments),
+        ess=torch.stack(ess_steps),
+        resampled=torch.stack(resampled_steps),
+        lengths=seqs.lengths,
+    )
