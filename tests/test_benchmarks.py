@@ -7,6 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_fivo  # noqa: E402
 import bench_vrnn_step  # noqa: E402
 from plain_vrnn import plain_vrnn_loss  # noqa: E402
 
@@ -32,3 +33,11 @@ def test_plain_baseline_computes_the_same_estimator():
     pyro.set_rng_seed(0)
     plain = float(plain_vrnn_loss(m, x).detach())
     assert abs(ours - plain) < 1e-4 * abs(plain)
+
+
+def test_fivo_benchmark_runs_with_tiny_sizes():
+    result = bench_fivo.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "3", "--x-dim", "5",
+                              "--dim", "3", "--eval-particles", "4"])
+    assert result["training"]["ratio_fivo_vs_iwae"] > 0
+    assert [r["bound"] for r in result["evaluation"]] == ["fivo", "iwae"]
+    assert all(r["peak_rss_mib"] > 0 and r["per_timestep"] < 0 for r in result["evaluation"])

@@ -33,12 +33,15 @@ def test_resume_extends_a_run(tmp_path, capsys):
     "argv,message",
     [
         (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: lgssm, vrnn"),
-        (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, iwae, mean-field"),
+        (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, fivo, iwae, mean-field"),
         (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (["train", "--likelihood", "bernoulli"], "must be binary (0/1) for a Bernoulli emission"),
         (["train", "--model", "lgssm", "--cell", "gru"], "does not take option(s) cell"),
         (["train", "--particles", "0"], "particles must be a positive integer"),
+        (["train", "--objective", "fivo", "--resampler", "bootstrap"], "unknown resampler 'bootstrap'"),
+        (["train", "--objective", "fivo", "--ess-threshold", "2"], "ess_threshold must lie in [0, 1]"),
+        (["train", "--eval-bound", "exact"], "unknown bound 'exact'; choose one of: elbo, fivo, iwae"),
         (["train", "--device", "cuda:7"], "CUDA is not available"),
         (["evaluate", "/nonexistent/run"], "no run directory at /nonexistent/run"),
     ],
@@ -83,3 +86,16 @@ def test_non_empty_out_needs_resume_or_force(tmp_path, capsys):
 def test_help(command):
     result = subprocess.run([sys.executable, "-m", "pyrosequence", *command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: pyrosequence" in result.stdout
+
+
+def test_fivo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "fivo"
+    argv = ["train", *FAST, "--objective", "fivo", "--particles", "4", "--resampler", "systematic",
+            "--valid-bound", "fivo", "--valid-particles", "4", "--eval-bound", "fivo", "--out", str(out)]
+    assert main(argv) == 0
+    assert "test fivo(2) per time step:" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--bound", "fivo", "--particles", "16", "--resampler", "residual",
+                 "--ess-threshold", "1"]) == 0
+    assert "test fivo(16) per time step:" in capsys.readouterr().out
+    record = (out / "evaluations.jsonl").read_text()
+    assert '"resampler": "residual"' in record and '"ess_threshold": 1.0' in record
