@@ -10,7 +10,7 @@ from pyrosequence import LinearGaussianSSM
 
 def brute_force_log_prob(m: LinearGaussianSSM, x: torch.Tensor) -> torch.Tensor:
     """log N(vec(x); 0, Sigma) with Sigma built from the model's matrices, state by state."""
-    steps, x_dim, z_dim = x.shape[-2], m.x_dim, m.z_dim
+    steps, x_dim = x.shape[-2], m.x_dim
     A, C = m.transition_matrix.detach().double(), m.observation_matrix.detach().double()
     Q = torch.diag(m.log_transition_scale.detach().double().exp() ** 2)
     P = [torch.diag(m.log_initial_scale.detach().double().exp() ** 2)]

@@ -1,6 +1,5 @@
 """FIVO against the linear-Gaussian model's exact likelihood, and its identities with ELBO and IWAE."""
 
-import math
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.infer import SVI, Trace_ELBO
 
-from pyrosequence import VRNN, LinearGaussianSSM, SequenceModel
+from pyrosequence import VRNN, LinearGaussianSSM
 from pyrosequence.data import synthetic_dataset
 from pyrosequence.inference import FIVO, evaluate, make_bound, particle_filter, get_resampler, scale_latents
 
@@ -231,3 +230,16 @@ def test_evaluate_fivo_with_k_1024_in_batches():
     assert result.log_likelihood.shape == (6,)
     assert torch.all((result.log_likelihood - exact).abs() < 0.5)
     assert result.per_timestep == pytest.approx(float(result.log_likelihood.sum()) / 72, rel=1e-6)
+
+
+def test_a_user_model_trains_with_fivo(random_walk):
+    model = random_walk
+    with torch.no_grad():
+        model.log_s.fill_(2.0)  # start far from the data's step size (1)
+    x = torch.randn(8, 12, 1).cumsum(1)
+    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.05}), FIVO(8, resampler="stratified"))
+    losses = [svi.step(x) for _ in range(80)]
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+    with torch.no_grad():
+        result = FIVO(8).filter(model.model, model.guide, x)
+    assert result.log_z.shape == (8,) and torch.isfinite(result.log_z).all()

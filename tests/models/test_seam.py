@@ -2,10 +2,8 @@
 
 import pytest
 import torch
-from torch import nn
 
 import pyro
-import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 from pyro.infer import SVI, Trace_ELBO
@@ -109,33 +107,8 @@ def test_padding_matters_when_it_is_not_padding():
     assert Trace_ELBO().loss(model.model, model.guide, x) != pytest.approx(full, rel=1e-3)
 
 
-class RandomWalk(SequenceModel):
-    """A user-written model on the base class: z_t ~ N(z_{t-1}, s), x_t ~ N(z_t, 1), q = N(x_t * a, b)."""
-
-    def __init__(self):
-        super().__init__(x_dim=1, z_dim=1)
-        self.log_s = nn.Parameter(torch.zeros(1))
-        self.a = nn.Parameter(torch.ones(1))
-        self.log_b = nn.Parameter(torch.zeros(1))
-
-    def initial_state(self, batch_shape, x):
-        return x.new_zeros(tuple(batch_shape) + (1,))
-
-    def transition(self, state, t):
-        return dist.Normal(state, self.log_s.exp()).to_event(1)
-
-    def emission(self, state, z):
-        return dist.Normal(z, 1.0).to_event(1)
-
-    def update(self, state, z, x_t):
-        return z
-
-    def proposal(self, state, t, x_t):
-        return dist.Normal(x_t * self.a, self.log_b.exp()).to_event(1)
-
-
-def test_a_user_model_trains_with_svi():
-    model = RandomWalk()
+def test_a_user_model_trains_with_svi(random_walk):
+    model = random_walk
     x = torch.randn(8, 10, 1).cumsum(1)
     svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
     losses = [svi.step(x) for _ in range(150)]
