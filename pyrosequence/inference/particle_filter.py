@@ -10,6 +10,7 @@ al., "Filtering Variational Objectives", NeurIPS 2017, eq. 3 and Algorithm 1); w
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -44,9 +45,9 @@ class FilterResult:
 
 def check_filter_options(num_particles, ess_threshold) -> None:
     """Reject a particle count below 1 and an ESS threshold outside [0, 1]."""
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+    if isinstance(num_particles, bool) or not isinstance(num_particles, numbers.Integral) or num_particles < 1:
         raise ValueError(f"the number of particles must be an integer of at least 1, got {num_particles!r}")
-    if not (isinstance(ess_threshold, (int, float)) and 0.0 <= ess_threshold <= 1.0):
+    if not (isinstance(ess_threshold, numbers.Real) and 0.0 <= ess_threshold <= 1.0):
         raise ValueError(f"ess_threshold must lie in [0, 1] (0 = never resample, 1 = always), got {ess_threshold!r}")
 
 
