@@ -53,7 +53,7 @@ class RandomWalk(SequenceModel):
     def emission(self, state, z):
         return dist.Normal(z, 1.0).to_event(1)
 
-    def update(self, state, z, x_t):
+    def update(self, state, z, x_t, t):
         return z
 
     def proposal(self, state, t, x_t):

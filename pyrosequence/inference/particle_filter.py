@@ -103,15 +103,18 @@ def particle_filter(
     identity = torch.arange(k, device=seqs.x.device)[:, None].expand(particles)
     increments, ess_steps, resampled_steps = [], [], []
     for t in range(steps):
-        proposal = model.proposal(state, t, q_steps[t])
-        if proposal.batch_shape != particles:
-            proposal = proposal.expand(particles)
-        if not proposal.has_rsample:
-            raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
-        z = proposal.rsample()
+        if model.z_dim:
+            proposal = model.proposal(state, t, q_steps[t])
+            if proposal.batch_shape != particles:
+                proposal = proposal.expand(particles)
+            if not proposal.has_rsample:
+                raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
+            z = proposal.rsample()
+            log_latent = latent_scale * (model.transition(state, t).log_prob(z) - proposal.log_prob(z))
+        else:  # a deterministic model: every particle carries the exact likelihood
+            z, log_latent = seqs.x.new_zeros(particles + (0,)), 0.0
         features = model.latent_features(z)
-        log_latent = model.transition(state, t).log_prob(z) - proposal.log_prob(z)
-        increment = model.emission(state, features).log_prob(x_steps[t]) + latent_scale * log_latent
+        increment = model.emission(state, features).log_prob(x_steps[t]) + log_latent
         active = seqs.step_mask(t)
         if active is not None:
             increment = increment.masked_fill(~active, 0.0)
@@ -125,7 +128,7 @@ def particle_filter(
         increments.append(lse - reference)
         ess_steps.append(ess.detach())
         resampled_steps.append(resample)
-        state = model.update(state, features, ctx_steps[t])
+        state = model.update(state, features, ctx_steps[t], t)
         if any_resample:
             drawn = resampler(log_w.detach().transpose(0, 1)).transpose(0, 1)
             state = _gather(state, torch.where(resample, drawn, identity))

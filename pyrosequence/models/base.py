@@ -29,6 +29,7 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
+from pyro.poutine.messenger import Messenger
 
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.models.time_slicing import time_slices
@@ -58,6 +59,26 @@ def stack_states(states: list[State], dim: int = -2) -> State:
     return torch.stack(torch.broadcast_tensors(*states), dim=dim)
 
 
+class _DeterministicCollector(Messenger):
+    """Takes the ``pyro.deterministic`` sites of a guide's state updates out of the guide trace.
+
+    They describe the model's computation (e.g. VHRNN's generated weights), so the model emits
+    them when it reuses the guide's states; keeping them out of the guide trace also keeps it
+    free of sites the model lacks, which estimators such as ``TraceMeanField_ELBO`` reject.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = 0
+        self.records: dict[int, list] = {}
+
+    def _process_message(self, msg) -> None:
+        if msg["type"] == "sample" and msg["infer"].get("_deterministic"):
+            event_dim = len(msg["fn"].event_shape)
+            self.records.setdefault(self.step, []).append((msg["name"], msg["value"], event_dim))
+            msg["stop"] = True
+
+
 @dataclass
 class _Recurrence:
     """The recurrence a guide computed, kept so the model can reuse it instead of recomputing.
@@ -74,6 +95,7 @@ class _Recurrence:
     latents: list = field(default_factory=list)  # z_t as sampled by the guide
     features: list = field(default_factory=list)  # latent_features(z_t)
     states: list = field(default_factory=list)  # s_t after update
+    deterministic: dict = field(default_factory=dict)  # step -> [(name, value, event_dim)]
 
 
 class SequenceModel(nn.Module):
@@ -85,6 +107,9 @@ class SequenceModel(nn.Module):
     broadcast over arbitrary leading batch dimensions: the guide adds a particle dimension under
     ``vectorize_particles=True``, a particle filter adds one per sequence, and the model evaluates
     :meth:`emission` once for all steps with time stacked at dimension ``-2`` of the state.
+
+    A model with ``z_dim = 0`` is deterministic (an RNN with an output distribution): it has no
+    latent sites, its guide is empty, and every bound equals its exact log-likelihood.
 
     Shapes: ``x`` is ``(batch, time, x_dim)``; ``lengths`` is ``(batch,)`` integer or ``None``.
     Latent sites are named ``z_0 ... z_{T-1}`` (``latent_name``), each with event shape
@@ -101,8 +126,8 @@ class SequenceModel(nn.Module):
 
     def __init__(self, x_dim: int, z_dim: int, name: str | None = None) -> None:
         super().__init__()
-        if int(x_dim) < 1 or int(z_dim) < 1:
-            raise ValueError(f"x_dim and z_dim must be positive integers, got x_dim={x_dim}, z_dim={z_dim}")
+        if int(x_dim) < 1 or int(z_dim) < 0:
+            raise ValueError(f"x_dim must be positive and z_dim non-negative, got x_dim={x_dim}, z_dim={z_dim}")
         self.x_dim = int(x_dim)
         self.z_dim = int(z_dim)
         # A unique name keeps parameters of different instances apart in Pyro's param store.
@@ -136,16 +161,23 @@ class SequenceModel(nn.Module):
         """
         raise NotImplementedError
 
-    def latent_features(self, z: torch.Tensor) -> torch.Tensor:
-        """Features of ``z_t`` shared by :meth:`emission` and :meth:`update` (default: ``z_t``)."""
+    def latent_features(self, z: torch.Tensor) -> Any:
+        """Features of ``z_t`` shared by :meth:`emission` and :meth:`update` (default: ``z_t``).
+
+        A tensor or a tuple of tensors, each broadcasting like ``z_t``.
+        """
         return z
 
-    def emission(self, state: State, z_features: torch.Tensor) -> dist.Distribution:
+    def emission(self, state: State, z_features: Any) -> dist.Distribution:
         """The likelihood ``p(x_t | s_{t-1}, z_t)`` with event shape ``(x_dim,)``."""
         raise NotImplementedError
 
-    def update(self, state: State, z_features: torch.Tensor, context_t: Any) -> State:
-        """The deterministic state update ``s_t = f(s_{t-1}, z_t, x_t)``."""
+    def update(self, state: State, z_features: Any, context_t: Any, t: int) -> State:
+        """The deterministic state update ``s_t = f(s_{t-1}, z_t, x_t)`` at step ``t``.
+
+        Values worth inspecting (e.g. generated weights) may be recorded here with
+        ``pyro.deterministic(f"name_{t}", value, event_dim=...)``.
+        """
         raise NotImplementedError
 
     def proposal(self, state: State, t: int, proposal_context_t: Any) -> dist.Distribution:
@@ -153,10 +185,25 @@ class SequenceModel(nn.Module):
         raise NotImplementedError
 
     def check_data(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside the emission's support."""
+        """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside the emission's support.
+
+        By default this asks the emission head stored as ``self.decoder_head`` (if any).
+        """
+        head = getattr(self, "decoder_head", None)
+        if head is not None and hasattr(head, "check_data"):
+            head.check_data(x)
 
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
-        """Optionally initialise parameters from training data (e.g. output biases); default: no-op."""
+        """Initialise parameters from training data before training.
+
+        By default a Bernoulli ``self.decoder_head`` starts at the logit of the training data's
+        per-dimension rate, as the FIVO reference code does; otherwise nothing happens.
+        """
+        head = getattr(self, "decoder_head", None)
+        if head is not None and hasattr(head, "init_bias_from_mean"):
+            seqs = self.prepare(x, lengths)
+            valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
+            head.init_bias_from_mean(valid.reshape(-1, self.x_dim).mean(0))
 
     # ------------------------------------------------------------------ validation
     def prepare(self, x, lengths=None) -> Sequences:
@@ -178,16 +225,21 @@ class SequenceModel(nn.Module):
         ctx_steps = context_steps(ctx, seqs.num_steps)
         q_steps = context_steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
         state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
+        if not self.z_dim:  # a deterministic model: nothing to propose
+            return
         record = _Recurrence(key=self._key(x, lengths), context=ctx, initial=state)
-        with pyro.plate("sequences", seqs.batch_size, dim=-1):
+        collector = _DeterministicCollector()
+        with pyro.plate("sequences", seqs.batch_size, dim=-1), collector:
             for t in pyro.markov(range(seqs.num_steps)):
                 with _masked(seqs.step_mask(t)):
                     z = pyro.sample(f"{self.latent_name}_{t}", self.proposal(state, t, q_steps[t]))
                 features = self.latent_features(z)
-                state = self.update(state, features, ctx_steps[t])
+                collector.step = t
+                state = self.update(state, features, ctx_steps[t], t)
                 record.latents.append(z)
                 record.features.append(features)
                 record.states.append(state)
+        record.deterministic = collector.records
         self._recurrence = record
 
     def model(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
@@ -214,18 +266,23 @@ class SequenceModel(nn.Module):
         previous, features_seq = [], []
         with pyro.plate("sequences", seqs.batch_size, dim=-1):
             for t in pyro.markov(range(steps)):
-                prior = priors[t] if priors is not None else self.transition(state, t)
-                with _masked(seqs.step_mask(t)):
-                    z = pyro.sample(f"{self.latent_name}_{t}", prior)
+                if self.z_dim:
+                    prior = priors[t] if priors is not None else self.transition(state, t)
+                    with _masked(seqs.step_mask(t)):
+                        z = pyro.sample(f"{self.latent_name}_{t}", prior)
+                else:
+                    z = seqs.x.new_zeros(seqs.batch_size, 0)
                 previous.append(state)
                 if cached is not None and cached.latents[t] is z:
                     features, state = cached.features[t], cached.states[t]
+                    for name, value, event_dim in cached.deterministic.get(t, ()):
+                        pyro.deterministic(name, value, event_dim=event_dim)
                 else:  # not our guide's value: compute from here on
                     cached = priors = stacked_previous = None
                     if ctx_steps is None:
                         ctx_steps = context_steps(ctx, steps)
                     features = self.latent_features(z)
-                    state = self.update(state, features, ctx_steps[t])
+                    state = self.update(state, features, ctx_steps[t], t)
                 features_seq.append(features)
             if stacked_previous is None:
                 stacked_previous = stack_states(previous)

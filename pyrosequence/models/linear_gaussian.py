@@ -61,7 +61,7 @@ class LinearGaussianSSM(SequenceModel):
     def emission(self, state: torch.Tensor, z: torch.Tensor) -> dist.Distribution:
         return dist.Normal(z @ self.observation_matrix.T, self.log_observation_scale.exp()).to_event(1)
 
-    def update(self, state: torch.Tensor, z: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    def update(self, state: torch.Tensor, z: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
         return z
 
     def proposal(self, state: torch.Tensor, t: int, x_t: torch.Tensor) -> dist.Distribution:

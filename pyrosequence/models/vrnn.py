@@ -92,15 +92,5 @@ class VRNN(SequenceModel):
     def emission(self, state: State, z_features: torch.Tensor) -> dist.Distribution:
         return self.decoder_head(self.decoder_net(cat_features(z_features, self.rnn.output(state))))
 
-    def update(self, state: State, z_features: torch.Tensor, x_features: torch.Tensor) -> State:
+    def update(self, state: State, z_features: torch.Tensor, x_features: torch.Tensor, t: int) -> State:
         return self.rnn(cat_features(x_features, z_features), state)
-
-    def check_data(self, x: torch.Tensor) -> None:
-        self.decoder_head.check_data(x)
-
-    def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
-        """Bernoulli emissions start at the training data's per-key rates (as the FIVO code does)."""
-        if hasattr(self.decoder_head, "init_bias_from_mean"):
-            seqs = self.prepare(x, lengths)
-            valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
-            self.decoder_head.init_bias_from_mean(valid.reshape(-1, self.x_dim).mean(0))

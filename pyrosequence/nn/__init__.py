@@ -1,7 +1,8 @@
 """Building blocks: MLPs, distribution heads and recurrent cells that broadcast over batch shapes."""
 
 from pyrosequence.nn.cells import RecurrentCell, State
-from pyrosequence.nn.heads import LIKELIHOODS, BernoulliHead, DiagNormalHead, make_likelihood
+from pyrosequence.nn.heads import LIKELIHOODS, BernoulliHead, DiagNormalHead, GaussianMixtureHead, make_likelihood
+from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
 from pyrosequence.nn.mlp import MLP, cat_features
 
 __all__ = [
@@ -11,6 +12,10 @@ __all__ = [
     "State",
     "DiagNormalHead",
     "BernoulliHead",
+    "GaussianMixtureHead",
+    "HyperCell",
+    "HyperGenerator",
+    "HyperLinear",
     "LIKELIHOODS",
     "make_likelihood",
 ]

@@ -65,18 +65,43 @@ class BernoulliHead(nn.Module):
             )
 
 
+class GaussianMixtureHead(nn.Module):
+    """``features -> sum_k pi_k N(mu_k, diag sigma_k^2)``: a mixture of ``components`` diagonal
+    Gaussians over ``dim`` outputs (``event_shape = (dim,)``), as the HyperLSTM baseline of the
+    VHRNN paper uses for stock data (appendix G)."""
+
+    def __init__(self, in_dim: int, dim: int, components: int = 5, min_scale: float = 1e-4) -> None:
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"a mixture needs at least one component, got {components}")
+        self.dim, self.components, self.min_scale = dim, components, min_scale
+        self.params = nn.Linear(in_dim, components * (1 + 2 * dim))
+
+    def forward(self, features: torch.Tensor) -> dist.Distribution:
+        k, d = self.components, self.dim
+        out = self.params(features)
+        logits, rest = out[..., :k], out[..., k:].reshape(out.shape[:-1] + (k, 2 * d))
+        loc, raw_scale = rest.split(d, dim=-1)
+        component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=logits), component)
+
+    check_data = DiagNormalHead.check_data
+
+
 LIKELIHOODS: dict[str, type[nn.Module]] = {
     "bernoulli": BernoulliHead,
     "gaussian": DiagNormalHead,
+    "mixture": GaussianMixtureHead,
 }
 
 
-def make_likelihood(name: str, in_dim: int, x_dim: int) -> nn.Module:
-    """Build the emission head called ``name`` (one of :data:`LIKELIHOODS`)."""
+def make_likelihood(name: str, in_dim: int, x_dim: int, **options) -> nn.Module:
+    """Build the emission head called ``name`` (one of :data:`LIKELIHOODS`); ``options`` (such as
+    ``components`` for the mixture) go to its constructor."""
     try:
         cls = LIKELIHOODS[name]
     except KeyError:
         raise ValueError(
             f"unknown likelihood {name!r}; choose one of: {', '.join(sorted(LIKELIHOODS))}"
         ) from None
-    return cls(in_dim, x_dim)
+    return cls(in_dim, x_dim, **options)

@@ -1,0 +1,143 @@
+"""The variational hyper RNN (VHRNN) of Deng et al. (AISTATS 2020)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import pyro
+import pyro.distributions as dist
+
+from pyrosequence.models.base import SequenceModel
+from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
+from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
+
+HYPER_INPUTS = ("latent+hidden", "latent", "hidden")
+
+
+class VHRNN(SequenceModel):
+    r"""Variational hyper RNN (Deng, Cao, Chang, Sigal, Mori, Brubaker, AISTATS 2020).
+
+    A VRNN whose recurrence and decoder weights are modulated at every step by hyper networks
+    that read the latent ``z_t`` and the previous state ``h_{t-1}`` (section 3, eq. 1-5)::
+
+        z_t | h_{t-1}        ~ N(mu_prior(h_{t-1}), diag sigma_prior(h_{t-1})^2)         (eq. 3)
+        (d_in, d_h, b)_t     = theta(c_t),  c_t = [z_t, h_{t-1}]                         (eq. 1, 6)
+        h_t                  = HyperCell([phi_x(x_t), phi_z(z_t)], h_{t-1}; d_in, d_h, b)
+        x_t | z_t, h_{t-1}   ~ p(x_t | phi_dec_{omega(c_t)}([phi_z(z_t), h_{t-1}]))       (eq. 2)
+
+    with proposal ``q(z_t | x_t, h_{t-1}) = N(mu_enc([phi_x(x_t), h_{t-1}]), ...)`` (eq. 5).
+    ``theta`` is an LSTM of ``hyper_dim`` units mapped linearly to the row scales of the input and
+    recurrent weights and to a bias shift (``hyper_net="rnn"``), or a 3-layer MLP
+    (``hyper_net="mlp"``, appendix H). Each hidden layer of the decoder is a :class:`HyperLinear`
+    whose scales and bias come from a two-layer MLP of ``c_t`` with ``omega_dim`` hidden units
+    (8 for the paper's synthetic data, 64 for real data). ``hyper_input`` chooses ``c_t``:
+    ``[z_t, h_{t-1}]``, ``z_t`` alone or ``h_{t-1}`` alone (the ablation of Table 3).
+
+    Feature networks, prior and encoder follow appendix B: MLPs with ``layers`` hidden layers of
+    ``z_dim`` units (2 for synthetic data, 1 for real data). Sizes default to ``z_dim``; the paper
+    uses ``hidden_dim = hyper_dim = z_dim``. The generated vectors are recorded as deterministic
+    sites: ``theta_d_input_t``, ``theta_d_hidden_t``, ``theta_bias_t`` (shape ``(..., G * H)``,
+    ``G`` = 4 gates for LSTM, 3 for GRU) where the recurrence is computed, and
+    ``omega_scale_l`` / ``omega_bias_l`` for decoder layer ``l``, shape ``(..., batch, time, units)``
+    with time in the event (the model evaluates the decoder for all steps at once).
+
+    Differences from the paper, where it leaves details open: the decoder's output layer
+    (producing the emission parameters) is an ordinary linear layer; generated scales are
+    parameterised as ``1 + output`` with a small initial output, so training starts near a VRNN.
+    """
+
+    homogeneous_transition = True
+
+    def __init__(
+        self,
+        x_dim: int,
+        z_dim: int,
+        hidden_dim: int | None = None,
+        hyper_dim: int | None = None,
+        cell: str = "lstm",
+        hyper_input: str = "latent+hidden",
+        hyper_net: str = "rnn",
+        likelihood: str = "gaussian",
+        layers: int = 1,
+        omega_dim: int = 64,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(x_dim, z_dim, name=name)
+        if hyper_input not in HYPER_INPUTS:
+            raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
+        if layers < 1:
+            raise ValueError(f"layers must be at least 1, got {layers}")
+        h = self.hidden_dim = hidden_dim or z_dim
+        hyper_dim = hyper_dim or z_dim
+        self.hyper_input, self.likelihood = hyper_input, likelihood
+        self.phi_x = MLP(x_dim, [z_dim] * layers)
+        self.phi_z = MLP(z_dim, [z_dim] * layers)
+        self.prior_net = MLP(h, [z_dim] * layers)
+        self.prior_head = DiagNormalHead(z_dim, z_dim)
+        self.encoder_net = MLP(z_dim + h, [z_dim] * layers)
+        self.encoder_head = DiagNormalHead(z_dim, z_dim)
+        cond_dim = {"latent+hidden": z_dim + h, "latent": z_dim, "hidden": h}[hyper_input]
+        self.cell = HyperCell(2 * z_dim, h, cell)
+        self.theta = HyperGenerator(cond_dim, hyper_dim, self.cell.modulation_dim, hyper_net)
+        widths = [z_dim] * layers
+        self.decoder = nn.ModuleList(
+            HyperLinear(i, o, cond_dim, omega_dim) for i, o in zip([z_dim + h] + widths[:-1], widths)
+        )
+        self.decoder_head = make_likelihood(likelihood, z_dim, x_dim)
+
+    # state = (primary cell state..., hyper generator state...)
+    def _split(self, state: tuple) -> tuple:
+        n = 2 if self.cell.kind == "lstm" else 1
+        primary = state[:n] if n == 2 else state[0]
+        return primary, state[n:]
+
+    def _h(self, state: tuple) -> torch.Tensor:
+        return state[0]
+
+    def _condition(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if self.hyper_input == "latent":
+            return z
+        if self.hyper_input == "hidden":
+            return h
+        return cat_features(z, h)
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        return self.phi_x(x)
+
+    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
+        primary = self.cell.initial_state(batch_shape, x)
+        primary = primary if isinstance(primary, tuple) else (primary,)
+        return primary + self.theta.initial_state(batch_shape, x)
+
+    def transition(self, state: tuple, t: int | None) -> dist.Distribution:
+        return self.prior_head(self.prior_net(self._h(state)))
+
+    def proposal(self, state: tuple, t: int, x_features: torch.Tensor) -> dist.Distribution:
+        return self.encoder_head(self.encoder_net(cat_features(x_features, self._h(state))))
+
+    def latent_features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z, self.phi_z(z)
+
+    def emission(self, state: tuple, z_features: tuple) -> dist.Distribution:
+        z, zf = z_features
+        h = self._h(state)
+        c = self._condition(z, h)
+        a = cat_features(zf, h)
+        for i, layer in enumerate(self.decoder):
+            out, scale, bias = layer(a, c)
+            # the model evaluates the emission for all steps at once: time is part of the event
+            pyro.deterministic(f"omega_scale_{i}", scale, event_dim=2)
+            pyro.deterministic(f"omega_bias_{i}", bias, event_dim=2)
+            a = torch.relu(out)
+        return self.decoder_head(a)
+
+    def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:
+        z, zf = z_features
+        primary, hyper = self._split(state)
+        (d_in, d_h, b), hyper = self.theta(self._condition(z, self._h(state)), hyper)
+        pyro.deterministic(f"theta_d_input_{t}", d_in, event_dim=1)
+        pyro.deterministic(f"theta_d_hidden_{t}", d_h, event_dim=1)
+        pyro.deterministic(f"theta_bias_{t}", b, event_dim=1)
+        new = self.cell(cat_features(x_features, zf), primary, d_in, d_h, b)
+        return (new if isinstance(new, tuple) else (new,)) + hyper
