@@ -20,7 +20,7 @@ from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.train import CHECKPOINT_FILE, CONFIG_FILE, build_model, resolve_device, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
-MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers")
+MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError)
 
 
@@ -45,7 +45,7 @@ def _train_parser(sub) -> None:
         description="Train a sequence model. With no arguments: VRNN (z=8) on the VHRNN synthetic data, "
         "Trace_ELBO, a few minutes on a laptop CPU; prints the test bound per time step.",
     )
-    p.add_argument("--model", help="model name (vrnn, lgssm)")
+    p.add_argument("--model", help="model name (vrnn, vhrnn, hyperlstm, lgssm)")
     p.add_argument("--data", help="dataset name (synthetic)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
     p.add_argument("--objective", help="elbo (Trace_ELBO), mean-field (TraceMeanField_ELBO), iwae (RenyiELBO alpha=0) or fivo")
@@ -60,6 +60,12 @@ def _train_parser(sub) -> None:
     p.add_argument("--likelihood", help="bernoulli or gaussian (default: the dataset's)")
     p.add_argument("--cell", help="lstm or gru")
     p.add_argument("--layers", type=int, help="hidden layers in each MLP of the model")
+    p.add_argument("--hyper-dim", dest="hyper_dim", type=int, help="VHRNN/HyperLSTM: units of the hyper network")
+    p.add_argument("--hyper-input", dest="hyper_input", help="VHRNN: latent+hidden, latent or hidden")
+    p.add_argument("--hyper-net", dest="hyper_net", help="VHRNN: rnn (an LSTM) or mlp (appendix H)")
+    p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
+    p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
+    p.add_argument("--train-subset", dest="train_subset", type=int, help="train on the first N training sequences")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")
     p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
     p.add_argument("--valid-bound", dest="valid_bound", help="bound for the per-epoch validation (elbo, iwae, fivo)")

@@ -27,7 +27,7 @@ class TrainConfig:
     model: str = "vrnn"
     data: str = "synthetic"
     data_root: str | None = None
-    z_dim: int = 8
+    z_dim: int | None = None  # None: 8 for models with latents; must stay None for deterministic ones
     model_options: dict = field(default_factory=dict)
     objective: str = "elbo"
     particles: int = 1
@@ -47,6 +47,8 @@ class TrainConfig:
     eval_particles: int = 16
     seed: int = 0
     device: str = "cpu"
+    #: Train on the first N training sequences only (quick checks); None = all.
+    train_subset: int | None = None
     #: Pyro's distribution-argument validation during updates (off by default: inputs are checked
     #: once per call by the models and the loss is checked for NaN/inf each update; on costs ~25%).
     pyro_validation: bool = False
@@ -61,9 +63,18 @@ class TrainConfig:
                 raise ValueError(f"unknown bound {getattr(self, name)!r}; choose one of: {', '.join(sorted(BOUNDS))}")
         get_resampler(self.resampler)
         check_filter_options(1, self.ess_threshold)
-        for name in ("z_dim", "particles", "epochs", "batch_size", "valid_particles", "eval_particles"):
+        takes_latents = "z_dim" in inspect.signature(cls.__init__).parameters
+        if not takes_latents and self.z_dim is not None:
+            raise ValueError(f"model {self.model!r} has no latent variables; do not give it a z_dim")
+        if takes_latents and self.z_dim is None:
+            self.z_dim = 8
+        for name in ("particles", "epochs", "batch_size", "valid_particles", "eval_particles"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("z_dim", "train_subset"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("lr", "beta"):
             value = getattr(self, name)

@@ -58,7 +58,10 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
     """Construct the configured model for data of dimension ``x_dim``."""
-    return model_class(config.model)(x_dim, config.z_dim, **config.model_options)
+    cls = model_class(config.model)
+    if config.z_dim is None:  # a deterministic model (TrainConfig checked that it takes no z_dim)
+        return cls(x_dim, **config.model_options)
+    return cls(x_dim, config.z_dim, **config.model_options)
 
 
 def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, force: bool) -> Path:
@@ -185,6 +188,8 @@ def train(
     """
     device = resolve_device(config.device)
     train_set = load_split(config.data, "train", config.data_root)
+    if config.train_subset is not None:
+        train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
     valid_set = load_split(config.data, "valid", config.data_root)
     pyro.set_rng_seed(config.seed)
     model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched

@@ -32,12 +32,14 @@ def test_resume_extends_a_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: lgssm, vrnn"),
+        (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: hyperlstm, lgssm, vhrnn, vrnn"),
         (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, fivo, iwae, mean-field"),
         (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (["train", "--likelihood", "bernoulli"], "must be binary (0/1) for a Bernoulli emission"),
         (["train", "--model", "lgssm", "--cell", "gru"], "does not take option(s) cell"),
+        (["train", "--model", "hyperlstm", "--z-dim", "4"], "has no latent variables"),
+        (["train", "--model", "vhrnn", "--hyper-input", "both"], "unknown hyper_input 'both'"),
         (["train", "--particles", "0"], "particles must be a positive integer"),
         (["train", "--objective", "fivo", "--resampler", "bootstrap"], "unknown resampler 'bootstrap'"),
         (["train", "--objective", "fivo", "--ess-threshold", "2"], "ess_threshold must lie in [0, 1]"),
@@ -99,3 +101,13 @@ def test_fivo_end_to_end(tmp_path, capsys):
     assert "test fivo(16) per time step:" in capsys.readouterr().out
     record = (out / "evaluations.jsonl").read_text()
     assert '"resampler": "residual"' in record and '"ess_threshold": 1.0' in record
+
+
+def test_vhrnn_and_hyperlstm_from_the_command_line(tmp_path, capsys):
+    base = ["--epochs", "1", "--batch-size", "64", "--eval-particles", "2", "--no-progress", "--train-subset", "64"]
+    assert main(["train", "--model", "vhrnn", "--z-dim", "4", "--layers", "2", "--omega-dim", "8",
+                 "--hyper-net", "mlp", *base, "--out", str(tmp_path / "v")]) == 0
+    assert main(["train", "--model", "hyperlstm", "--hidden-dim", "8", "--likelihood", "mixture",
+                 "--components", "3", *base, "--out", str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("test iwae(2) per time step:") == 2 and "HyperLSTM" in out and "VHRNN" in out

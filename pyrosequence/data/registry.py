@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from pyrosequence.data.bach import load_bach
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.ht_sensor import load_ht_sensor
+from pyrosequence.data.music import MUSIC_SETS, load_music
+from pyrosequence.data.speech import load_speech
+from pyrosequence.data.stock import load_stock
 from pyrosequence.data.synthetic import SETTINGS, synthetic_dataset
+
+_SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,68 @@ DATASETS: dict[str, DataSource] = {
         "gaussian",
         "VHRNN paper section 4: switching-noise linear dynamics, 2-D, built in",
     ),
+    **{
+        name: DataSource(
+            name,
+            _SPLITS,
+            (lambda n: lambda split, root: load_music(n, split, root))(name),
+            "bernoulli",
+            f"{spec.title} (Boulanger-Lewandowski et al. 2012), 88-key binary piano rolls; root: the folder "
+            f"holding {spec.original!r}, {spec.examples[2]!r} or another accepted name (or its {spec.subdir}/ sub-folder)",
+        )
+        for name, spec in MUSIC_SETS.items()
+    },
+    "bach": DataSource(
+        "bach",
+        _SPLITS,
+        lambda split, root: load_bach(split, root),
+        "bernoulli",
+        "Bach four-part chorales from the music21 corpus, quarter-note 88-key binary rolls, built in "
+        "(needs pyrosequence[music]); root: cache folder (default $PYROSEQUENCE_CACHE or ~/.cache/pyrosequence)",
+    ),
+    "stock": DataSource(
+        "stock",
+        _SPLITS,
+        lambda split, root: load_stock(split, root),
+        "gaussian",
+        "VHRNN appendix C: 2008 daily log ratios of open/high/low/close/volume, 125 days, 5-D, "
+        "345/50/50 companies; root: folder of QuantQuote table_<ticker>.csv files (or its daily/ parent)",
+    ),
+    "htsensor": DataSource(
+        "htsensor",
+        _SPLITS,
+        lambda split, root: load_ht_sensor(split, root),
+        "gaussian",
+        "VHRNN appendix C: UCI HT Sensor, 3000 s windows every 1000 s downsampled to 100 steps, 10-D; "
+        "root: folder holding HT_Sensor_dataset.dat and HT_Sensor_metadata.dat",
+    ),
+    "speech": DataSource(
+        "speech",
+        _SPLITS,
+        lambda split, root: load_speech(split, root),
+        "gaussian",
+        "Dai et al. 4.1: raw mono WAV speech, 200 samples per step, 40-step training chunks; "
+        "root: folder of .wav files (searched recursively, e.g. FSDD)",
+    ),
+    "speech-perm": DataSource(
+        "speech-perm",
+        _SPLITS,
+        lambda split, root: load_speech(split, root, permute=True),
+        "gaussian",
+        "Dai et al. 5.1 (Perm-TIMIT): speech frames with a fixed random permutation of the 200 positions; "
+        "root: folder of .wav files",
+    ),
+    **{
+        f"speech-stride{m}": DataSource(
+            f"speech-stride{m}",
+            _SPLITS,
+            (lambda m: lambda split, root: load_speech(split, root, stride=m))(m),
+            "gaussian",
+            f"Dai et al. 4.3: one speech sample of every {m}, 1-D steps, 40-step training chunks; "
+            "root: folder of .wav files",
+        )
+        for m in (50, 200)
+    },
 }
 
 

@@ -8,7 +8,7 @@ import torch
 import pyro
 from pyro.infer import SVI
 
-from pyrosequence import VRNN, LinearGaussianSSM
+from pyrosequence import VHRNN, VRNN, HyperLSTM, LinearGaussianSSM
 from pyrosequence.inference import OBJECTIVES, make_objective
 
 MODELS = {
@@ -16,6 +16,9 @@ MODELS = {
     "vrnn-gaussian-gru": (lambda: VRNN(5, 3, likelihood="gaussian", cell="gru"), False),
     "lgssm-learned": (lambda: LinearGaussianSSM(5, 3), False),
     "lgssm-prior": (lambda: LinearGaussianSSM(5, 3, proposal="prior"), False),
+    "vhrnn-lstm": (lambda: VHRNN(5, 3, likelihood="bernoulli", omega_dim=4), True),
+    "vhrnn-gru-mlp-latent": (lambda: VHRNN(5, 3, cell="gru", hyper_net="mlp", hyper_input="latent", omega_dim=4), False),
+    "hyperlstm-mixture": (lambda: HyperLSTM(5, 4, likelihood="mixture", components=2), False),
 }
 
 
