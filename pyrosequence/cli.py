@@ -13,15 +13,13 @@ from dataclasses import fields
 from pathlib import Path
 
 
-from pyrosequence.checkpoint import load_checkpoint
 from pyrosequence.config import TrainConfig
-from pyrosequence.data.registry import load_split
 from pyrosequence.inference.evaluate import evaluate, make_bound
-from pyrosequence.train import CHECKPOINT_FILE, CONFIG_FILE, build_model, resolve_device, train
+from pyrosequence.train import CONFIG_FILE, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components")
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,19 +119,8 @@ def _run_train(args) -> int:
 
 
 def _run_evaluate(args) -> int:
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device)
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory at {run_dir}")
-    config = TrainConfig.load(run_dir / CONFIG_FILE)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    device = resolve_device(args.device)
-    data = load_split(config.data, args.split, config.data_root).to(device)
-    model = build_model(config, data.x_dim)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as error:
-        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {str(error).splitlines()[0]}") from None
-    model.to(device).eval()
     bound = make_bound(args.bound, args.resampler, args.ess_threshold)
     result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
     record = {
@@ -151,11 +138,53 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _plot_parser(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="plot trained runs",
+        description="Plot one sequence's per-step dynamics (data, KL, L2 error of the predicted mean, "
+        "predicted log-variance) for one or more runs side by side, as in the VHRNN paper's Figures 3-7.",
+    )
+    p.add_argument("runs", nargs="+", help="run directories written by `pyrosequence train`")
+    p.add_argument("--kind", default="dynamics", help="dynamics")
+    p.add_argument("--split", "--setting", dest="split", default="test", help="data split, e.g. switch")
+    p.add_argument("--index", type=int, default=0, help="which sequence of the split")
+    p.add_argument("--samples", type=int, default=16, help="posterior draws averaged per step")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.set_defaults(command=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from pyrosequence.diagnostics import plot_dynamics, step_dynamics
+    from pyrosequence.diagnostics.markers import change_points
+
+    if args.kind != "dynamics":
+        raise ValueError(f"unknown plot kind {args.kind!r}; choose one of: dynamics")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    curves, data_name = {}, None
+    for run_dir in args.runs:
+        config, model, data, _ = load_run(run_dir, args.split)
+        if not 0 <= args.index < len(data):
+            raise ValueError(f"{config.data}/{args.split} has {len(data)} sequences; --index {args.index} is out of range")
+        x = data.x[args.index, : int(data.lengths[args.index])]
+        label = f"{type(model).__name__} ({Path(run_dir).name})"
+        curves[label] = step_dynamics(model, x, num_samples=args.samples)
+        data_name = config.data
+    title = f"{data_name}/{args.split}, sequence {args.index}"
+    plot_dynamics(curves, out, title, change_points(data_name, args.split, args.index))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrosequence", description="Probabilistic sequence models on Pyro.")
     sub = parser.add_subparsers(dest="name", metavar="COMMAND", parser_class=_Parser)
     _train_parser(sub)
     _evaluate_parser(sub)
+    _plot_parser(sub)
     return parser
 
 

@@ -279,3 +279,20 @@ def train(
     (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
     return RunResult(run_dir, epoch, step, result, history)
+
+
+def load_run(run_dir: str | Path, split: str, device: str = "cpu"):
+    """``(config, model, data, checkpoint)`` of a run directory: the model carries the run's last
+    checkpoint and is in eval mode on ``device``; ``data`` is the split ``split`` of its data set."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    data = load_split(config.data, split, config.data_root).to(resolve_device(device))
+    model = build_model(config, data.x_dim)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {str(error).splitlines()[0]}") from None
+    return config, model.to(resolve_device(device)).eval(), data, checkpoint

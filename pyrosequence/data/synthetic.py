@@ -123,10 +123,25 @@ def generate(setting: str, num_sequences: int, seed: int, length: int = LENGTH) 
     return SyntheticSequences(np.stack(xs), np.stack(sigmas), np.stack(indices))
 
 
-def synthetic_dataset(split: str, length: int = LENGTH) -> SequenceDataset:
-    """One split of the synthetic data: "train", "valid", "test", or a test setting name."""
+def synthetic_sequences(split: str, length: int = LENGTH) -> SyntheticSequences:
+    """One split with its ground truth (noise levels, matrix indices): "train", "valid", "test",
+    or a test setting name."""
     if split not in _SEEDS:
         raise ValueError(f"unknown synthetic split {split!r}; choose one of: {', '.join(_SEEDS)}")
     law = "train" if split in SPLIT_SIZES else split
     size = SPLIT_SIZES.get(split, SPLIT_SIZES["test"])
-    return generate(law, size, seed=_SEEDS[split], length=length).dataset(f"synthetic/{split}")
+    return generate(law, size, seed=_SEEDS[split], length=length)
+
+
+def synthetic_dataset(split: str, length: int = LENGTH) -> SequenceDataset:
+    """One split of the synthetic data as a :class:`SequenceDataset` (see :func:`synthetic_sequences`)."""
+    return synthetic_sequences(split, length).dataset(f"synthetic/{split}")
+
+
+def regime_changes(split: str, index: int) -> list[int]:
+    """Steps at which sequence ``index`` of ``split`` changes regime (matrix or noise level)."""
+    seqs = synthetic_sequences(split)
+    if not 0 <= index < seqs.x.shape[0]:
+        raise ValueError(f"synthetic/{split} has {seqs.x.shape[0]} sequences; index {index} is out of range")
+    changed = (np.diff(seqs.matrix[index]) != 0) | (np.diff(seqs.sigma[index]) != 0)
+    return [int(t) + 1 for t in np.nonzero(changed)[0]]
