@@ -19,7 +19,7 @@ from pyrosequence.train import CONFIG_FILE, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components")
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ConnectionError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,8 @@ def _train_parser(sub) -> None:
         "Trace_ELBO, a few minutes on a laptop CPU; prints the test bound per time step.",
     )
     p.add_argument("--model", help="model name (vrnn, vhrnn, hyperlstm, lgssm)")
-    p.add_argument("--data", help="dataset name (synthetic)")
+    p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
+                   "stock, htsensor, speech (read from --data-root)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
     p.add_argument("--objective", help="elbo (Trace_ELBO), mean-field (TraceMeanField_ELBO), iwae (RenyiELBO alpha=0) or fivo")
     p.add_argument("--particles", type=int, help="particles per sequence for the objective")
@@ -179,12 +180,42 @@ def _run_plot(args) -> int:
     return 0
 
 
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="describe or fetch data sets", description="Describe or fetch data sets.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    describe = actions.add_parser("describe", help="splits, sequence counts, lengths and dimensions of a data set")
+    describe.add_argument("name", help="data set name (see `pyrosequence train --help`)")
+    describe.add_argument("--data-root", dest="data_root", help="folder holding the data set's files")
+    describe.set_defaults(command=_run_describe)
+    fetch = actions.add_parser("fetch", help="download a polyphonic music pickle (needs internet)")
+    fetch.add_argument("name", help="jsb, piano, nottingham or muse")
+    fetch.add_argument("--root", required=True, help="folder to put the file in")
+    fetch.add_argument("--force", action="store_true", help="download again over an existing file")
+    fetch.set_defaults(command=_run_fetch)
+    p.set_defaults(command=lambda args: (p.print_help(), 2)[1])
+
+
+def _run_describe(args) -> int:
+    from pyrosequence.data.describe import describe
+
+    print(describe(args.name, args.data_root))
+    return 0
+
+
+def _run_fetch(args) -> int:
+    from pyrosequence.data.fetch import fetch_music
+
+    print(f"wrote {fetch_music(args.name, args.root, force=args.force)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrosequence", description="Probabilistic sequence models on Pyro.")
     sub = parser.add_subparsers(dest="name", metavar="COMMAND", parser_class=_Parser)
     _train_parser(sub)
     _evaluate_parser(sub)
     _plot_parser(sub)
+    _data_parser(sub)
     return parser
 
 

@@ -111,3 +111,28 @@ def test_vhrnn_and_hyperlstm_from_the_command_line(tmp_path, capsys):
                  "--components", "3", *base, "--out", str(tmp_path / "h")]) == 0
     out = capsys.readouterr().out
     assert out.count("test iwae(2) per time step:") == 2 and "HyperLSTM" in out and "VHRNN" in out
+
+
+def test_data_describe(capsys, shared_data):
+    assert main(["data", "describe", "jsb", "--data-root", str(shared_data)]) == 0
+    out = capsys.readouterr().out
+    assert "train        229  13807" in out and "x_dim" in out
+    assert main(["data", "describe", "mnist"]) == 1
+    assert "unknown dataset 'mnist'" in capsys.readouterr().err
+    assert main(["data", "describe", "jsb", "--data-root", "/nonexistent"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_data_describe_synthetic(capsys):
+    assert main(["data", "describe", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "train            800  80000" in out and "long             100  20000      200      200" in out
+
+
+def test_data_fetch_reports_where_to_put_the_file(tmp_path, capsys):
+    code = main(["data", "fetch", "jsb", "--root", str(tmp_path)])
+    if code == 0:  # this machine reached the public address
+        assert (tmp_path / "JSB Chorales.pickle").is_file()
+    else:
+        err = capsys.readouterr().err
+        assert code == 1 and "JSB Chorales.pickle" in err and str(tmp_path) in err and err.count("\n") == 1

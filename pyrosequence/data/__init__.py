@@ -1,16 +1,16 @@
 """Data: validated padded batches, the built-in synthetic data, loaders of the public data sets
 (polyphonic music, Bach chorales, Stock, HT Sensor, raw speech), and batch iteration."""
 
-from pyrosequence.data.checks import Sequences, check_lengths, check_sequences
 from pyrosequence.data.bach import load_bach
+from pyrosequence.data.checks import Sequences, check_lengths, check_sequences
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.describe import describe
 from pyrosequence.data.fetch import FetchError, fetch_music
 from pyrosequence.data.ht_sensor import load_ht_sensor
 from pyrosequence.data.music import load_music, read_music_file
+from pyrosequence.data.registry import DATASETS, DataSource, data_source, load_split
 from pyrosequence.data.speech import load_speech
 from pyrosequence.data.stock import load_stock
-from pyrosequence.data.registry import DATASETS, DataSource, data_source, load_split
 from pyrosequence.data.synthetic import SETTINGS as SYNTHETIC_SETTINGS
 from pyrosequence.data.synthetic import generate as generate_synthetic
 from pyrosequence.data.synthetic import synthetic_dataset

@@ -65,7 +65,7 @@ def chorale_paths(limit: int | None = None) -> list[str]:
     """The Riemenschneider chorales of the music21 corpus: unique corpus paths, sorted; the first
     ``limit`` when given."""
     music21 = _music21()
-    paths = sorted(set(str(p) for p in music21.corpus.chorales.Iterator(returnType="filename")))
+    paths = sorted({str(p) for p in music21.corpus.chorales.Iterator(returnType="filename")})
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -86,12 +86,12 @@ def score_to_roll(score) -> np.ndarray:
         end_time = max(end_time, start + length)
         for pitch in element.pitches:
             events.append((start, start + length, int(pitch.midi)))
-    steps = int(math.ceil(end_time - 1e-9))
+    steps = math.ceil(end_time - 1e-9)
     roll = np.zeros((steps, NUM_KEYS), dtype=np.uint8)
     for start, end, midi in events:
         if not MIDI_LOW <= midi <= MIDI_HIGH:
             raise ValueError(f"note {midi} at offset {start} is outside the piano range {MIDI_LOW}..{MIDI_HIGH}")
-        first, last = int(math.ceil(start - 1e-9)), int(math.ceil(end - 1e-9))
+        first, last = math.ceil(start - 1e-9), math.ceil(end - 1e-9)
         roll[first:last, midi - MIDI_LOW] = 1
     return roll
 
@@ -99,7 +99,7 @@ def score_to_roll(score) -> np.ndarray:
 def split_assignment(n: int, seed: int = SPLIT_SEED) -> np.ndarray:
     """For ``n`` chorales in sorted order, the split of each (0 train, 1 valid, 2 test)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_valid, n_test = int(round(VALID_FRACTION * n)), int(round(TEST_FRACTION * n))
+    n_valid, n_test = round(VALID_FRACTION * n), round(TEST_FRACTION * n)
     which = np.zeros(n, dtype=np.int64)
     which[order[:n_valid]] = 1
     which[order[n_valid : n_valid + n_test]] = 2

@@ -174,6 +174,15 @@ def induction_windows(induction: Induction, window: int = WINDOW_S, hop: int = H
     return values.reshape(count, window // downsample, len(SIGNALS))
 
 
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """``(train, valid, test)`` window counts for ``n`` windows in the paper's 532 : 68 : 74
+    proportions (exactly those for ``n = 674``; valid and test get at least one each)."""
+    total = sum(PAPER_SIZES)
+    n_valid = max(1, round(n * PAPER_SIZES[1] / total))
+    n_test = max(1, round(n * PAPER_SIZES[2] / total))
+    return n - n_valid - n_test, n_valid, n_test
+
+
 @dataclass(frozen=True)
 class HTSensorData:
     """The prepared HT Sensor windows: ``sequences[split]`` ``(n, 100, 10)`` normalised;
@@ -196,9 +205,7 @@ def prepare_ht_sensor(root=None, window: int = WINDOW_S, hop: int = HOP_S, downs
     if n < 3:
         raise ValueError(f"dataset 'htsensor': only {n} windows of {window} s found; need at least 3 for three splits")
     x = np.concatenate(pieces)
-    total = sum(PAPER_SIZES)
-    n_valid = max(1, int(round(n * PAPER_SIZES[1] / total)))
-    n_test = max(1, int(round(n * PAPER_SIZES[2] / total)))
+    _, n_valid, n_test = split_sizes(n)
     order = np.random.default_rng(seed).permutation(n)
     parts = {"valid": order[:n_valid], "test": order[n_valid : n_valid + n_test], "train": order[n_valid + n_test :]}
     parts = {s: np.sort(parts[s]) for s in SPLITS}

@@ -240,9 +240,13 @@ def read_mat(path) -> dict[str, list[np.ndarray]]:
                 raise ValueError(
                     f"{path}: {key} sequence {i} has shape {roll.shape}; expected (time, {NUM_KEYS})"
                 )
-            if not np.isin(roll, (0, 1)).all():
-                bad = roll[~np.isin(roll, (0, 1))].reshape(-1)[0]
-                raise ValueError(f"{path}: {key} sequence {i} holds {bad!r}; a piano roll must be 0/1")
+            binary = np.isin(roll, (0, 1))
+            if not binary.all():
+                t, k = (int(j) for j in np.argwhere(~binary)[0])
+                raise ValueError(
+                    f"{path}: {key} sequence {i}, step {t}, column {k} holds {roll[t, k].item()!r}; "
+                    "a piano roll must be 0/1"
+                )
             rolls.append(np.ascontiguousarray(roll, dtype=np.uint8))  # MATLAB arrays are column-major
         if not rolls:
             raise ValueError(f"{path}: {key} has no sequences")

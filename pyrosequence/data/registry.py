@@ -1,8 +1,27 @@
-"""Data sets by name: where each split comes from and which emission suits it."""
+"""Data sets by name: where each split comes from and which emission suits it.
+
+``load_split(name, split, root)`` loads a split; ``root`` is what each loader reads (the library
+ships no data except ``synthetic`` and, built from the music21 corpus, ``bach``):
+
+===================================== =====================================================
+``synthetic``                         ignored (generated, VHRNN section 4)
+``jsb``, ``piano``, ``nottingham``,   the folder holding the music file (original pickle,
+``muse``                              ``.mat`` or JSON; see :mod:`pyrosequence.data.music`)
+``bach``                              the cache folder (default ``$PYROSEQUENCE_CACHE`` or
+                                      ``~/.cache/pyrosequence``)
+``stock``                             the folder of QuantQuote ``table_<ticker>.csv`` files
+``htsensor``                          the folder holding the two UCI ``.dat`` files
+``speech``, ``speech-perm``,          a folder of mono PCM ``.wav`` files (searched
+``speech-stride50/200``               recursively)
+===================================== =====================================================
+
+For the disk-backed sets ``root=None`` reads ``$PYROSEQUENCE_DATA``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from pyrosequence.data.bach import load_bach
@@ -14,6 +33,10 @@ from pyrosequence.data.stock import load_stock
 from pyrosequence.data.synthetic import SETTINGS, synthetic_dataset
 
 _SPLITS = ("train", "valid", "test")
+
+
+def _load_stride(split: str, root, stride: int) -> SequenceDataset:
+    return load_speech(split, root, stride=stride)
 
 
 @dataclass(frozen=True)
@@ -39,7 +62,7 @@ DATASETS: dict[str, DataSource] = {
         name: DataSource(
             name,
             _SPLITS,
-            (lambda n: lambda split, root: load_music(n, split, root))(name),
+            partial(load_music, name),
             "bernoulli",
             f"{spec.title} (Boulanger-Lewandowski et al. 2012), 88-key binary piano rolls; root: the folder "
             f"holding {spec.original!r}, {spec.examples[2]!r} or another accepted name (or its {spec.subdir}/ sub-folder)",
@@ -90,7 +113,7 @@ DATASETS: dict[str, DataSource] = {
         f"speech-stride{m}": DataSource(
             f"speech-stride{m}",
             _SPLITS,
-            (lambda m: lambda split, root: load_speech(split, root, stride=m))(m),
+            partial(_load_stride, stride=m),
             "gaussian",
             f"Dai et al. 4.3: one speech sample of every {m}, 1-D steps, 40-step training chunks; "
             "root: folder of .wav files",
@@ -101,10 +124,11 @@ DATASETS: dict[str, DataSource] = {
 
 
 def data_source(name: str) -> DataSource:
+    """The :class:`DataSource` called ``name``; ``ValueError`` listing the names otherwise."""
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}") from None
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
 
 
 def load_split(name: str, split: str, root: str | None = None) -> SequenceDataset:

@@ -132,7 +132,7 @@ def find_wav_files(root) -> tuple[Path, list[Path]]:
     return folder, files
 
 
-def split_files(files, folder=None, seed: int = SPLIT_SEED) -> dict[str, list[Path]]:
+def split_files(files, seed: int = SPLIT_SEED) -> dict[str, list[Path]]:
     """Assign WAV files to splits: the FSDD convention by file name when every file follows it,
     else a seeded 80/10/10 shuffle (see the module docstring)."""
     files = [Path(f) for f in files]
@@ -146,7 +146,7 @@ def split_files(files, folder=None, seed: int = SPLIT_SEED) -> dict[str, list[Pa
     n = len(files)
     if n < 3:
         raise ValueError(f"dataset 'speech': need at least 3 WAV files for three splits, found {n}")
-    n_valid = n_test = max(1, int(round(0.1 * n)))
+    n_valid = n_test = max(1, round(0.1 * n))
     order = np.random.default_rng(seed).permutation(n)
     index = {"valid": order[:n_valid], "test": order[n_valid : n_valid + n_test], "train": order[n_valid + n_test :]}
     return {s: [files[i] for i in sorted(index[s])] for s in SPLITS}
@@ -193,7 +193,7 @@ def load_speech(
     folder, files = find_wav_files(root)
     waves, _ = _read_all(file_signature(files), sample_rate)
     by_path = dict(zip(files, waves))
-    splits = split_files(files, folder, seed)
+    splits = split_files(files, seed)
     if not splits[split]:
         raise ValueError(f"dataset 'speech': split {split!r} has no files under {str(folder)!r}")
     scale = 1.0

@@ -114,7 +114,7 @@ def _read_folder(signature, year: int) -> dict:
     rows = {}
     for path, _, _ in signature:
         stem = Path(path).stem
-        ticker = stem[len("table_"):] if stem.startswith("table_") else stem
+        ticker = stem.removeprefix("table_")
         rows[ticker] = read_quote_csv(path, (year - 1) * 10000 + 1201, year * 10000 + 1231)
     return rows
 
