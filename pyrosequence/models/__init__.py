@@ -1,6 +1,7 @@
 """Sequence models: each a :class:`SequenceModel` with ``model(x, lengths)`` and ``guide(x, lengths)``."""
 
 from pyrosequence.models.base import SequenceModel, context_steps, stack_states
+from pyrosequence.models.filtering_rnn import FilteringRNN
 from pyrosequence.models.hyper_lstm import HyperLSTM
 from pyrosequence.models.linear_gaussian import LinearGaussianSSM
 from pyrosequence.models.vhrnn import VHRNN
@@ -27,6 +28,7 @@ __all__ = [
     "SequenceModel",
     "context_steps",
     "stack_states",
+    "FilteringRNN",
     "VRNN",
     "VHRNN",
     "HyperLSTM",

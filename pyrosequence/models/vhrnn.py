@@ -8,14 +8,14 @@ from torch import nn
 import pyro
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
+from pyrosequence.models.filtering_rnn import FilteringRNN
+from pyrosequence.nn import cat_features, make_likelihood
 from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
 
 HYPER_INPUTS = ("latent+hidden", "latent", "hidden")
 
 
-class VHRNN(SequenceModel):
+class VHRNN(FilteringRNN):
     r"""Variational hyper RNN (Deng, Cao, Chang, Sigal, Mori, Brubaker, AISTATS 2020).
 
     A VRNN whose recurrence and decoder weights are modulated at every step by hyper networks
@@ -47,8 +47,6 @@ class VHRNN(SequenceModel):
     parameterised as ``1 + output`` with a small initial output, so training starts near a VRNN.
     """
 
-    homogeneous_transition = True
-
     def __init__(
         self,
         x_dim: int,
@@ -63,20 +61,12 @@ class VHRNN(SequenceModel):
         omega_dim: int = 64,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
-        if layers < 1:
-            raise ValueError(f"layers must be at least 1, got {layers}")
-        h = self.hidden_dim = hidden_dim or z_dim
+        h = hidden_dim or z_dim
+        super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name)
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood
-        self.phi_x = MLP(x_dim, [z_dim] * layers)
-        self.phi_z = MLP(z_dim, [z_dim] * layers)
-        self.prior_net = MLP(h, [z_dim] * layers)
-        self.prior_head = DiagNormalHead(z_dim, z_dim)
-        self.encoder_net = MLP(z_dim + h, [z_dim] * layers)
-        self.encoder_head = DiagNormalHead(z_dim, z_dim)
         cond_dim = {"latent+hidden": z_dim + h, "latent": z_dim, "hidden": h}[hyper_input]
         self.cell = HyperCell(2 * z_dim, h, cell)
         self.theta = HyperGenerator(cond_dim, hyper_dim, self.cell.modulation_dim, hyper_net)
@@ -92,7 +82,7 @@ class VHRNN(SequenceModel):
         primary = state[:n] if n == 2 else state[0]
         return primary, state[n:]
 
-    def _h(self, state: tuple) -> torch.Tensor:
+    def hidden(self, state: tuple) -> torch.Tensor:
         return state[0]
 
     def _condition(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -102,26 +92,17 @@ class VHRNN(SequenceModel):
             return h
         return cat_features(z, h)
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        return self.phi_x(x)
-
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
         primary = self.cell.initial_state(batch_shape, x)
         primary = primary if isinstance(primary, tuple) else (primary,)
         return primary + self.theta.initial_state(batch_shape, x)
-
-    def transition(self, state: tuple, t: int | None) -> dist.Distribution:
-        return self.prior_head(self.prior_net(self._h(state)))
-
-    def proposal(self, state: tuple, t: int, x_features: torch.Tensor) -> dist.Distribution:
-        return self.encoder_head(self.encoder_net(cat_features(x_features, self._h(state))))
 
     def latent_features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return z, self.phi_z(z)
 
     def emission(self, state: tuple, z_features: tuple) -> dist.Distribution:
         z, zf = z_features
-        h = self._h(state)
+        h = self.hidden(state)
         c = self._condition(z, h)
         a = cat_features(zf, h)
         for i, layer in enumerate(self.decoder):
@@ -135,7 +116,7 @@ class VHRNN(SequenceModel):
     def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:
         z, zf = z_features
         primary, hyper = self._split(state)
-        (d_in, d_h, b), hyper = self.theta(self._condition(z, self._h(state)), hyper)
+        (d_in, d_h, b), hyper = self.theta(self._condition(z, self.hidden(state)), hyper)
         pyro.deterministic(f"theta_d_input_{t}", d_in, event_dim=1)
         pyro.deterministic(f"theta_d_hidden_{t}", d_h, event_dim=1)
         pyro.deterministic(f"theta_bias_{t}", b, event_dim=1)

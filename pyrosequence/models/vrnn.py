@@ -6,11 +6,11 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.nn import MLP, DiagNormalHead, RecurrentCell, State, cat_features, make_likelihood
+from pyrosequence.models.filtering_rnn import FilteringRNN
+from pyrosequence.nn import MLP, RecurrentCell, State, cat_features, make_likelihood
 
 
-class VRNN(SequenceModel):
+class VRNN(FilteringRNN):
     r"""Variational RNN (Chung, Kastner, Dinh, Goel, Courville, Bengio, NeurIPS 2015).
 
     Generative story, with feature extractors :math:`\varphi_x, \varphi_z` and an LSTM (or GRU)
@@ -43,8 +43,6 @@ class VRNN(SequenceModel):
         layers: hidden layers in every MLP (the papers use 1 for real data, 2 for synthetic).
     """
 
-    homogeneous_transition = True
-
     def __init__(
         self,
         x_dim: int,
@@ -57,34 +55,20 @@ class VRNN(SequenceModel):
         layers: int = 1,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
-        if layers < 1:
-            raise ValueError(f"layers must be at least 1, got {layers}")
-        self.hidden_dim, self.likelihood = hidden_dim, likelihood
-        self.phi_x = MLP(x_dim, [feature_dim] * layers)
-        self.phi_z = MLP(z_dim, [feature_dim] * layers)
-        self.prior_net = MLP(hidden_dim, [width] * layers)
-        self.prior_head = DiagNormalHead(width, z_dim)
-        self.encoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
-        self.encoder_head = DiagNormalHead(width, z_dim)
+        super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name)
+        self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.decoder_head = make_likelihood(likelihood, width, x_dim)
         self.rnn = RecurrentCell(2 * feature_dim, hidden_dim, cell)
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        return self.phi_x(x)
+    def hidden(self, state: State) -> torch.Tensor:
+        return self.rnn.output(state)
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
         return self.rnn.initial_state(batch_shape, x)
-
-    def transition(self, state: State, t: int | None) -> dist.Distribution:
-        return self.prior_head(self.prior_net(self.rnn.output(state)))
-
-    def proposal(self, state: State, t: int, x_features: torch.Tensor) -> dist.Distribution:
-        return self.encoder_head(self.encoder_net(cat_features(x_features, self.rnn.output(state))))
 
     def latent_features(self, z: torch.Tensor) -> torch.Tensor:
         return self.phi_z(z)
