@@ -12,6 +12,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import pyro
+
 
 from pyrosequence.config import TrainConfig
 from pyrosequence.inference.evaluate import evaluate, make_bound
@@ -65,6 +67,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
     p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
     p.add_argument("--train-subset", dest="train_subset", type=int, help="train on the first N training sequences")
+    p.add_argument("--center-inputs", dest="center_inputs", action="store_const", const=True,
+                   help="mean-centre the network inputs with the training mean (targets stay raw)")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")
     p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
     p.add_argument("--valid-bound", dest="valid_bound", help="bound for the per-epoch validation (elbo, iwae, fivo)")
@@ -90,6 +94,7 @@ def _evaluate_parser(sub) -> None:
     _filter_arguments(p, defaults=True)
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
     p.set_defaults(command=_run_evaluate)
 
 
@@ -121,6 +126,7 @@ def _run_train(args) -> int:
 
 def _run_evaluate(args) -> int:
     config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device)
+    pyro.set_rng_seed(args.seed)
     run_dir = Path(args.run_dir)
     bound = make_bound(args.bound, args.resampler, args.ess_threshold)
     result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
@@ -132,6 +138,7 @@ def _run_evaluate(args) -> int:
         "per_timestep": result.per_timestep,
         "total": result.total,
         "epoch": int(checkpoint["epoch"]),
+        "seed": args.seed,
     }
     with open(run_dir / "evaluations.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")

@@ -47,6 +47,8 @@ class TrainConfig:
     eval_particles: int = 16
     seed: int = 0
     device: str = "cpu"
+    #: Mean-centre the network inputs with the training mean (VHRNN appendix C); targets stay raw.
+    center_inputs: bool = False
     #: Train on the first N training sequences only (quick checks); None = all.
     train_subset: int | None = None
     #: Pyro's distribution-argument validation during updates (off by default: inputs are checked

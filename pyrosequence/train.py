@@ -193,7 +193,7 @@ def train(
     valid_set = load_split(config.data, "valid", config.data_root)
     pyro.set_rng_seed(config.seed)
     model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
-    model.init_from_data(train_set.x, train_set.lengths)
+    model.init_from_data(train_set.x, train_set.lengths, center=config.center_inputs)
     objective = make_objective(
         config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold
     )

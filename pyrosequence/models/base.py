@@ -133,6 +133,22 @@ class SequenceModel(nn.Module):
         # A unique name keeps parameters of different instances apart in Pyro's param store.
         self.pyro_name = name or f"{type(self).__name__.lower()}_{uuid.uuid4().hex[:8]}"
         self._recurrence: _Recurrence | None = None
+        #: Subtracted from x before it enters the networks (not from the likelihood's target):
+        #: the mean-centring of inputs of the VHRNN paper (appendix C) and the FIVO code.
+        self.register_buffer("input_offset", torch.zeros(self.x_dim))
+
+    #: Version 2 added the ``input_offset`` buffer; older checkpoints load with a zero offset.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        key = prefix + "input_offset"
+        if (local_metadata.get("version") or 1) < 2 and key not in state_dict:
+            state_dict[key] = torch.zeros_like(self.input_offset)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    def centered(self, x: torch.Tensor) -> torch.Tensor:
+        """``x - input_offset``: the network input for data ``x``."""
+        return x - self.input_offset
 
     def __getstate__(self) -> dict:
         # The recorded recurrence holds graph tensors of one evaluation: never copy or pickle it.
@@ -143,9 +159,9 @@ class SequenceModel(nn.Module):
         """Per-step model inputs computed from ``x`` once per call, ``(batch, time, ...)``.
 
         Must be causal and pointwise in time (step ``t`` may only use ``x_t``); the default is
-        ``x`` itself.
+        ``x`` minus :attr:`input_offset`.
         """
-        return x
+        return self.centered(x)
 
     def proposal_context(self, x: torch.Tensor, context: Context) -> Context:
         """Per-step guide inputs (may look at the whole sequence, e.g. a backward RNN)."""
@@ -193,17 +209,22 @@ class SequenceModel(nn.Module):
         if head is not None and hasattr(head, "check_data"):
             head.check_data(x)
 
-    def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
-        """Initialise parameters from training data before training.
+    def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
+        """Initialise from training data before training.
 
-        By default a Bernoulli ``self.decoder_head`` starts at the logit of the training data's
-        per-dimension rate, as the FIVO reference code does; otherwise nothing happens.
+        A Bernoulli ``self.decoder_head`` starts at the logit of the training data's
+        per-dimension rate, as the FIVO reference code does. With ``center=True`` the network
+        inputs are mean-centred with the training mean (:attr:`input_offset`), as the VHRNN paper
+        does for the music data (appendix C); the likelihood still scores the raw data.
         """
+        seqs = self.prepare(x, lengths)
+        valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
+        mean = valid.reshape(-1, self.x_dim).mean(0)
         head = getattr(self, "decoder_head", None)
         if head is not None and hasattr(head, "init_bias_from_mean"):
-            seqs = self.prepare(x, lengths)
-            valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
-            head.init_bias_from_mean(valid.reshape(-1, self.x_dim).mean(0))
+            head.init_bias_from_mean(mean)
+        if center:
+            self.input_offset.copy_(mean)
 
     # ------------------------------------------------------------------ validation
     def prepare(self, x, lengths=None) -> Sequences:

@@ -43,7 +43,7 @@ class FilteringRNN(SequenceModel):
         raise NotImplementedError
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
-        return self.phi_x(x)
+        return self.phi_x(self.centered(x))
 
     def transition(self, state, t: int | None) -> dist.Distribution:
         return self.prior_head(self.prior_net(self.hidden(state)))

@@ -152,3 +152,28 @@ def test_models_can_be_copied_after_a_guide_run():
     assert model._recurrence is not None
     clone = copy.deepcopy(model)
     assert clone._recurrence is None and model._recurrence is not None
+
+
+def test_mean_centred_inputs_feed_the_networks_but_not_the_likelihood():
+    model = VRNN(4, 3, likelihood="bernoulli")
+    x = (torch.rand(6, 5, 4) < 0.3).float()
+    model.init_from_data(x, center=True)
+    mean = x.reshape(-1, 4).mean(0)
+    assert torch.allclose(model.input_offset, mean)
+    assert torch.allclose(model.context(x), model.phi_x(x - mean))
+    trace = poutine.trace(model.model).get_trace(x)
+    assert torch.equal(trace.nodes["x"]["value"], x)  # the target is the raw binary data
+    restored = VRNN(4, 3, likelihood="bernoulli")
+    restored.load_state_dict(model.state_dict())
+    assert torch.equal(restored.input_offset, model.input_offset)
+
+
+def test_checkpoints_without_the_offset_still_load():
+    model = VRNN(4, 3)
+    from collections import OrderedDict
+
+    old = OrderedDict((k, v) for k, v in model.state_dict().items() if k != "input_offset")
+    old._metadata = {"": {"version": 1}}  # what torch stored before the buffer existed
+    fresh = VRNN(4, 3)
+    fresh.load_state_dict(old)
+    assert torch.all(fresh.input_offset == 0)
