@@ -67,6 +67,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
     p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
     p.add_argument("--train-subset", dest="train_subset", type=int, help="train on the first N training sequences")
+    p.add_argument("--tbptt", type=int, help="truncated backpropagation through time: windows of N steps")
     p.add_argument("--center-inputs", dest="center_inputs", action="store_const", const=True,
                    help="mean-centre the network inputs with the training mean (targets stay raw)")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")

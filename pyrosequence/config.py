@@ -47,6 +47,8 @@ class TrainConfig:
     eval_particles: int = 16
     seed: int = 0
     device: str = "cpu"
+    #: Truncated backpropagation through time: windows of this many steps, one update each.
+    tbptt: int | None = None
     #: Mean-centre the network inputs with the training mean (VHRNN appendix C); targets stay raw.
     center_inputs: bool = False
     #: Train on the first N training sequences only (quick checks); None = all.
@@ -74,7 +76,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("z_dim", "train_subset"):
+        for name in ("z_dim", "train_subset", "tbptt"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -123,6 +123,33 @@ def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path) -> None:
         )
 
 
+def _windows(x: torch.Tensor, lengths: torch.Tensor, window: int | None):
+    """Split a batch into consecutive windows of ``window`` steps (truncated backpropagation
+    through time); yields ``(start, rows, x_w, lengths_w)`` where ``rows`` selects, among the
+    previous window's sequences, those that go on. ``window=None``: the whole batch once."""
+    steps = x.shape[1]
+    if window is None or window >= steps:
+        yield 0, None, x, lengths
+        return
+    alive = torch.ones_like(lengths, dtype=torch.bool)
+    for start in range(0, steps, window):
+        now = lengths > start
+        rows = now[alive]
+        alive = now
+        yield start, rows, x[now, start : start + window], (lengths[now] - start).clamp(max=window)
+
+
+def _carry(state, reference, rows: torch.Tensor):
+    """The state a window ended in, detached, with any particle dimensions (those beyond the
+    ``reference`` state's) reduced to their first particle, for the sequences that go on."""
+    if isinstance(state, tuple):
+        return tuple(_carry(s, r, rows) for s, r in zip(state, reference))
+    state = state.detach()
+    while state.dim() > reference.dim():
+        state = state[0]
+    return state[rows]
+
+
 def train_epoch(
     model: SequenceModel,
     data: SequenceDataset,
@@ -140,6 +167,8 @@ def train_epoch(
     by the batch's number of time steps, so the learning rate does not depend on batch size or
     sequence length. Objectives that normalise their loss themselves (``normalized_loss``, e.g.
     FIVO: each sequence's bound over its length, averaged over the batch) are used as they are.
+    With ``config.tbptt = W`` each batch is cut into windows of W steps and every window is an
+    update; a window starts from the (detached) state the previous one ended in.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     normalized = getattr(objective, "normalized_loss", False)
@@ -147,28 +176,36 @@ def train_epoch(
     batches = data.batches(config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch))
     bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
     for x, lengths in bar:
-        beta = schedule(step)
-        fn_model, fn_guide = model.model, model.guide
-        if beta != 1.0:
-            fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
-        optimizer.zero_grad(set_to_none=True)
-        loss = objective.loss_and_grads(fn_model, fn_guide, x, lengths)
-        num_steps = int(lengths.sum())
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at update {step} (epoch {epoch + 1}); try a lower --lr")
-        if normalized:
-            loss = loss * num_steps  # back to a sum over steps, for the running average
-        else:
-            for p in params:
-                if p.grad is not None:
-                    p.grad.div_(num_steps)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        step += 1
-        total_loss += loss
-        total_steps += num_steps
-        bar.set_postfix(loss=f"{loss / num_steps:.3f}", beta=f"{beta:.3g}")
+        carried = None
+        for start, rows, x_w, lengths_w in _windows(x, lengths, config.tbptt):
+            beta = schedule(step)
+            fn_model, fn_guide = model.model, model.guide
+            if beta != 1.0:
+                fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
+            if start == 0:
+                continuation = {}
+            else:
+                reference = model.initial_state(torch.Size([1]), x_w)
+                continuation = {"initial": _carry(carried, reference, rows), "start": start}
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective.loss_and_grads(fn_model, fn_guide, x_w, lengths_w, **continuation)
+            carried = model.final_state
+            num_steps = int(lengths_w.sum())
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss} at update {step} (epoch {epoch + 1}); try a lower --lr")
+            if normalized:
+                loss = loss * num_steps  # back to a sum over steps, for the running average
+            else:
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.div_(num_steps)
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            step += 1
+            total_loss += loss
+            total_steps += num_steps
+            bar.set_postfix(loss=f"{loss / num_steps:.3f}", beta=f"{beta:.3g}")
     return total_loss / total_steps, step
 
 

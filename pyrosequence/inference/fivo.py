@@ -83,26 +83,31 @@ class FIVO(ELBO):
         self.ess_threshold = float(ess_threshold)
         super().__init__(num_particles=num_particles, max_plate_nesting=1, vectorize_particles=True)
 
-    def filter(self, model: Callable, guide: Callable, x: torch.Tensor, lengths: torch.Tensor | None = None) -> FilterResult:
-        """Run the particle filter and return its full :class:`FilterResult`."""
+    def filter(
+        self, model: Callable, guide: Callable, x: torch.Tensor, lengths: torch.Tensor | None = None, initial=None, start: int = 0
+    ) -> FilterResult:
+        """Run the particle filter and return its full :class:`FilterResult` (``initial`` and
+        ``start`` continue sequences, as for the model's own ``model``/``guide``)."""
         seq_model, scale = sequence_model_of(model, guide)
         pyro.module(seq_model.pyro_name, seq_model)  # lets SVI find the parameters
         seqs = seq_model.prepare(x, lengths)
-        return particle_filter(seq_model, seqs, self.num_particles, self.resampler, self.ess_threshold, scale)
+        return particle_filter(
+            seq_model, seqs, self.num_particles, self.resampler, self.ess_threshold, scale, initial, start
+        )
 
-    def differentiable_loss(self, model, guide, x, lengths=None) -> torch.Tensor:
-        result = self.filter(model, guide, x, lengths)
+    def differentiable_loss(self, model, guide, x, lengths=None, initial=None, start: int = 0) -> torch.Tensor:
+        result = self.filter(model, guide, x, lengths, initial, start)
         return -(result.log_z / result.lengths.to(result.log_z.dtype)).mean()
 
-    def loss(self, model, guide, x, lengths=None) -> float:
+    def loss(self, model, guide, x, lengths=None, initial=None, start: int = 0) -> float:
         with torch.no_grad():
-            value = float(self.differentiable_loss(model, guide, x, lengths))
+            value = float(self.differentiable_loss(model, guide, x, lengths, initial, start))
         if not math.isfinite(value):
             raise ValueError(f"FIVO loss is {value}")
         return value
 
-    def loss_and_grads(self, model, guide, x, lengths=None) -> float:
-        loss = self.differentiable_loss(model, guide, x, lengths)
+    def loss_and_grads(self, model, guide, x, lengths=None, initial=None, start: int = 0) -> float:
+        loss = self.differentiable_loss(model, guide, x, lengths, initial, start)
         loss.backward()
         return float(loss.detach())
 

@@ -59,6 +59,19 @@ def _gather(state, ancestors: torch.Tensor):
     return state.gather(PARTICLE_DIM, index)
 
 
+def _expand(state, particles: torch.Size):
+    """A state of batch shape ``(B,)`` given to every particle: ``(K, B, ...)``."""
+    if isinstance(state, tuple):
+        return tuple(_expand(s, particles) for s in state)
+    return state.expand(particles + state.shape[1:])
+
+
+def _select(state, index: int):
+    if isinstance(state, tuple):
+        return tuple(_select(s, index) for s in state)
+    return state[index]
+
+
 def _report_bad_weights(lse: torch.Tensor, t: int) -> None:
     bad = (~torch.isfinite(lse)).nonzero()
     if len(bad):
@@ -74,6 +87,8 @@ def particle_filter(
     resampler: Resampler,
     ess_threshold: float,
     latent_scale: float | torch.Tensor = 1.0,
+    initial=None,
+    start: int = 0,
 ) -> FilterResult:
     """Run one particle filter per sequence of ``seqs`` (already validated by ``model.prepare``).
 
@@ -85,6 +100,11 @@ def particle_filter(
     not through the choice of ancestors (the FIVO paper's estimator, section 4: the
     score-function term of resampling is dropped). Log-sum-exp is used throughout.
 
+    ``initial`` (a state of batch shape ``(B,)``) and ``start`` continue sequences from an earlier
+    window (truncated backpropagation through time): every particle starts from ``initial`` and the
+    pieces see step indices ``start + t``. After the run, ``model.final_state`` holds, for each
+    sequence, the state of one particle drawn by the final weights.
+
     Raises ``ValueError`` naming the step and sequence if all weights of a filter become zero
     (or NaN/inf).
     """
@@ -94,7 +114,7 @@ def particle_filter(
     q_steps = context_steps(model.proposal_context(seqs.x, ctx), steps)
     x_steps = seqs.x.unbind(1)
     particles = torch.Size([k, batch])
-    state = model.initial_state(particles, seqs.x)
+    state = model.initial_state(particles, seqs.x) if initial is None else _expand(initial, particles)
     log_k = math.log(k)
     log_w = seqs.x.new_zeros(particles)
     log_z = seqs.x.new_zeros(batch)
@@ -104,13 +124,13 @@ def particle_filter(
     increments, ess_steps, resampled_steps = [], [], []
     for t in range(steps):
         if model.z_dim:
-            proposal = model.proposal(state, t, q_steps[t])
+            proposal = model.proposal(state, start + t, q_steps[t])
             if proposal.batch_shape != particles:
                 proposal = proposal.expand(particles)
             if not proposal.has_rsample:
                 raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
             z = proposal.rsample()
-            log_latent = latent_scale * (model.transition(state, t).log_prob(z) - proposal.log_prob(z))
+            log_latent = latent_scale * (model.transition(state, start + t).log_prob(z) - proposal.log_prob(z))
         else:  # a deterministic model: every particle carries the exact likelihood
             z, log_latent = seqs.x.new_zeros(particles + (0,)), 0.0
         features = model.latent_features(z)
@@ -128,7 +148,7 @@ def particle_filter(
         increments.append(lse - reference)
         ess_steps.append(ess.detach())
         resampled_steps.append(resample)
-        state = model.update(state, features, ctx_steps[t], t)
+        state = model.update(state, features, ctx_steps[t], start + t)
         if any_resample:
             drawn = resampler(log_w.detach().transpose(0, 1)).transpose(0, 1)
             state = _gather(state, torch.where(resample, drawn, identity))
@@ -138,6 +158,8 @@ def particle_filter(
         else:
             reference = lse
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
+    chosen = resampler(log_w.detach().transpose(0, 1))[:, :1].transpose(0, 1)  # (1, B): one per filter
+    model.final_state = _select(_gather(state, chosen.expand(particles)), 0)
     return FilterResult(
         log_z=log_z,
         log_increments=torch.stack(increments),

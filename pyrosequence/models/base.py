@@ -133,6 +133,7 @@ class SequenceModel(nn.Module):
         # A unique name keeps parameters of different instances apart in Pyro's param store.
         self.pyro_name = name or f"{type(self).__name__.lower()}_{uuid.uuid4().hex[:8]}"
         self._recurrence: _Recurrence | None = None
+        self.final_state: State | None = None
         #: Subtracted from x before it enters the networks (not from the likelihood's target):
         #: the mean-centring of inputs of the VHRNN paper (appendix C) and the FIVO code.
         self.register_buffer("input_offset", torch.zeros(self.x_dim))
@@ -152,7 +153,7 @@ class SequenceModel(nn.Module):
 
     def __getstate__(self) -> dict:
         # The recorded recurrence holds graph tensors of one evaluation: never copy or pickle it.
-        return {**self.__dict__, "_recurrence": None}
+        return {**self.__dict__, "_recurrence": None, "final_state": None}
 
     # ------------------------------------------------------------------ per-step pieces
     def context(self, x: torch.Tensor) -> Context:
@@ -233,47 +234,63 @@ class SequenceModel(nn.Module):
         self.check_data(seqs.x)
         return seqs
 
-    def _key(self, x, lengths) -> tuple:
+    def _key(self, x, lengths, initial, start) -> tuple:
         versions = tuple(p._version for p in self.parameters())
-        return (id(x), id(lengths), torch.is_grad_enabled(), versions)
+        return (id(x), id(lengths), id(initial), start, torch.is_grad_enabled(), versions)
+
+    def start_state(self, seqs: Sequences, initial: State | None = None) -> State:
+        """The state before the first step: ``initial`` when a window continues a sequence
+        (truncated backpropagation through time), else :meth:`initial_state`."""
+        return self.initial_state(torch.Size([seqs.batch_size]), seqs.x) if initial is None else initial
 
     # ------------------------------------------------------------------ Pyro programs
-    def guide(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
-        """Sample ``z_0 ... z_{T-1}`` from the proposal, one ``pyro.markov`` step at a time."""
+    def guide(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, initial: State | None = None, start: int = 0
+    ) -> None:
+        """Sample ``z_0 ... z_{T-1}`` from the proposal, one ``pyro.markov`` step at a time.
+
+        ``initial`` and ``start`` continue a sequence from a state reached earlier: the pieces
+        see step indices ``start + t`` (site names stay ``z_0 ... z_{T-1}``).
+        """
         pyro.module(self.pyro_name, self)
+        if not self.z_dim:  # a deterministic model: nothing to propose
+            self.prepare(x, lengths)
+            return
         seqs = self.prepare(x, lengths)
         ctx = self.context(seqs.x)
         ctx_steps = context_steps(ctx, seqs.num_steps)
         q_steps = context_steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
-        state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
-        if not self.z_dim:  # a deterministic model: nothing to propose
-            return
-        record = _Recurrence(key=self._key(x, lengths), context=ctx, initial=state)
+        state = self.start_state(seqs, initial)
+        record = _Recurrence(key=self._key(x, lengths, initial, start), context=ctx, initial=state)
         collector = _DeterministicCollector()
         with pyro.plate("sequences", seqs.batch_size, dim=-1), collector:
             for t in pyro.markov(range(seqs.num_steps)):
                 with _masked(seqs.step_mask(t)):
-                    z = pyro.sample(f"{self.latent_name}_{t}", self.proposal(state, t, q_steps[t]))
+                    z = pyro.sample(f"{self.latent_name}_{t}", self.proposal(state, start + t, q_steps[t]))
                 features = self.latent_features(z)
                 collector.step = t
-                state = self.update(state, features, ctx_steps[t], t)
+                state = self.update(state, features, ctx_steps[t], start + t)
                 record.latents.append(z)
                 record.features.append(features)
                 record.states.append(state)
         record.deterministic = collector.records
         self._recurrence = record
 
-    def model(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+    def model(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, initial: State | None = None, start: int = 0
+    ) -> None:
         """Score ``x`` under the generative model, sampling ``z_t`` from :meth:`transition`.
 
         When the latent values are replayed from this model's own guide in the same ELBO
         evaluation, the recurrence the guide computed is reused rather than recomputed, and a
-        time-homogeneous prior is evaluated for all steps in one batched call.
+        time-homogeneous prior is evaluated for all steps in one batched call. ``initial`` and
+        ``start`` continue a sequence (see :meth:`guide`). The state after the last step is left
+        in :attr:`final_state` (with any particle dimensions) for a caller that continues.
         """
         pyro.module(self.pyro_name, self)
         seqs = self.prepare(x, lengths)
         steps = seqs.num_steps
-        cached = self._take_recurrence(x, lengths)
+        cached = self._take_recurrence(x, lengths, initial, start)
         priors = stacked_previous = None
         if cached is not None:
             ctx, state = cached.context, cached.initial
@@ -282,13 +299,13 @@ class SequenceModel(nn.Module):
                 priors = time_slices(self.transition(stacked_previous, None), steps)
         else:
             ctx = self.context(seqs.x)
-            state = self.initial_state(torch.Size([seqs.batch_size]), seqs.x)
+            state = self.start_state(seqs, initial)
         ctx_steps = None
         previous, features_seq = [], []
         with pyro.plate("sequences", seqs.batch_size, dim=-1):
             for t in pyro.markov(range(steps)):
                 if self.z_dim:
-                    prior = priors[t] if priors is not None else self.transition(state, t)
+                    prior = priors[t] if priors is not None else self.transition(state, start + t)
                     with _masked(seqs.step_mask(t)):
                         z = pyro.sample(f"{self.latent_name}_{t}", prior)
                 else:
@@ -303,8 +320,9 @@ class SequenceModel(nn.Module):
                     if ctx_steps is None:
                         ctx_steps = context_steps(ctx, steps)
                     features = self.latent_features(z)
-                    state = self.update(state, features, ctx_steps[t], t)
+                    state = self.update(state, features, ctx_steps[t], start + t)
                 features_seq.append(features)
+            self.final_state = state
             if stacked_previous is None:
                 stacked_previous = stack_states(previous)
             likelihood = self.emission(stacked_previous, stack_states(features_seq))
@@ -312,10 +330,10 @@ class SequenceModel(nn.Module):
                 likelihood = likelihood.mask(seqs.mask)
             pyro.sample(self.obs_name, likelihood.to_event(1), obs=seqs.x)
 
-    def _take_recurrence(self, x, lengths) -> _Recurrence | None:
+    def _take_recurrence(self, x, lengths, initial, start) -> _Recurrence | None:
         """The guide's recurrence for this very batch and these parameters, if there is one."""
         cached, self._recurrence = self._recurrence, None
-        if cached is None or cached.key != self._key(x, lengths):
+        if cached is None or cached.key != self._key(x, lengths, initial, start):
             return None
         return cached
 
