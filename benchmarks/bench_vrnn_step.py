@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     class RecomputingVRNN(VRNN):
         """The same model with the guide-to-model state reuse switched off (the naive layout)."""
 
-        def _take_recurrence(self, x, lengths):
+        def _take_recurrence(self, *key):
             self._recurrence = None
             return None
 
