@@ -130,7 +130,9 @@ def particle_filter(
             if not proposal.has_rsample:
                 raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
             z = proposal.rsample()
-            log_latent = latent_scale * (model.transition(state, start + t).log_prob(z) - proposal.log_prob(z))
+            log_latent = model.transition(state, start + t).log_prob(z) - proposal.log_prob(z)
+            if not (isinstance(latent_scale, float) and latent_scale == 1.0):
+                log_latent = latent_scale * log_latent
         else:  # a deterministic model: every particle carries the exact likelihood
             z, log_latent = seqs.x.new_zeros(particles + (0,)), 0.0
         features = model.latent_features(z)
@@ -158,7 +160,9 @@ def particle_filter(
         else:
             reference = lse
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
-    chosen = resampler(log_w.detach().transpose(0, 1))[:, :1].transpose(0, 1)  # (1, B): one per filter
+    # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
+    # resamplers' first ancestor is not distributed as the weights)
+    chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
     model.final_state = _select(_gather(state, chosen.expand(particles)), 0)
     return FilterResult(
         log_z=log_z,
