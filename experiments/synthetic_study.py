@@ -26,7 +26,7 @@ from pyrosequence.config import TrainConfig
 from pyrosequence.data import synthetic_dataset
 from pyrosequence.data.synthetic import SETTINGS
 from pyrosequence.inference import evaluate, make_bound
-from pyrosequence.train import CHECKPOINT_FILE, build_model, train
+from pyrosequence.train import CHECKPOINT_FILE, load_run, train
 
 COLUMNS = ("test",) + SETTINGS  # test, noiseless, switch, long, zero-shot, add, rand
 
@@ -101,9 +101,7 @@ def run_one(run: Run, args) -> dict:
         resume = (out / CHECKPOINT_FILE).is_file()
         train(config, out=out, resume=resume, progress=False, log=lambda s: None)
     train_seconds = time.perf_counter() - start
-    model = build_model(config, 2)
-    model.load_state_dict(load_checkpoint(out / CHECKPOINT_FILE)["model"])
-    model.eval()
+    _, model, _, _ = load_run(out, "test")
     bound = make_bound("fivo")
     scores = {}
     for split in COLUMNS:

@@ -28,6 +28,7 @@ from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
 from pyrosequence.models import SequenceModel, model_class
+from pyrosequence.nn.cells import map_state
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
 OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE)
@@ -142,12 +143,14 @@ def _windows(x: torch.Tensor, lengths: torch.Tensor, window: int | None):
 def _carry(state, reference, rows: torch.Tensor):
     """The state a window ended in, detached, with any particle dimensions (those beyond the
     ``reference`` state's) reduced to their first particle, for the sequences that go on."""
-    if isinstance(state, tuple):
-        return tuple(_carry(s, r, rows) for s, r in zip(state, reference))
-    state = state.detach()
-    while state.dim() > reference.dim():
-        state = state[0]
-    return state[rows]
+
+    def one(tensor: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.detach()
+        while tensor.dim() > ref.dim():
+            tensor = tensor[0]
+        return tensor[rows]
+
+    return map_state(one, state, reference)
 
 
 def train_epoch(

@@ -18,6 +18,7 @@ import torch
 from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
 PARTICLE_DIM = 0
@@ -53,23 +54,12 @@ def check_filter_options(num_particles, ess_threshold) -> None:
 
 def _gather(state, ancestors: torch.Tensor):
     """Select particles ``ancestors`` (K, B) along the particle dimension of a (tuple) state."""
-    if isinstance(state, tuple):
-        return tuple(_gather(s, ancestors) for s in state)
-    index = ancestors.reshape(ancestors.shape + (1,) * (state.dim() - 2)).expand_as(state)
-    return state.gather(PARTICLE_DIM, index)
 
+    def pick(tensor: torch.Tensor) -> torch.Tensor:
+        index = ancestors.reshape(ancestors.shape + (1,) * (tensor.dim() - 2)).expand_as(tensor)
+        return tensor.gather(PARTICLE_DIM, index)
 
-def _expand(state, particles: torch.Size):
-    """A state of batch shape ``(B,)`` given to every particle: ``(K, B, ...)``."""
-    if isinstance(state, tuple):
-        return tuple(_expand(s, particles) for s in state)
-    return state.expand(particles + state.shape[1:])
-
-
-def _select(state, index: int):
-    if isinstance(state, tuple):
-        return tuple(_select(s, index) for s in state)
-    return state[index]
+    return map_state(pick, state)
 
 
 def _report_bad_weights(lse: torch.Tensor, t: int) -> None:
@@ -114,7 +104,10 @@ def particle_filter(
     q_steps = context_steps(model.proposal_context(seqs.x, ctx), steps)
     x_steps = seqs.x.unbind(1)
     particles = torch.Size([k, batch])
-    state = model.initial_state(particles, seqs.x) if initial is None else _expand(initial, particles)
+    if initial is None:
+        state = model.initial_state(particles, seqs.x)
+    else:  # every particle starts from the state the sequence reached
+        state = map_state(lambda s: s.expand(particles + s.shape[1:]), initial)
     log_k = math.log(k)
     log_w = seqs.x.new_zeros(particles)
     log_z = seqs.x.new_zeros(batch)
@@ -163,7 +156,7 @@ def particle_filter(
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
-    model.final_state = _select(_gather(state, chosen.expand(particles)), 0)
+    model.final_state = map_state(lambda s: s[0], _gather(state, chosen.expand(particles)))
     return FilterResult(
         log_z=log_z,
         log_increments=torch.stack(increments),

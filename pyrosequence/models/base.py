@@ -33,7 +33,7 @@ from pyro.poutine.messenger import Messenger
 
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.models.time_slicing import time_slices
-from pyrosequence.nn.cells import State
+from pyrosequence.nn.cells import State, map_state
 
 Context = torch.Tensor | tuple[torch.Tensor, ...] | None
 
@@ -54,9 +54,7 @@ def _masked(mask: torch.Tensor | None):
 
 def stack_states(states: list[State], dim: int = -2) -> State:
     """Stack per-step states (tensors or tuples of tensors) on a new time dimension ``dim``."""
-    if isinstance(states[0], tuple):
-        return tuple(stack_states([s[i] for s in states], dim) for i in range(len(states[0])))
-    return torch.stack(torch.broadcast_tensors(*states), dim=dim)
+    return map_state(lambda *parts: torch.stack(torch.broadcast_tensors(*parts), dim=dim), *states)
 
 
 class _DeterministicCollector(Messenger):
@@ -253,10 +251,9 @@ class SequenceModel(nn.Module):
         see step indices ``start + t`` (site names stay ``z_0 ... z_{T-1}``).
         """
         pyro.module(self.pyro_name, self)
-        if not self.z_dim:  # a deterministic model: nothing to propose
-            self.prepare(x, lengths)
-            return
         seqs = self.prepare(x, lengths)
+        if not self.z_dim:  # a deterministic model: nothing to propose
+            return
         ctx = self.context(seqs.x)
         ctx_steps = context_steps(ctx, seqs.num_steps)
         q_steps = context_steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)

@@ -51,15 +51,12 @@ class HyperLSTM(SequenceModel):
         self.decoder_head = make_likelihood(likelihood, hidden_dim, x_dim, **options)
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
-        primary = self.cell.initial_state(batch_shape, x)
-        return (primary if isinstance(primary, tuple) else (primary,)) + self.theta.initial_state(batch_shape, x)
+        return self.cell.join(self.cell.initial_state(batch_shape, x), self.theta.initial_state(batch_shape, x))
 
     def emission(self, state: tuple, z_features: torch.Tensor) -> dist.Distribution:
         return self.decoder_head(state[0])
 
     def update(self, state: tuple, z_features: torch.Tensor, x_t: torch.Tensor, t: int) -> tuple:
-        n = 2 if self.cell.kind == "lstm" else 1
-        primary, hyper = (state[:n] if n == 2 else state[0]), state[n:]
+        primary, hyper = self.cell.split(state)
         (d_in, d_h, b), hyper = self.theta(cat_features(x_t, state[0]), hyper)
-        new = self.cell(x_t, primary, d_in, d_h, b)
-        return (new if isinstance(new, tuple) else (new,)) + hyper
+        return self.cell.join(self.cell(x_t, primary, d_in, d_h, b), hyper)

@@ -76,12 +76,6 @@ class VHRNN(FilteringRNN):
         )
         self.decoder_head = make_likelihood(likelihood, z_dim, x_dim)
 
-    # state = (primary cell state..., hyper generator state...)
-    def _split(self, state: tuple) -> tuple:
-        n = 2 if self.cell.kind == "lstm" else 1
-        primary = state[:n] if n == 2 else state[0]
-        return primary, state[n:]
-
     def hidden(self, state: tuple) -> torch.Tensor:
         return state[0]
 
@@ -93,9 +87,8 @@ class VHRNN(FilteringRNN):
         return cat_features(z, h)
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
-        primary = self.cell.initial_state(batch_shape, x)
-        primary = primary if isinstance(primary, tuple) else (primary,)
-        return primary + self.theta.initial_state(batch_shape, x)
+        # (primary cell state..., hyper generator state...)
+        return self.cell.join(self.cell.initial_state(batch_shape, x), self.theta.initial_state(batch_shape, x))
 
     def latent_features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return z, self.phi_z(z)
@@ -115,10 +108,9 @@ class VHRNN(FilteringRNN):
 
     def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:
         z, zf = z_features
-        primary, hyper = self._split(state)
+        primary, hyper = self.cell.split(state)
         (d_in, d_h, b), hyper = self.theta(self._condition(z, self.hidden(state)), hyper)
         pyro.deterministic(f"theta_d_input_{t}", d_in, event_dim=1)
         pyro.deterministic(f"theta_d_hidden_{t}", d_h, event_dim=1)
         pyro.deterministic(f"theta_bias_{t}", b, event_dim=1)
-        new = self.cell(cat_features(x_features, zf), primary, d_in, d_h, b)
-        return (new if isinstance(new, tuple) else (new,)) + hyper
+        return self.cell.join(self.cell(cat_features(x_features, zf), primary, d_in, d_h, b), hyper)

@@ -1,6 +1,6 @@
 """Building blocks: MLPs, distribution heads and recurrent cells that broadcast over batch shapes."""
 
-from pyrosequence.nn.cells import RecurrentCell, State
+from pyrosequence.nn.cells import RecurrentCell, State, map_state
 from pyrosequence.nn.heads import LIKELIHOODS, BernoulliHead, DiagNormalHead, GaussianMixtureHead, make_likelihood
 from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
 from pyrosequence.nn.mlp import MLP, cat_features
@@ -9,6 +9,7 @@ __all__ = [
     "MLP",
     "cat_features",
     "RecurrentCell",
+    "map_state",
     "State",
     "DiagNormalHead",
     "BernoulliHead",

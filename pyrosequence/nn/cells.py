@@ -10,6 +10,14 @@ from pyrosequence.nn.mlp import broadcast_shape
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
+def map_state(fn, *states):
+    """Apply ``fn`` tensor by tensor to one or more states (tensors or nested tuples of tensors)
+    of the same structure: ``map_state(f, (h, c))`` is ``(f(h), f(c))``."""
+    if isinstance(states[0], tuple):
+        return tuple(map_state(fn, *parts) for parts in zip(*states))
+    return fn(*states)
+
+
 class RecurrentCell(nn.Module):
     """An LSTM or GRU cell over inputs ``(..., in_dim)`` and states ``(..., hidden_dim)``.
 

@@ -57,6 +57,17 @@ class HyperCell(nn.Module):
         h = like.new_zeros(tuple(batch_shape) + (self.hidden_dim,))
         return (h, h) if self.kind == "lstm" else h
 
+    # Models keep this cell's state first in a flat tuple, followed by other parts (a hyper
+    # network's state): ``(h, c, ...)`` for an LSTM, ``(h, ...)`` for a GRU.
+    def split(self, state: tuple) -> tuple:
+        """``flat state -> (this cell's state, the rest)``."""
+        return (state[:2], state[2:]) if self.kind == "lstm" else (state[0], state[1:])
+
+    @staticmethod
+    def join(cell_state, rest: tuple) -> tuple:
+        """``(this cell's state, the rest) -> flat state``."""
+        return (cell_state if isinstance(cell_state, tuple) else (cell_state,)) + tuple(rest)
+
     def forward(self, y, state, d_in, d_h, b):
         h_prev = state[0] if self.kind == "lstm" else state
         wy = nn.functional.linear(y, self.weight_ih) * d_in
