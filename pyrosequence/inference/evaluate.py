@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -143,6 +144,18 @@ def make_bound(name: str, resampler: str | Resampler = "multinomial", ess_thresh
     return BOUNDS[name](resampler=resampler, ess_threshold=ess_threshold)
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: SequenceModel):
+    """``model.eval()`` for the duration, then the previous mode: training-only terms of a model
+    (e.g. Z-Forcing's auxiliary factor) never enter a reported bound."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def evaluate(
     model: SequenceModel,
     x: torch.Tensor,
@@ -176,7 +189,7 @@ def evaluate(
     n = seqs.batch_size
     batch_size = batch_size or rule.batch_size(n, seqs.num_steps, num_particles)
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_mode(model):
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size)
             part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])

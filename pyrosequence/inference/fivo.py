@@ -36,7 +36,8 @@ def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, 
             f"methods: FIVO(...).loss(m.model, m.guide, x, lengths); got model={model!r}, guide={guide!r}"
         )
     cls = type(owner)
-    if cls.model is not SequenceModel.model or cls.guide is not SequenceModel.guide:
+    overridden = cls.model is not SequenceModel.model or cls.guide is not SequenceModel.guide
+    if overridden and not cls.overrides_match_pieces:
         raise TypeError(
             f"{cls.__name__} overrides model() or guide(); FIVO runs the per-step pieces and cannot "
             "know that they describe the overridden program"

@@ -17,7 +17,7 @@ import torch
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.resamplers import Resampler
-from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.base import SequenceModel, context_steps, proposal_inputs
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -79,6 +79,7 @@ def particle_filter(
     latent_scale: float | torch.Tensor = 1.0,
     initial=None,
     start: int = 0,
+    on_step=None,
 ) -> FilterResult:
     """Run one particle filter per sequence of ``seqs`` (already validated by ``model.prepare``).
 
@@ -95,13 +96,20 @@ def particle_filter(
     pieces see step indices ``start + t``. After the run, ``model.final_state`` holds, for each
     sequence, the state of one particle drawn by the final weights.
 
+    ``on_step(t, state, log_w)``, if given, is called before step ``t``'s proposal with the
+    filtered particles of ``x_<t``: the states ``s_{t-1}`` (particle dim first) and their
+    unnormalised log-weights ``(K, B)``; and once more after the loop with ``t = T`` (the
+    particles of the whole batch). It must not modify them (forecasting and predictive checks
+    read the filter through it; see :mod:`pyrosequence.diagnostics.forecast`).
+
     Raises ``ValueError`` naming the step and sequence if all weights of a filter become zero
     (or NaN/inf).
     """
+    model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
     ctx = model.context(seqs.x)
     ctx_steps = context_steps(ctx, steps)
-    q_steps = context_steps(model.proposal_context(seqs.x, ctx), steps)
+    q_steps = context_steps(proposal_inputs(model, seqs, ctx), steps)
     x_steps = seqs.x.unbind(1)
     particles = torch.Size([k, batch])
     if initial is None:
@@ -116,6 +124,8 @@ def particle_filter(
     identity = torch.arange(k, device=seqs.x.device)[:, None].expand(particles)
     increments, ess_steps, resampled_steps = [], [], []
     for t in range(steps):
+        if on_step is not None:
+            on_step(t, state, log_w)
         if model.z_dim:
             proposal = model.proposal(state, start + t, q_steps[t])
             if proposal.batch_shape != particles:
@@ -152,6 +162,8 @@ def particle_filter(
             reference = lse.masked_fill(resample, log_k)
         else:
             reference = lse
+    if on_step is not None:
+        on_step(steps, state, log_w)
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)

@@ -57,6 +57,15 @@ def stack_states(states: list[State], dim: int = -2) -> State:
     return map_state(lambda *parts: torch.stack(torch.broadcast_tensors(*parts), dim=dim), *states)
 
 
+def proposal_inputs(model: "SequenceModel", seqs: Sequences, context: Context) -> Context:
+    """``model.proposal_context`` for a validated batch. A model that sets
+    ``proposal_uses_lengths = True`` also gets ``lengths=seqs.lengths`` (a backward RNN then starts
+    at each sequence's own end instead of reading the zero padding)."""
+    if model.proposal_uses_lengths:
+        return model.proposal_context(seqs.x, context, lengths=seqs.lengths)
+    return model.proposal_context(seqs.x, context)
+
+
 class _DeterministicCollector(Messenger):
     """Takes the ``pyro.deterministic`` sites of a guide's state updates out of the guide trace.
 
@@ -121,6 +130,12 @@ class SequenceModel(nn.Module):
     #: Set to True when :meth:`transition` ignores ``t`` and broadcasts over a time dimension
     #: stacked at ``-2`` of the state; the model then evaluates the prior for all steps at once.
     homogeneous_transition = False
+    #: Set to True when :meth:`proposal_context` takes a ``lengths`` keyword (see :func:`proposal_inputs`).
+    proposal_uses_lengths = False
+    #: Set to True by a subclass whose overridden ``model``/``guide`` compute the same program as the
+    #: per-step pieces (e.g. a batched fast path; training-only extras such as an auxiliary factor
+    #: aside), so that FIVO may drive the pieces instead.
+    overrides_match_pieces = False
 
     def __init__(self, x_dim: int, z_dim: int, name: str | None = None) -> None:
         super().__init__()
@@ -208,6 +223,12 @@ class SequenceModel(nn.Module):
         if head is not None and hasattr(head, "check_data"):
             head.check_data(x)
 
+    def filter_view(self, seqs: Sequences, start: int = 0) -> tuple["SequenceModel", Sequences, int]:
+        """The model, validated batch and first step index a particle filter runs on: by default
+        this model and ``seqs`` themselves. A wrapper that re-shapes the data (e.g.
+        :class:`~pyrosequence.models.flattened.Flattened`) returns its inner model's view."""
+        return self, seqs, start
+
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
         """Initialise from training data before training.
 
@@ -256,7 +277,7 @@ class SequenceModel(nn.Module):
             return
         ctx = self.context(seqs.x)
         ctx_steps = context_steps(ctx, seqs.num_steps)
-        q_steps = context_steps(self.proposal_context(seqs.x, ctx), seqs.num_steps)
+        q_steps = context_steps(proposal_inputs(self, seqs, ctx), seqs.num_steps)
         state = self.start_state(seqs, initial)
         record = _Recurrence(key=self._key(x, lengths, initial, start), context=ctx, initial=state)
         collector = _DeterministicCollector()

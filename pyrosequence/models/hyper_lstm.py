@@ -31,6 +31,7 @@ class HyperLSTM(SequenceModel):
         hyper_dim: units of the hyper LSTM (default ``hidden_dim``).
         likelihood: ``"bernoulli"``, ``"gaussian"`` or ``"mixture"`` (``components`` Gaussians).
         cell: ``"lstm"`` or ``"gru"`` for the main cell.
+        output: ``"factorized"``, ``"hier-rnn"`` or ``"hier-made"`` (see :func:`pyrosequence.nn.make_likelihood`).
     """
 
     def __init__(
@@ -41,14 +42,16 @@ class HyperLSTM(SequenceModel):
         likelihood: str = "bernoulli",
         components: int = 5,
         cell: str = "lstm",
+        output: str = "factorized",
         name: str | None = None,
     ) -> None:
         super().__init__(x_dim, 0, name=name)
         self.hidden_dim, self.likelihood = hidden_dim, likelihood
         self.cell = HyperCell(x_dim, hidden_dim, cell)
         self.theta = HyperGenerator(x_dim + hidden_dim, hyper_dim or hidden_dim, self.cell.modulation_dim, "rnn")
-        options = {"components": components} if likelihood == "mixture" else {}
-        self.decoder_head = make_likelihood(likelihood, hidden_dim, x_dim, **options)
+        options = {"components": components} if likelihood in ("mixture", "dim-mixture") else {}
+        self.output = output
+        self.decoder_head = make_likelihood(likelihood, hidden_dim, x_dim, output=output, **options)
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
         return self.cell.join(self.cell.initial_state(batch_shape, x), self.theta.initial_state(batch_shape, x))

@@ -45,6 +45,8 @@ class VHRNN(FilteringRNN):
     Differences from the paper, where it leaves details open: the decoder's output layer
     (producing the emission parameters) is an ordinary linear layer; generated scales are
     parameterised as ``1 + output`` with a small initial output, so training starts near a VRNN.
+    ``output="hier-rnn"`` or ``"hier-made"`` makes the emission autoregressive within the step
+    (Dai et al. 2019, eq. 14), reading the decoder's last hidden layer as its features.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class VHRNN(FilteringRNN):
         likelihood: str = "gaussian",
         layers: int = 1,
         omega_dim: int = 64,
+        output: str = "factorized",
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
@@ -74,7 +77,10 @@ class VHRNN(FilteringRNN):
         self.decoder = nn.ModuleList(
             HyperLinear(i, o, cond_dim, omega_dim) for i, o in zip([z_dim + h] + widths[:-1], widths)
         )
-        self.decoder_head = make_likelihood(likelihood, z_dim, x_dim)
+        # An autoregressive ``output`` (Dai et al. 2019, eq. 14) reads the decoder's last hidden
+        # layer as its high-level features h_t; the HyperLinear layers stay as they are.
+        self.output = output
+        self.decoder_head = make_likelihood(likelihood, z_dim, x_dim, output=output)
 
     def hidden(self, state: tuple) -> torch.Tensor:
         return state[0]

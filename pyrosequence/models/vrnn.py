@@ -41,6 +41,9 @@ class VRNN(FilteringRNN):
         feature_dim: size of the x and z features (default ``z_dim``).
         width: hidden units of the prior, encoder and decoder MLPs (default ``z_dim``).
         layers: hidden layers in every MLP (the papers use 1 for real data, 2 for synthetic).
+        output: ``"factorized"``, or ``"hier-rnn"`` / ``"hier-made"`` for an output that is
+            autoregressive within the step (Dai et al. 2019, eq. 14; see
+            :func:`pyrosequence.nn.make_likelihood`).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class VRNN(FilteringRNN):
         feature_dim: int | None = None,
         width: int | None = None,
         layers: int = 1,
+        output: str = "factorized",
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
@@ -61,7 +65,8 @@ class VRNN(FilteringRNN):
         super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
-        self.decoder_head = make_likelihood(likelihood, width, x_dim)
+        self.output = output
+        self.decoder_head = make_likelihood(likelihood, width, x_dim, output=output)
         self.rnn = RecurrentCell(2 * feature_dim, hidden_dim, cell)
 
     def hidden(self, state: State) -> torch.Tensor:

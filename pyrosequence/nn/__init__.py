@@ -4,6 +4,9 @@ from pyrosequence.nn.cells import RecurrentCell, State, map_state
 from pyrosequence.nn.heads import LIKELIHOODS, BernoulliHead, DiagNormalHead, GaussianMixtureHead, make_likelihood
 from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
 from pyrosequence.nn.mlp import MLP, cat_features
+from pyrosequence.nn.autoregressive import AutoregressiveHead, AutoregressiveStep, monte_carlo_moments
+from pyrosequence.nn.heads import OUTPUTS, DimMixtureHead
+from pyrosequence.nn.made import MaskedMLP
 
 __all__ = [
     "MLP",
@@ -19,4 +22,10 @@ __all__ = [
     "HyperLinear",
     "LIKELIHOODS",
     "make_likelihood",
+    "OUTPUTS",
+    "DimMixtureHead",
+    "AutoregressiveHead",
+    "AutoregressiveStep",
+    "monte_carlo_moments",
+    "MaskedMLP",
 ]

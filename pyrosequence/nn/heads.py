@@ -85,19 +85,63 @@ class GaussianMixtureHead(nn.Module):
         component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
         return dist.MixtureSameFamily(dist.Categorical(logits=logits), component)
 
-    check_data = DiagNormalHead.check_data
+    check_data = staticmethod(DiagNormalHead.check_data)
+
+
+class DimMixtureHead(nn.Module):
+    """``features -> prod_i sum_k pi_{ik} N(mu_{ik}, sigma_{ik}^2)``: every dimension its own
+    ``components``-component Gaussian mixture, independent across dimensions given the features
+    (``event_shape = (dim,)``), the factorised output F-RNN uses on speech (Dai et al. 2019,
+    section 4)."""
+
+    def __init__(self, in_dim: int, dim: int, components: int = 5, min_scale: float = 1e-4) -> None:
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"a mixture needs at least one component, got {components}")
+        self.dim, self.components, self.min_scale = dim, components, min_scale
+        self.params = nn.Linear(in_dim, dim * 3 * components)
+
+    def forward(self, features: torch.Tensor) -> dist.Distribution:
+        k = self.components
+        out = self.params(features).reshape(features.shape[:-1] + (self.dim, 3 * k))
+        logits, loc, raw_scale = out.split(k, dim=-1)
+        component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale)
+        return dist.MixtureSameFamily(dist.Categorical(logits=logits), component).to_event(1)
+
+    check_data = staticmethod(DiagNormalHead.check_data)
 
 
 LIKELIHOODS: dict[str, type[nn.Module]] = {
     "bernoulli": BernoulliHead,
     "gaussian": DiagNormalHead,
     "mixture": GaussianMixtureHead,
+    "dim-mixture": DimMixtureHead,
 }
 
+#: Output structures: ``"factorized"`` uses :data:`LIKELIHOODS` directly; the others generate a
+#: step's elements in turn (:mod:`pyrosequence.nn.autoregressive`, Dai et al. 2019, eq. 13-14)
+#: with a low-level RNN or a causally masked MLP, each element from the named likelihood family.
+OUTPUTS: dict[str, str | None] = {"factorized": None, "hier-rnn": "rnn", "hier-made": "made"}
 
-def make_likelihood(name: str, in_dim: int, x_dim: int, **options) -> nn.Module:
+
+def make_likelihood(name: str, in_dim: int, x_dim: int, output: str = "factorized", **options) -> nn.Module:
     """Build the emission head called ``name`` (one of :data:`LIKELIHOODS`); ``options`` (such as
-    ``components`` for the mixture) go to its constructor."""
+    ``components`` for the mixture) go to its constructor.
+
+    ``output`` (one of :data:`OUTPUTS`) chooses the structure: ``"factorized"`` (the default) or
+    an autoregressive head (``"hier-rnn"``, ``"hier-made"``) whose elements each follow ``name``
+    (``"mixture"`` and ``"dim-mixture"`` become a per-element mixture); ``options`` then go to
+    :class:`~pyrosequence.nn.autoregressive.AutoregressiveHead` (``hidden``, ``components``,
+    ``cell``, ``position_dim``, ``layers``, ``order``, ``seed``).
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose one of: {', '.join(OUTPUTS)}")
+    if OUTPUTS[output] is not None:
+        from pyrosequence.nn.autoregressive import AutoregressiveHead
+
+        if name not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {name!r}; choose one of: {', '.join(sorted(LIKELIHOODS))}")
+        return AutoregressiveHead(in_dim, x_dim, name, OUTPUTS[output], **options)
     try:
         cls = LIKELIHOODS[name]
     except KeyError:
