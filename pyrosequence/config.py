@@ -14,6 +14,7 @@ from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import model_class
+from pyrosequence.nn.beta_gate import check_beta_range
 
 
 @dataclass
@@ -56,6 +57,10 @@ class TrainConfig:
     #: Pyro's distribution-argument validation during updates (off by default: inputs are checked
     #: once per call by the models and the loss is checked for NaN/inf each update; on costs ~25%).
     pyro_validation: bool = False
+    #: Multi-Rate VAE (Bae et al. 2023): gate every layer by the KL weight and draw beta
+    #: log-uniformly from ``beta_range`` at every update (pyrosequence.models.multi_rate).
+    multi_rate: bool = False
+    beta_range: list = field(default_factory=lambda: [0.01, 10.0])
 
     def __post_init__(self) -> None:
         cls = model_class(self.model)
@@ -86,6 +91,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        self.beta_range = list(check_beta_range(self.beta_range))
+        if self.multi_rate:
+            if not takes_latents:
+                raise ValueError(f"model {self.model!r} has no latent variables; a multi-rate version is meaningless")
+            if self.kl_anneal or self.beta != 1.0:
+                raise ValueError("multi_rate draws beta from beta_range itself; do not combine it with beta or kl_anneal")
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "x_dim", "z_dim", "name"}
         unknown = sorted(set(self.model_options) - accepted)
         if unknown:

@@ -28,6 +28,8 @@ from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
 from pyrosequence.models import SequenceModel, model_class
+from pyrosequence.models.multi_rate import is_multi_rate, multi_rate
+from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
@@ -62,7 +64,8 @@ def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
     cls = model_class(config.model)
     if config.z_dim is None:  # a deterministic model (TrainConfig checked that it takes no z_dim)
         return cls(x_dim, **config.model_options)
-    return cls(x_dim, config.z_dim, **config.model_options)
+    model = cls(x_dim, config.z_dim, **config.model_options)
+    return multi_rate(model, config.beta_range) if config.multi_rate else model
 
 
 def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, force: bool) -> Path:
@@ -117,7 +120,11 @@ RESUMABLE_CHANGES = ("epochs", "device")
 
 def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path) -> None:
     current = asdict(config)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    # a checkpoint written before a setting existed ran with that setting's default
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root))
+    changed = sorted(
+        k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
+    )
     if changed:
         raise ValueError(
             f"cannot resume {run_dir}: the configuration differs from the checkpoint's in {', '.join(changed)}"
@@ -182,6 +189,8 @@ def train_epoch(
         carried = None
         for start, rows, x_w, lengths_w in _windows(x, lengths, config.tbptt):
             beta = schedule(step)
+            if is_multi_rate(model):  # the gates of a multi-rate model see this update's beta
+                model.beta_conditioner.set_beta(beta)
             fn_model, fn_guide = model.model, model.guide
             if beta != 1.0:
                 fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
@@ -209,6 +218,8 @@ def train_epoch(
             total_loss += loss
             total_steps += num_steps
             bar.set_postfix(loss=f"{loss / num_steps:.3f}", beta=f"{beta:.3g}")
+    if is_multi_rate(model):  # a multi-rate model is validated and evaluated at beta = 1 (the ELBO)
+        model.beta_conditioner.set_beta(1.0)
     return total_loss / total_steps, step
 
 
@@ -239,7 +250,9 @@ def train(
     )
     valid_bound = make_bound(config.valid_bound, config.resampler, config.ess_threshold)
     eval_bound = make_bound(config.eval_bound, config.resampler, config.ess_threshold)
-    if config.kl_anneal:
+    if config.multi_rate:
+        schedule = LogUniformBeta(*config.beta_range, seed=config.seed)
+    elif config.kl_anneal:
         schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
     else:
         schedule = ConstantBeta(config.beta)

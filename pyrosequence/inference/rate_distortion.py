@@ -1,0 +1,225 @@
+r"""Rate and distortion of a sequence model, and rate-distortion curves (Alemi et al. 2018; the
+Multi-Rate VAE paper, Bae et al. ICLR 2023, eq. 2-3).
+
+For sequences ``x`` and the model's guide ``q``, per time step (summed over steps and sequences,
+divided by the number of steps)::
+
+    rate       R = E_q[ sum_t KL(q(z_t | s_{t-1}, x) || p(z_t | s_{t-1})) ]
+    distortion D = E_q[ -log p(x | z) ] = E_q[ -sum_t log p(x_t | s_{t-1}, z_t) ]
+
+so the beta-VAE loss is ``D + beta R`` (eq. 3) and ``D + R`` is the negative ELBO. The outer
+expectation over the guide's trajectory ``z_{<t}`` is a Monte Carlo average over ``num_samples``
+draws; each step's KL is analytic where PyTorch knows it (as ``TraceMeanField_ELBO`` computes it),
+else the one-draw estimate ``log q(z_t) - log p(z_t)``.
+
+For a multi-rate model (:func:`~pyrosequence.models.multi_rate.multi_rate`) :func:`rd_curve`
+evaluates both at each beta of a list from one trained model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.distributions import kl_divergence
+
+import pyro.poutine as poutine
+from pyro.poutine.util import site_is_subsample
+
+from pyrosequence.data.checks import Sequences
+from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.multi_rate import is_multi_rate
+from pyrosequence.nn.beta_gate import check_beta
+
+
+@dataclass(frozen=True)
+class RDPoint:
+    """Rate and distortion per time step of one model at one KL weight ``beta``."""
+
+    label: str
+    kind: str  # "multi-rate" or "beta-VAE"
+    beta: float
+    rate: float
+    distortion: float
+    num_steps: int
+    num_samples: int
+    analytic_kl: bool
+
+    @property
+    def loss(self) -> float:
+        """The beta-VAE loss per step, ``D + beta R``."""
+        return self.distortion + self.beta * self.rate
+
+    @property
+    def neg_elbo(self) -> float:
+        return self.distortion + self.rate
+
+
+def rate_distortion_sums(model: SequenceModel, x: torch.Tensor, lengths=None, analytic: bool = True) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One draw of the guide: ``(sum of KLs, sum of -log p(x|z), all KLs analytic)`` over the batch.
+
+    The guide runs first and the model replays it, exactly as Pyro's ELBOs do, so under the same
+    random seed the draw is the one ``Trace_ELBO``/``TraceMeanField_ELBO`` would make.
+    """
+    guide_trace = poutine.trace(model.guide).get_trace(x, lengths)
+    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, lengths)
+    rate = distortion = x.new_zeros(())
+    all_analytic = True
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["is_observed"]:
+            distortion = distortion - site["fn"].log_prob(site["value"]).sum()
+            continue
+        guide_site = guide_trace.nodes[name]
+        kl = None
+        if analytic:
+            try:
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+            except NotImplementedError:
+                kl = None
+        if kl is None:
+            all_analytic = False
+            kl = guide_site["fn"].log_prob(guide_site["value"]) - site["fn"].log_prob(site["value"])
+        mask = site["mask"] if site["mask"] is not None else guide_site["mask"]
+        if mask is not None:
+            kl = kl * mask
+        rate = rate + kl.sum()
+    return rate, distortion, all_analytic
+
+
+def rate_distortion(
+    model: SequenceModel,
+    x: torch.Tensor,
+    lengths=None,
+    num_samples: int = 1,
+    analytic: bool = True,
+    batch_size: int = 256,
+) -> tuple[float, float, bool]:
+    """Rate and distortion per time step of ``model`` on ``(x, lengths)`` (see the module
+    docstring), averaged over ``num_samples`` guide draws; returns ``(rate, distortion, analytic)``
+    where ``analytic`` says whether every step's KL was computed in closed form."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    seqs = model.prepare(x, lengths)
+    rate = distortion = 0.0
+    all_analytic = True
+    with torch.no_grad():
+        for start in range(0, seqs.batch_size, batch_size):
+            rows = slice(start, start + batch_size)
+            part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
+            for _ in range(num_samples):
+                r, d, a = rate_distortion_sums(model, part.x, part.lengths, analytic)
+                rate, distortion, all_analytic = rate + float(r), distortion + float(d), all_analytic and a
+    steps = int(seqs.lengths.sum())
+    return rate / (num_samples * steps), distortion / (num_samples * steps), all_analytic
+
+
+def rd_curve(
+    model: SequenceModel,
+    x: torch.Tensor,
+    lengths=None,
+    betas=None,
+    num_samples: int = 1,
+    analytic: bool = True,
+    label: str = "model",
+    beta: float | None = None,
+) -> list[RDPoint]:
+    """Rate-distortion points of ``model`` on ``(x, lengths)``.
+
+    A multi-rate model is evaluated at each of ``betas`` (default: 10 log-spaced values over its
+    training range), its gates set to each in turn (and restored afterwards). Any other model
+    gives one point, labelled with the ``beta`` it was trained with.
+    """
+    steps = int(model.prepare(x, lengths).lengths.sum())
+    if not is_multi_rate(model):
+        r, d, a = rate_distortion(model, x, lengths, num_samples, analytic)
+        return [RDPoint(label, "beta-VAE", check_beta(1.0 if beta is None else beta), r, d, steps, num_samples, a)]
+    conditioner = model.beta_conditioner
+    if betas is None:
+        lo, hi = (math.log(v) for v in conditioner.beta_range.tolist())
+        betas = [math.exp(lo + (hi - lo) * i / 9) for i in range(10)]
+    betas = [check_beta(b) for b in betas]
+    if not betas:
+        raise ValueError("rd_curve needs at least one beta")
+    previous, points = conditioner.beta, []
+    try:
+        for b in betas:
+            conditioner.set_beta(b)
+            r, d, a = rate_distortion(model, x, lengths, num_samples, analytic)
+            points.append(RDPoint(label, "multi-rate", b, r, d, steps, num_samples, a))
+    finally:
+        conditioner.set_beta(previous)
+    return points
+
+
+# ---------------------------------------------------------------------- tables and plots
+COLUMNS = ("label", "kind", "beta", "rate", "distortion", "loss", "neg_elbo", "num_steps", "num_samples", "analytic_kl")
+
+
+def _rows(points: list[RDPoint]) -> list[dict]:
+    return [{**asdict(p), "loss": p.loss, "neg_elbo": p.neg_elbo} for p in points]
+
+
+def to_csv(points: list[RDPoint]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in _rows(points):
+        writer.writerow({k: row[k] for k in COLUMNS})
+    return buffer.getvalue()
+
+
+def to_markdown(points: list[RDPoint]) -> str:
+    lines = [
+        "| run | kind | beta | rate R (nats/step) | distortion D (nats/step) | D + beta R | D + R (-ELBO) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {p.label} | {p.kind} | {p.beta:.4g} | {p.rate:.4f} | {p.distortion:.4f} | {p.loss:.4f} | {p.neg_elbo:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_json(points: list[RDPoint]) -> str:
+    return json.dumps(_rows(points), indent=2)
+
+
+def plot_rd(points: list[RDPoint], path: str | Path, title: str = "", group_by_label: bool = False) -> None:
+    """Two panels: distortion against rate, and ``D + beta R`` against beta (log scale).
+
+    Each multi-rate model is one curve; beta-VAE points form one curve ("beta-VAEs"), or one per
+    label with ``group_by_label`` (e.g. with and without KL annealing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rd, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    groups: dict[tuple[str, str], list[RDPoint]] = {}
+    for p in points:
+        key = (p.label, p.kind) if p.kind == "multi-rate" or group_by_label else ("beta-VAEs", p.kind)
+        groups.setdefault(key, []).append(p)
+    for (label, kind), group in groups.items():
+        group = sorted(group, key=lambda p: p.beta)
+        style = dict(marker="o", linestyle="-") if kind == "multi-rate" else dict(marker="s", linestyle="--")
+        name = f"MR-VAE {label}" if kind == "multi-rate" else label
+        ax_rd.plot([p.rate for p in group], [p.distortion for p in group], label=name, **style)
+        ax_loss.plot([p.beta for p in group], [p.loss for p in group], label=name, **style)
+    ax_rd.set_xlabel("rate R (nats / step)")
+    ax_rd.set_ylabel("distortion D (nats / step)")
+    ax_loss.set_xscale("log")
+    ax_loss.set_xlabel("beta")
+    ax_loss.set_ylabel("D + beta R (nats / step)")
+    ax_rd.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
