@@ -70,5 +70,5 @@ def test_plot_command(tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err
     assert main(["plot", runs[0], "--index", "1000", "--out", str(tmp_path / "x.png")]) == 1
     assert "out of range" in capsys.readouterr().err
-    assert main(["plot", runs[0], "--kind", "ppc", "--out", str(tmp_path / "y.png")]) == 1
-    assert "unknown plot kind 'ppc'" in capsys.readouterr().err
+    assert main(["plot", runs[0], "--kind", "violin", "--out", str(tmp_path / "y.png")]) == 1
+    assert "unknown plot kind 'violin'" in capsys.readouterr().err

@@ -19,6 +19,17 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, title: str = "") -> Path:
+    """Give ``fig`` its title, lay it out, write it to ``path`` (PNG at 110 dpi) and close it."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_dynamics(
     curves: dict[str, StepDynamics],
     path: str | Path,
@@ -49,10 +60,4 @@ def plot_dynamics(
         ax.legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("time step")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

@@ -1,0 +1,124 @@
+"""``pyrosequence report RUN_DIR --out DIR``: a one-page Markdown report of a trained run.
+
+The report embeds a PNG of every plot kind of :data:`pyrosequence.diagnostics.kinds.PLOT_KINDS`
+and lists the run's configuration, its test result, the calibration of the one-step-ahead
+predictive intervals, the particle filter's health, active latent units and the guide's PSIS
+k-hat. Nothing in an existing non-empty ``--out`` is overwritten without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyro
+
+REPORT_FILE = "report.md"
+
+
+def add_parser(sub) -> None:
+    """Register the ``report`` subcommand on the CLI's subparsers."""
+    p = sub.add_parser(
+        "report",
+        help="write a one-page Markdown report of a run with its diagnostic plots",
+        description="Write DIR/report.md and one PNG per plot kind (kl, variance, ppc, ess, calibration, "
+        "training) for a run directory, with its config, results and diagnostic checks.",
+    )
+    p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
+    p.add_argument("--out", required=True, help="folder to write report.md and the PNGs into")
+    p.add_argument("--split", default="test", help="data split the diagnostics use")
+    p.add_argument("--sequences", type=int, default=16, help="use the first N sequences of the split")
+    p.add_argument("--draws", type=int, default=100, help="predictive and posterior draws per step")
+    p.add_argument("--particles", type=int, default=100, help="particles of the filter")
+    p.add_argument("--psis-particles", dest="psis_particles", type=int, default=500,
+                   help="importance weights per sequence for PSIS k-hat")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing its files")
+    p.set_defaults(command=run_report)
+
+
+def _table(rows: dict) -> str:
+    lines = ["| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | {json.dumps(v) if isinstance(v, (dict, list)) else v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
+    """Write ``out/report.md`` and the PNGs for ``diagnostics`` (a :class:`RunDiagnostics`)."""
+    from pyrosequence.diagnostics.active_units import active_units
+    from pyrosequence.diagnostics.calibration import calibration
+    from pyrosequence.diagnostics.filter_health import filter_health
+    from pyrosequence.diagnostics.kinds import PLOT_KINDS, plot_kind
+    from pyrosequence.diagnostics.psis import psis_khat
+
+    d = diagnostics
+    images = {kind: plot_kind(kind, d, out / f"{kind}.png", force=True).name for kind in PLOT_KINDS}
+    config = json.loads((d.run_dir / "config.json").read_text())
+    cal = calibration(d.idata)
+    health = filter_health(d.idata)
+    bound = d.idata.log_likelihood["x_sequence"].values.ravel()
+    lengths = d.idata.constant_data["lengths"].values
+    checks = {
+        "sequences checked": f"{len(lengths)} ({d.split} split), {int(lengths.sum())} steps",
+        f"FIVO bound per step (K = {d.particles})": f"{bound.sum() / lengths.sum():.4f}",
+        **{f"coverage of the central {level:.0%} interval": f"{c:.3f} (nominal {level:.2f}, binomial s.e. {se:.3f})"
+           for level, c, se in zip(cal.levels, cal.coverage, cal.standard_error)},
+        "mean ESS / K": f"{np.nanmean(health.ess) / health.num_particles:.3f}",
+        "resampling events per sequence": f"{np.mean(health.resamples_per_sequence):.1f}",
+    }
+    if d.model.z_dim:
+        units = active_units(d.idata)
+        checks["active latent units (Burda et al., A_u > 0.01)"] = f"{units.num_active} of {len(units.active)}"
+        pyro.set_rng_seed(d.seed)
+        khat = psis_khat(d.model, *d.batch, num_particles=psis_particles).khat
+        checks[f"PSIS k-hat of the guide (K = {psis_particles})"] = (
+            f"median {np.median(khat):.2f}, max {np.max(khat):.2f}, {np.mean(khat > 0.7):.0%} of sequences above 0.7"
+        )
+    captions = {
+        "training": "Training objective and validation bound per epoch (`metrics.jsonl`).",
+        "ppc": "Posterior predictive check: one-step-ahead predictive draws against the data.",
+        "calibration": "Coverage of the central predictive intervals, overall and per step.",
+        "ess": "Particle filter: effective sample size and resampling events over time.",
+        "kl": "Per-step KL between the guide and the prior.",
+        "variance": "Predicted log-variance over time.",
+    }
+    parts = [
+        f"# Run report: {d.title}",
+        (f"Run directory `{d.run_dir}`; diagnostics on the first {len(lengths)} sequences of the `{d.split}` split "
+         f"with {d.draws} draws, a {d.particles}-particle filter and seed {d.seed}."),
+        "## Results (`results.json`)",
+        _table(d.results) if d.results else "No `results.json`: the run has not finished.",
+        "## Checks",
+        _table(checks),
+        "## Plots",
+    ]
+    for kind in ("training", "ppc", "calibration", "ess", "kl", "variance"):
+        if kind in images:
+            parts.append(f"### {kind}\n{captions.get(kind, '')}\n\n![{kind}]({images[kind]})")
+    parts += ["## Configuration (`config.json`)", _table(config)]
+    path = out / REPORT_FILE
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+def run_report(args) -> int:
+    from pyrosequence.diagnostics.kinds import RunDiagnostics
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise FileExistsError(f"{out} is not empty; pass --force to replace its report")
+    if not isinstance(args.psis_particles, int) or args.psis_particles < 10:
+        raise ValueError(f"--psis-particles must be at least 10, got {args.psis_particles}")
+    diagnostics = RunDiagnostics(
+        args.run_dir, split=args.split, draws=args.draws, particles=args.particles,
+        sequences=args.sequences, seed=args.seed,
+    )
+    if not (diagnostics.run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{diagnostics.run_dir} has no config.json: not a run directory")
+    _ = diagnostics.loaded  # load (and check) the run before creating anything
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {write_report(diagnostics, out, args.psis_particles)}")
+    return 0
