@@ -15,12 +15,16 @@ from pathlib import Path
 import pyro
 
 
+from pyrosequence.cli_report import add_parser as add_report_parser
+from pyrosequence.cli_sample import add_parser as add_sample_parser
+from pyrosequence.cli_rd_curve import add_parser as add_rd_curve_parser
 from pyrosequence.config import TrainConfig
 from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.train import CONFIG_FILE, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
-MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components")
+MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
+                 "backward_dim", "aux_alpha", "aux_beta", "posterior")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ConnectionError)
 
 
@@ -66,12 +70,21 @@ def _train_parser(sub) -> None:
     p.add_argument("--hyper-net", dest="hyper_net", help="VHRNN: rnn (an LSTM) or mlp (appendix H)")
     p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
     p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
+    p.add_argument("--output", help="output structure: factorized, hier-rnn or hier-made (autoregressive within a step)")
+    p.add_argument("--backward-dim", dest="backward_dim", type=int, help="SRNN/Z-Forcing: units of the backward (posterior) LSTM")
+    p.add_argument("--aux-alpha", dest="aux_alpha", type=float, help="Z-Forcing: weight of the auxiliary cost log p(b_t | z_t) (eq. 9)")
+    p.add_argument("--aux-beta", dest="aux_beta", type=float, help="Z-Forcing: weight of the backward network's reverse prediction log p(x | b) (eq. 10)")
+    p.add_argument("--posterior", help="STORN: filtering (q(z_t | x_<=t), default) or lagged (q(z_t | x_<t))")
     p.add_argument("--train-subset", dest="train_subset", type=int, help="train on the first N training sequences")
     p.add_argument("--tbptt", type=int, help="truncated backpropagation through time: windows of N steps")
     p.add_argument("--center-inputs", dest="center_inputs", action="store_const", const=True,
                    help="mean-centre the network inputs with the training mean (targets stay raw)")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")
     p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
+    p.add_argument("--multi-rate", dest="multi_rate", action="store_const", const=True,
+                   help="train the Multi-Rate VAE of the model: beta-gated layers, beta drawn log-uniformly per update")
+    p.add_argument("--beta-range", dest="beta_range", type=float, nargs=2, metavar=("A", "B"),
+                   help="with --multi-rate: draw beta from [A, B] (default 0.01 10)")
     p.add_argument("--valid-bound", dest="valid_bound", help="bound for the per-epoch validation (elbo, iwae, fivo)")
     p.add_argument("--valid-particles", dest="valid_particles", type=int)
     p.add_argument("--eval-bound", dest="eval_bound", help="bound for the final test evaluation (elbo, iwae, fivo)")
@@ -155,10 +168,14 @@ def _plot_parser(sub) -> None:
         "predicted log-variance) for one or more runs side by side, as in the VHRNN paper's Figures 3-7.",
     )
     p.add_argument("runs", nargs="+", help="run directories written by `pyrosequence train`")
-    p.add_argument("--kind", default="dynamics", help="dynamics")
+    p.add_argument("--kind", default="dynamics", help="dynamics (several runs), or for one run: kl, variance, ppc, ess, calibration, training")
     p.add_argument("--split", "--setting", dest="split", default="test", help="data split, e.g. switch")
     p.add_argument("--index", type=int, default=0, help="which sequence of the split")
     p.add_argument("--samples", type=int, default=16, help="posterior draws averaged per step")
+    p.add_argument("--draws", type=int, default=100, help="kinds ppc/calibration/variance/ess: predictive draws per step")
+    p.add_argument("--particles", type=int, default=100, help="kinds ppc/calibration/variance/ess: particles of the filter")
+    p.add_argument("--sequences", type=int, default=16, help="new kinds: use the first N sequences of the split")
+    p.add_argument("--seed", type=int, default=0, help="new kinds: random seed of the draws")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.set_defaults(command=_run_plot)
@@ -169,7 +186,11 @@ def _run_plot(args) -> int:
     from pyrosequence.diagnostics.markers import change_points
 
     if args.kind != "dynamics":
-        raise ValueError(f"unknown plot kind {args.kind!r}; choose one of: dynamics")
+        from pyrosequence.diagnostics.kinds import plot_run
+
+        options = {k: getattr(args, k) for k in ("split", "index", "samples", "draws", "particles", "sequences", "seed")}
+        print(f"wrote {plot_run(args.kind, args.runs, args.out, args.force, **options)}")
+        return 0
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
@@ -224,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(sub)
     _plot_parser(sub)
     _data_parser(sub)
+    add_rd_curve_parser(sub)
+    add_report_parser(sub)
+    add_sample_parser(sub)
     return parser
 
 

@@ -21,3 +21,30 @@ def test_synthetic_study_tiny(tmp_path):
     # a second call reuses the finished runs
     again = synthetic_study.main(["--tiny", "--out", str(tmp_path), "--only", "VRNN z=4"])
     assert again[0]["train_seconds"] < records[0]["train_seconds"] + 1
+
+
+def test_dai_table4_plan_matches_parameter_budgets():
+    """Dai et al. Table 8's rule: every RNN row has at most its SRNN counterpart's parameters,
+    and the largest width that fits (no training: only the plan and the table are built)."""
+    import argparse
+
+    import dai_table4
+
+    args = argparse.Namespace(
+        datasets=["jsb"], rows=None, data_root=None, epochs=1, train_subset=2, lr=1e-3, seed=0, z_dim=4,
+        srnn_hidden=8, low_hidden=4, flat_group=8, leak_fraction=0.375, param_budget=5000, srnn_particles=1,
+        no_kl_anneal=False, tbptt=None,
+    )
+    jobs = dai_table4.plan(args)
+    rows = {job["row"]: job for job in jobs}
+    assert [job["row"] for job in jobs] == [row.name for row in dai_table4.ROWS if row.model in dai_table4.MODELS]
+    for row in dai_table4.ROWS:
+        if row.name in rows and not row.stochastic:
+            budget = rows[row.budget_from]["params"] if row.budget_from in rows else args.param_budget
+            assert rows[row.name]["params"] <= budget
+            wider = dai_table4.make_config(row, "jsb", args, rows[row.name]["config"].model_options["hidden_dim"] + 1)
+            assert dai_table4.count_parameters(wider, 88) > budget
+    assert rows["delta-RNN-random"]["config"].model_options["leak"] == 33
+    record = {"row": "F-RNN", "dataset": "jsb", "params": 1234, "per_timestep": -8.5, "bound": "elbo",
+              "particles": 1, "seconds": 3.0}
+    assert "| F-RNN | -8.500 (elbo1; 1.2k; 3 s) | -3.4 | -6.991 |" in dai_table4.table([record], ["jsb"])

@@ -10,15 +10,51 @@ from pyro.infer import SVI
 
 from pyrosequence import VHRNN, VRNN, HyperLSTM, LinearGaussianSSM
 from pyrosequence.inference import OBJECTIVES, make_objective
+from pyrosequence.models.autoregressive_rnn import FRNN, RNNHier
+from pyrosequence.models.delta_rnn import DeltaRNN, DeltaRNNRandom
+from pyrosequence.models.flat_rnn import RNNFlat
+from pyrosequence.models.srnn_variants import SRNNFlat, SRNNHier
+from pyrosequence.models.simplified_srnn import SimplifiedSRNN
+from pyrosequence.models.srnn import SRNN
+from pyrosequence.models.storn import STORN
+from pyrosequence.models.zforcing import ZForcing
+from pyrosequence.models.linear_vae import LinearVAE
+from pyrosequence.models.multi_rate import multi_rate
 
 MODELS = {
+    # the SRNN family
+    "storn-bernoulli": (lambda: STORN(5, 3, hidden_dim=4), True),
+    "storn-lagged-gaussian": (lambda: STORN(5, 3, hidden_dim=4, likelihood="gaussian", posterior="lagged"), False),
+    "srnn-bernoulli": (lambda: SRNN(5, 3, hidden_dim=4), True),
+    "srnn-hier-made": (lambda: SRNN(5, 3, hidden_dim=4, output="hier-made"), True),
+    "zforcing-aux": (lambda: ZForcing(5, 3, hidden_dim=4, aux_alpha=0.5, aux_beta=0.5), True),
+    "zforcing-gaussian-no-aux": (lambda: ZForcing(5, 3, hidden_dim=4, likelihood="gaussian", aux_alpha=0, aux_beta=0), False),
+    "srnn-simple-fast": (lambda: SimplifiedSRNN(5, 3, hidden_dim=4), True),
+    "srnn-simple-per-step": (lambda: SimplifiedSRNN(5, 3, hidden_dim=4, likelihood="gaussian", fast_path=False), False),
     "vrnn-bernoulli": (lambda: VRNN(5, 3, likelihood="bernoulli"), True),
+    # the Multi-Rate VAE paper's linear VAE and multi-rate versions (beta-gated layers, beta = 1 here)
+    "linear-vae": (lambda: LinearVAE(5, 3), False),
+    "vrnn-multi-rate": (lambda: multi_rate(VRNN(5, 3, likelihood="gaussian")), False),
+    "vhrnn-gru-multi-rate": (lambda: multi_rate(VHRNN(5, 3, likelihood="bernoulli", cell="gru", omega_dim=4), (0.1, 3.0)), True),
     "vrnn-gaussian-gru": (lambda: VRNN(5, 3, likelihood="gaussian", cell="gru"), False),
     "lgssm-learned": (lambda: LinearGaussianSSM(5, 3), False),
     "lgssm-prior": (lambda: LinearGaussianSSM(5, 3, proposal="prior"), False),
     "vhrnn-lstm": (lambda: VHRNN(5, 3, likelihood="bernoulli", omega_dim=4), True),
     "vhrnn-gru-mlp-latent": (lambda: VHRNN(5, 3, cell="gru", hyper_net="mlp", hyper_input="latent", omega_dim=4), False),
     "hyperlstm-mixture": (lambda: HyperLSTM(5, 4, likelihood="mixture", components=2), False),
+    # Dai et al. 2019: deterministic baselines and autoregressive outputs
+    "frnn-dim-mixture": (lambda: FRNN(5, 4, likelihood="dim-mixture", components=2), False),
+    "rnn-hier-bernoulli": (lambda: RNNHier(5, 4, low_hidden=4), True),
+    "rnn-hier-made-gaussian": (lambda: RNNHier(5, 4, likelihood="gaussian", output="hier-made", order="random", low_hidden=4), False),
+    "rnn-flat-bernoulli": (lambda: RNNFlat(5, 4), True),
+    "delta-rnn-stride": (lambda: DeltaRNN(5, 4, leak=2), True),
+    "delta-rnn-random-gaussian": (lambda: DeltaRNNRandom(5, 4, leak=3, likelihood="gaussian"), False),
+    "vrnn-hier-rnn": (lambda: VRNN(5, 3, output="hier-rnn"), True),
+    "vhrnn-hier-made": (lambda: VHRNN(5, 3, likelihood="bernoulli", omega_dim=4, output="hier-made"), True),
+    "hyperlstm-hier-rnn-mixture": (lambda: HyperLSTM(5, 4, likelihood="mixture", components=2, output="hier-rnn"), False),
+    "srnn-hier-dai": (lambda: SRNNHier(5, 3, hidden_dim=4), True),
+    "srnn-flat-u1": (lambda: SRNNFlat(5, 3, hidden_dim=4), True),
+    "srnn-flat-u5-gaussian": (lambda: SRNNFlat(5, 3, group=5, hidden_dim=4, likelihood="gaussian"), False),
 }
 
 
