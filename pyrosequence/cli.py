@@ -49,7 +49,8 @@ def _train_parser(sub) -> None:
         description="Train a sequence model. With no arguments: VRNN (z=8) on the VHRNN synthetic data, "
         "Trace_ELBO, a few minutes on a laptop CPU; prints the test bound per time step.",
     )
-    p.add_argument("--model", help="model name (vrnn, vhrnn, hyperlstm, lgssm)")
+    p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
+                   "srnn-simple, srnn-hier, srnn-flat, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random")
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
                    "stock, htsensor, speech (read from --data-root)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
