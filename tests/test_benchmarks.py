@@ -41,3 +41,12 @@ def test_fivo_benchmark_runs_with_tiny_sizes():
     assert result["training"]["ratio_fivo_vs_iwae"] > 0
     assert [r["bound"] for r in result["evaluation"]] == ["fivo", "iwae"]
     assert all(r["peak_rss_mib"] > 0 and r["per_timestep"] < 0 for r in result["evaluation"])
+
+
+def test_new_models_benchmark_runs_with_tiny_sizes(capsys):
+    import bench_new_models
+
+    result = bench_new_models.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "4", "--x-dim", "6", "--z-dim", "3", "--hidden", "4"])
+    assert set(result["simplified_srnn"]["update_ms"]) == {"fast", "per_step"}
+    gates = result["multi_rate_vrnn"]
+    assert gates["gate_parameters"] > 0 and gates["parameter_overhead"] == gates["gate_parameters"] / gates["parameters"]

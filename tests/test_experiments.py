@@ -33,7 +33,7 @@ def test_dai_table4_plan_matches_parameter_budgets():
     args = argparse.Namespace(
         datasets=["jsb"], rows=None, data_root=None, epochs=1, train_subset=2, lr=1e-3, seed=0, z_dim=4,
         srnn_hidden=8, low_hidden=4, flat_group=8, leak_fraction=0.375, param_budget=5000, srnn_particles=1,
-        no_kl_anneal=False, tbptt=None,
+        no_kl_anneal=False, tbptt=None, anneal_increment=5e-5,
     )
     jobs = dai_table4.plan(args)
     rows = {job["row"]: job for job in jobs}

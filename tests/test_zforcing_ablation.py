@@ -26,6 +26,8 @@ def test_ablation_tiny(tmp_path, shared_data):
     records = zforcing_ablation.main(["--tiny", "--jobs", "1", "--out", str(tmp_path), "--data-root", str(shared_data)])
     assert [r["name"] for r in records] == ["plain", "aux", "kla", "aux+kla"]
     assert all(r["iwae"] < 0 and len(r["kl"]) == 160 for r in records)
+    # one validation KL per epoch, at the update count the checkpoint reached
+    assert all([h["update"] for h in r["kl_history"]] == [r["updates"]] for r in records)
     configs = {r["name"]: json.loads((tmp_path / r["name"] / "config.json").read_text()) for r in records}
     assert configs["aux"]["model_options"]["aux_alpha"] > 0 and configs["plain"]["model_options"]["aux_alpha"] == 0
     assert configs["kla"]["kl_anneal"] and not configs["aux"]["kl_anneal"]
