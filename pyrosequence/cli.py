@@ -110,6 +110,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
+    p.add_argument("--beta", type=float, help="multi-rate runs: evaluate the model the gates give at this KL weight (default 1)")
     p.set_defaults(command=_run_evaluate)
 
 
@@ -141,6 +142,12 @@ def _run_train(args) -> int:
 
 def _run_evaluate(args) -> int:
     config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device)
+    if args.beta is not None:
+        from pyrosequence.models.multi_rate import is_multi_rate, set_beta
+
+        if not is_multi_rate(model):
+            raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")
+        set_beta(model, args.beta)
     pyro.set_rng_seed(args.seed)
     run_dir = Path(args.run_dir)
     bound = make_bound(args.bound, args.resampler, args.ess_threshold)
@@ -154,6 +161,7 @@ def _run_evaluate(args) -> int:
         "total": result.total,
         "epoch": int(checkpoint["epoch"]),
         "seed": args.seed,
+        **({"beta": args.beta} if args.beta is not None else {}),
     }
     with open(run_dir / "evaluations.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")

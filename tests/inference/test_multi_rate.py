@@ -222,6 +222,14 @@ def test_train_multi_rate_and_rd_curve_from_the_command_line(tmp_path, capsys):
     assert main(argv + ["--force"]) == 0
     assert main(["train", "--multi-rate", "--beta-range", "2", "1", "--out", str(tmp_path / "bad")]) == 1
     assert "a < b" in capsys.readouterr().err
+    # evaluate the multi-rate model at a chosen beta; a beta-VAE run has no gates to set
+    assert main(["evaluate", str(mr), "--beta", "0.1"]) == 0
+    record = json.loads((mr / "evaluations.jsonl").read_text().splitlines()[-1])
+    assert record["beta"] == 0.1
+    capsys.readouterr()
+    assert main(["evaluate", str(beta_vae), "--beta", "0.1"]) == 1
+    assert "needs a multi-rate run" in capsys.readouterr().err
+    assert main(["evaluate", str(mr), "--beta", "0"]) == 1
 
 
 def test_cached_gates_follow_beta_parameters_and_grad_mode():
