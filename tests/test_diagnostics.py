@@ -39,6 +39,27 @@ def test_deterministic_model_has_zero_kl_and_bad_input():
         step_dynamics(HyperLSTM(2, 4), torch.randn(1, 5, 2))
 
 
+def test_autoregressive_outputs_get_monte_carlo_moments():
+    """An autoregressive output has no closed-form mean: step_dynamics estimates it by sampling
+    (16 guide draws x 16 emission draws per step). With one element per step the exact mean is
+    the Bernoulli probability, computed here by running the model's pieces by hand."""
+    from pyrosequence import RNNHier
+
+    model = RNNHier(1, hidden_dim=3)
+    x = (torch.rand(7, 1) < 0.5).float()
+    pyro.set_rng_seed(0)
+    result = step_dynamics(model, x)
+    state, exact = model.initial_state(torch.Size([1]), x), []
+    with torch.no_grad():
+        for t in range(7):
+            exact.append(model.emission(state, None).log_prob(torch.ones(1, 1)).exp())
+            state = model.update(state, None, x[t : t + 1], t)
+    exact = torch.cat(exact)
+    tolerance = 5 * (exact * (1 - exact) / 256).sqrt() + 1e-6
+    assert bool(((result.mean[:, 0] - exact).abs() <= tolerance).all()), (result.mean[:, 0], exact)
+    assert bool(torch.isfinite(result.log_variance).all())
+
+
 def test_plot_dynamics_writes_a_png(tmp_path):
     x = torch.randn(12, 2)
     curves = {"VHRNN": step_dynamics(VHRNN(2, 3, omega_dim=4), x), "HyperLSTM": step_dynamics(HyperLSTM(2, 3, likelihood="gaussian"), x)}

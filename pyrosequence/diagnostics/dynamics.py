@@ -10,6 +10,7 @@ from torch.distributions import kl_divergence
 import pyro
 import pyro.poutine as poutine
 
+from pyrosequence.diagnostics.forecast import emission_moments
 from pyrosequence.models.base import SequenceModel
 
 
@@ -48,7 +49,8 @@ def step_dynamics(model: SequenceModel, x: torch.Tensor, num_samples: int = 16) 
     kl = torch.zeros(steps)
     for t, name in enumerate(model.latent_sites(steps) if model.z_dim else []):
         kl[t] = kl_divergence(guide_trace.nodes[name]["fn"], model_trace.nodes[name]["fn"]).mean()
-    likelihood = model_trace.nodes[model.obs_name]["fn"]
-    mean = likelihood.mean.reshape(-1, steps, x.shape[-1]).mean(0)
-    log_variance = likelihood.variance.reshape(-1, steps, x.shape[-1]).log().mean(0)
+    # exact moments where the emission has them, Monte Carlo ones for autoregressive outputs
+    moments = emission_moments(model_trace.nodes[model.obs_name]["fn"])
+    mean, log_variance = (m.reshape(-1, steps, x.shape[-1]) for m in (moments[0], moments[1].clamp_min(1e-12).log()))
+    mean, log_variance = mean.mean(0), log_variance.mean(0)
     return StepDynamics(x=x, kl=kl, mean=mean, log_variance=log_variance, l2=(mean - x).norm(dim=-1))
