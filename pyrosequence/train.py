@@ -271,6 +271,7 @@ def train(
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
         _set_rng_state(checkpoint["rng"], device)
+        (run_dir / CONFIG_FILE).write_text(config.to_json())  # the epochs (or device) it now runs to
         # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
         (run_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
     else:

@@ -1,5 +1,6 @@
 """The command line: defaults, one-line errors, help, and never losing a user's files."""
 
+import json
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ def test_resume_extends_a_run(tmp_path, capsys):
     assert main(["train", *FAST, "--out", str(out)]) == 0
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert "epoch 2/2" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2  # the run's config says how far it ran
     assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 1
     assert "only --epochs and --device" in capsys.readouterr().err
 
