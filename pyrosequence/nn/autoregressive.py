@@ -219,8 +219,13 @@ class RNNConditioner(nn.Module):
 
         d_{t,0}  = tanh(W h_t)  (initial state; the LSTM cell starts at 0)
         d_{t,i}  = RNN([x_{t,i-1}, e_i], d_{t,i-1}),    x_{t,0} = 0
-        g_{t,i}  = d_{t,i},    params_i = V g_{t,i}
+        g_{t,i}  = d_{t,i},    params_i = V g_{t,i} + (U h_t)_i
 
+    The paper's ``g_{t,i} = f_low(x_{t,<i}, h_t)`` takes ``h_t`` as an input of every element; here
+    it reaches element ``i`` twice: through the initial state, and directly through the skip term
+    ``(U h_t)_i`` (one output row per element, as the factorised head has), so the hierarchical
+    output contains the factorised one (``V = 0``) and the high-level state does not have to
+    survive ``L`` low-level steps (without the skip, RNN-hier trained far slower than F-RNN on JSB).
     ``e_i`` is a learned embedding of the element's position (``position_dim`` units, 0 to drop
     it); it is our addition: the paper's low-level RNN would have to count the elements to know
     which one it emits, e.g. which of the 88 piano keys. Teacher forcing is one ``nn.LSTM`` (or
@@ -240,6 +245,11 @@ class RNNConditioner(nn.Module):
         self.position = nn.Parameter(0.1 * torch.randn(dim, position_dim)) if position_dim else None
         self.rnn = rnns[cell](1 + position_dim, hidden, batch_first=True)
         self.out = nn.Linear(hidden, out_dim)
+        self.skip = nn.Linear(cond_dim, dim * out_dim, bias=False)  # (U h_t)_i
+
+    def _skip(self, h: torch.Tensor) -> torch.Tensor:
+        """``(U h_t)_i`` for every element: ``(..., L, out_dim)``."""
+        return self.skip(h).reshape(h.shape[:-1] + (self.dim, -1))
 
     def _start(self, h: torch.Tensor):
         d0 = torch.tanh(self.init(h))[None]
@@ -259,7 +269,7 @@ class RNNConditioner(nn.Module):
         def rows(h_rows: torch.Tensor, x_rows: torch.Tensor) -> torch.Tensor:
             prev = F.pad(x_rows[:, :-1], (1, 0))
             out, _ = self.rnn(self._inputs(prev, slice(None)), self._start(h_rows))
-            return self.out(out)
+            return self.out(out) + self._skip(h_rows)
 
         return chunked_rows(rows, h, x, cost_per_row=self.dim * self.hidden).reshape(batch + (self.dim, -1))
 
@@ -267,10 +277,11 @@ class RNNConditioner(nn.Module):
         batch = h.shape[:-1]
         flat = h.reshape(-1, h.shape[-1])
         state, prev = self._start(flat), flat.new_zeros(flat.shape[0], 1)
+        skip = self._skip(flat)
         values = []
         for i in range(self.dim):
             out, state = self.rnn(self._inputs(prev, slice(i, i + 1)), state)
-            prev = draw(i, self.out(out[:, 0]))[:, None]
+            prev = draw(i, self.out(out[:, 0]) + skip[:, i])[:, None]
             values.append(prev)
         return torch.cat(values, -1).reshape(batch + (self.dim,))
 
