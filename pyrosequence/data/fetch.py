@@ -15,9 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from pyrosequence.data._io import atomic_write
-from pyrosequence.data.music import music_set, read_pickle
-
-BASE_URL = "http://www-etud.iro.umontreal.ca/~boulanni/"
+from pyrosequence.data.music import BASE_URL, music_set, music_url, read_pickle  # noqa: F401 (BASE_URL re-exported)
 
 #: Known sha256 of each original pickle. None: not known to this project, so a download is
 #: checked by parsing it instead (it must read as a valid music pickle, see ``read_pickle``).
@@ -26,11 +24,6 @@ SHA256: dict[str, str | None] = {"jsb": None, "piano": None, "nottingham": None,
 
 class FetchError(ConnectionError):
     """A download failed; the message says which file to put in which folder by hand."""
-
-
-def music_url(name: str) -> str:
-    """The public address of the original pickle of music data set ``name`` (spaces URL-encoded)."""
-    return BASE_URL + urllib.parse.quote(music_set(name).original)
 
 
 def _download(url: str, timeout: float) -> bytes:

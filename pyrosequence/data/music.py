@@ -31,6 +31,7 @@ import json
 import os
 import pickle
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,6 +287,15 @@ def music_set(name: str) -> MusicSet:
         raise ValueError(f"unknown music dataset {name!r}; choose one of: {', '.join(MUSIC_SETS)}") from None
 
 
+#: Where the original pickles are published (Boulanger-Lewandowski et al. 2012).
+BASE_URL = "http://www-etud.iro.umontreal.ca/~boulanni/"
+
+
+def music_url(name: str) -> str:
+    """The public address of the original pickle of music data set ``name`` (spaces URL-encoded)."""
+    return BASE_URL + urllib.parse.quote(music_set(name).original)
+
+
 def find_music_file(name: str, root) -> Path:
     """Find the file of music data set ``name`` in ``root`` or ``root/<subdir>``.
 
@@ -309,7 +319,6 @@ def find_music_file(name: str, root) -> Path:
                 stem, suffix = _normalise(entry.name)
                 if suffix == ext and stem in spec.stems and entry.is_file():
                     return entry
-    from pyrosequence.data.fetch import music_url
 
     raise FileNotFoundError(
         f"dataset {name!r} ({spec.title}): no data file found. Looked for "
