@@ -1,48 +1,8 @@
 """pyrosequence: probabilistic sequence models on Pyro, trainable with every variational objective."""
 
-from pyrosequence.models import (
-    FRNN,
-    SRNN,
-    STORN,
-    VHRNN,
-    VRNN,
-    DeltaRNN,
-    DeltaRNNRandom,
-    Flattened,
-    HyperLSTM,
-    LinearGaussianSSM,
-    LinearVAE,
-    RNNFlat,
-    RNNHier,
-    SequenceModel,
-    SimplifiedSRNN,
-    SRNNFlat,
-    SRNNHier,
-    ZForcing,
-)
+from pyrosequence import models
+from pyrosequence.models import *  # noqa: F401,F403 - the model classes, MODELS and model_class
 from pyrosequence.models.multi_rate import multi_rate, set_beta
 
 __version__ = "0.1.0"
-__all__ = [
-    "SequenceModel",
-    "VRNN",
-    "VHRNN",
-    "HyperLSTM",
-    "LinearGaussianSSM",
-    "LinearVAE",
-    "STORN",
-    "SRNN",
-    "ZForcing",
-    "SimplifiedSRNN",
-    "FRNN",
-    "RNNHier",
-    "RNNFlat",
-    "DeltaRNN",
-    "DeltaRNNRandom",
-    "Flattened",
-    "SRNNHier",
-    "SRNNFlat",
-    "multi_rate",
-    "set_beta",
-    "__version__",
-]
+__all__ = [*models.__all__, "multi_rate", "set_beta", "__version__"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyro
 
+from pyrosequence.output_dir import check_output_dir
+
 REPORT_FILE = "report.md"
 
 
@@ -105,11 +107,7 @@ def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
 def run_report(args) -> int:
     from pyrosequence.diagnostics.kinds import RunDiagnostics
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise FileExistsError(f"{out} is not empty; pass --force to replace its report")
+    out = check_output_dir(args.out, args.force, "pass --force to replace its report")
     if not isinstance(args.psis_particles, int) or args.psis_particles < 10:
         raise ValueError(f"--psis-particles must be at least 10, got {args.psis_particles}")
     diagnostics = RunDiagnostics(

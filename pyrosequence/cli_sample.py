@@ -31,6 +31,7 @@ import torch
 import pyro
 
 from pyrosequence.data.music import NUM_KEYS
+from pyrosequence.output_dir import check_output_dir
 
 SAMPLES_FILE = "samples.npz"
 INFO_FILE = "sample.json"
@@ -65,13 +66,6 @@ def add_parser(sub) -> None:
     p.set_defaults(command=run_sample)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} is not empty; pass --force to write into it")
-
-
 def _positive(value, flag: str) -> int:
     if value is None or value < 1:
         raise ValueError(f"{flag} must be at least 1, got {value}")
@@ -89,8 +83,7 @@ def run_sample(args) -> int:
     from pyrosequence.diagnostics.forecast import forecast, sample_sequences
     from pyrosequence.train import load_run
 
-    out = Path(args.out)
-    _check_out(out, args.force)
+    out = check_output_dir(args.out, args.force)
     _positive(args.num, "--num")
     _positive(args.particles, "--particles")
     if args.prefix_len < 0:

@@ -31,6 +31,7 @@ from pyrosequence.models import SequenceModel, model_class
 from pyrosequence.models.multi_rate import is_multi_rate, multi_rate
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
+from pyrosequence.output_dir import check_output_dir
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
 OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE)
@@ -82,16 +83,13 @@ def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, f
             out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
             suffix += 1
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a directory")
     if resume:
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a directory")
         if not (path / CHECKPOINT_FILE).is_file():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
         return path
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(
-            f"{path} exists and is not empty; pass --resume to continue the run in it or --force to write into it"
-        )
+    check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from pyrosequence.data._io import atomic_write
-from pyrosequence.data.music import BASE_URL, music_set, music_url, read_pickle  # noqa: F401 (BASE_URL re-exported)
+from pyrosequence.data.music import music_set, music_url, read_pickle
 
 #: Known sha256 of each original pickle. None: not known to this project, so a download is
 #: checked by parsing it instead (it must read as a valid music pickle, see ``read_pickle``).

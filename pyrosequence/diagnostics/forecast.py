@@ -195,6 +195,18 @@ def _view(model: SequenceModel, seqs: Sequences) -> _View:
     return _View(inner, inner_seqs, ratio)
 
 
+def _setup(model, x, lengths, num_samples, num_particles, resampler, ess_threshold):
+    """What the filter-driven functions share: checked options, the validated batch, the view the
+    filter runs on, and the state ranks for gathering particles."""
+    _check_model(model)
+    num_samples = _check_count(num_samples, "num_samples")
+    check_filter_options(num_particles, ess_threshold)
+    resampler = get_resampler(resampler)
+    seqs = model.prepare(x, lengths)
+    view = _view(model, seqs)
+    return num_samples, resampler, seqs, view, _event_ranks(view.model, view.seqs.x)
+
+
 # ---------------------------------------------------------------------------- public API
 @torch.no_grad()
 def one_step_predictive(
@@ -221,14 +233,8 @@ def one_step_predictive(
     (``Z = r * inner z_dim``), the increments of a step are summed, and the ESS is the one after
     the step's last inner step (``resampled``: after any of them).
     """
-    _check_model(model)
-    num_samples = _check_count(num_samples, "num_samples")
-    check_filter_options(num_particles, ess_threshold)
-    resampler = get_resampler(resampler)
-    seqs = model.prepare(x, lengths)
-    view = _view(model, seqs)
+    num_samples, resampler, seqs, view, ranks = _setup(model, x, lengths, num_samples, num_particles, resampler, ess_threshold)
     inner, r = view.model, view.ratio
-    ranks = _event_ranks(inner, view.seqs.x)
     means, variances, draws, latents = [], [], [], []
 
     def on_step(t, state, log_w):
@@ -285,17 +291,11 @@ def forecast(
     step index (models whose transition depends on ``t`` see the right one). A wrapper filtered as
     ``r`` inner steps per step forecasts ``r * horizon`` inner steps (latents concatenated per step).
     """
-    _check_model(model)
     if horizon is None:
         raise ValueError("forecast needs horizon (the number of steps to draw), an integer of at least 1")
     horizon = _check_count(horizon, "horizon")
-    num_samples = _check_count(num_samples, "num_samples")
-    check_filter_options(num_particles, ess_threshold)
-    resampler = get_resampler(resampler)
-    seqs = model.prepare(prefix, lengths)
-    view = _view(model, seqs)
+    num_samples, resampler, seqs, view, ranks = _setup(model, prefix, lengths, num_samples, num_particles, resampler, ess_threshold)
     inner, r = view.model, view.ratio
-    ranks = _event_ranks(inner, view.seqs.x)
     ends = set(view.seqs.lengths.tolist())
     picked: dict[int, object] = {}  # inner prefix length -> particles drawn for the sequences with it
 

@@ -17,7 +17,7 @@ import torch
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.resamplers import Resampler
-from pyrosequence.models.base import SequenceModel, context_steps, proposal_inputs
+from pyrosequence.models.base import SequenceModel, context_steps
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -109,7 +109,7 @@ def particle_filter(
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
     ctx = model.context(seqs.x)
     ctx_steps = context_steps(ctx, steps)
-    q_steps = context_steps(proposal_inputs(model, seqs, ctx), steps)
+    q_steps = context_steps(model.proposal_context(seqs.x, ctx, seqs.lengths), steps)
     x_steps = seqs.x.unbind(1)
     particles = torch.Size([k, batch])
     if initial is None:

@@ -57,15 +57,6 @@ def stack_states(states: list[State], dim: int = -2) -> State:
     return map_state(lambda *parts: torch.stack(torch.broadcast_tensors(*parts), dim=dim), *states)
 
 
-def proposal_inputs(model: "SequenceModel", seqs: Sequences, context: Context) -> Context:
-    """``model.proposal_context`` for a validated batch. A model that sets
-    ``proposal_uses_lengths = True`` also gets ``lengths=seqs.lengths`` (a backward RNN then starts
-    at each sequence's own end instead of reading the zero padding)."""
-    if model.proposal_uses_lengths:
-        return model.proposal_context(seqs.x, context, lengths=seqs.lengths)
-    return model.proposal_context(seqs.x, context)
-
-
 class _DeterministicCollector(Messenger):
     """Takes the ``pyro.deterministic`` sites of a guide's state updates out of the guide trace.
 
@@ -130,8 +121,6 @@ class SequenceModel(nn.Module):
     #: Set to True when :meth:`transition` ignores ``t`` and broadcasts over a time dimension
     #: stacked at ``-2`` of the state; the model then evaluates the prior for all steps at once.
     homogeneous_transition = False
-    #: Set to True when :meth:`proposal_context` takes a ``lengths`` keyword (see :func:`proposal_inputs`).
-    proposal_uses_lengths = False
     #: Set to True by a subclass whose overridden ``model``/``guide`` compute the same program as the
     #: per-step pieces (e.g. a batched fast path; training-only extras such as an auxiliary factor
     #: aside), so that FIVO may drive the pieces instead.
@@ -177,8 +166,9 @@ class SequenceModel(nn.Module):
         """
         return self.centered(x)
 
-    def proposal_context(self, x: torch.Tensor, context: Context) -> Context:
-        """Per-step guide inputs (may look at the whole sequence, e.g. a backward RNN)."""
+    def proposal_context(self, x: torch.Tensor, context: Context, lengths: torch.Tensor) -> Context:
+        """Per-step guide inputs (may look at the whole sequence, e.g. a backward RNN, which
+        should start at each sequence's own end: ``lengths`` is ``(batch,)``)."""
         return context
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
@@ -277,7 +267,7 @@ class SequenceModel(nn.Module):
             return
         ctx = self.context(seqs.x)
         ctx_steps = context_steps(ctx, seqs.num_steps)
-        q_steps = context_steps(proposal_inputs(self, seqs, ctx), seqs.num_steps)
+        q_steps = context_steps(self.proposal_context(seqs.x, ctx, seqs.lengths), seqs.num_steps)
         state = self.start_state(seqs, initial)
         record = _Recurrence(key=self._key(x, lengths, initial, start), context=ctx, initial=state)
         collector = _DeterministicCollector()

@@ -40,7 +40,7 @@ from torch import nn
 
 import pyro.poutine as poutine
 
-from pyrosequence.models.base import SequenceModel, context_steps, proposal_inputs
+from pyrosequence.models.base import SequenceModel, context_steps
 from pyrosequence.nn.beta_gate import (
     DECODER,
     DEFAULT_BETA_RANGE,
@@ -74,7 +74,7 @@ def _drive_pieces(model: SequenceModel, example: torch.Tensor) -> None:
     seqs = model.prepare(example, None)
     ctx = model.context(seqs.x)
     ctx_steps = context_steps(ctx, seqs.num_steps)
-    q_steps = context_steps(proposal_inputs(model, seqs, ctx), seqs.num_steps)
+    q_steps = context_steps(model.proposal_context(seqs.x, ctx, seqs.lengths), seqs.num_steps)
     state = model.initial_state(torch.Size([seqs.batch_size]), seqs.x)
     for t in range(seqs.num_steps):
         model.transition(state, t)

@@ -40,7 +40,6 @@ class SimplifiedSRNN(SequenceModel):
     """
 
     homogeneous_transition = True
-    proposal_uses_lengths = True
     overrides_match_pieces = True
 
     def __init__(
@@ -79,7 +78,7 @@ class SimplifiedSRNN(SequenceModel):
         zero = x.new_zeros(tuple(batch_shape) + (self.hidden_dim,))
         return zero, zero, zero, zero
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths=None) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return backward_pass(self.backward_rnn, context, lengths)  # v_t^< summarises x_{>=t}
 
     def transition(self, state, t: int | None) -> dist.Distribution:

@@ -42,7 +42,6 @@ class SRNN(SequenceModel):
     """
 
     homogeneous_transition = True
-    proposal_uses_lengths = True
 
     def __init__(
         self,
@@ -83,7 +82,7 @@ class SRNN(SequenceModel):
         out, _ = lstm_pass(self.forward_rnn, context)
         return shift_right(out)
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths=None) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         d = self.forward_states(context)
         return backward_pass(self.backward_rnn, torch.cat([d, context], -1), lengths)  # a_t
 

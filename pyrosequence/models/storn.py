@@ -76,7 +76,7 @@ class STORN(LatentInputRNN):
         loc = state[0].new_zeros(state[0].shape[:-1] + (self.z_dim,))
         return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         encoded, _ = lstm_pass(self.encoder_rnn, context)  # e_t summarises x_{<=t}
         return encoded if self.posterior == "filtering" else shift_right(encoded)
 

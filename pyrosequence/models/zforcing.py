@@ -72,7 +72,6 @@ class ZForcing(LatentInputRNN):
     """
 
     homogeneous_transition = True
-    proposal_uses_lengths = True
     overrides_match_pieces = True
 
     def __init__(
@@ -109,7 +108,7 @@ class ZForcing(LatentInputRNN):
     def transition(self, state, t: int | None) -> dist.Distribution:
         return self.prior_head(self.prior_net(self.hidden(state)))
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths=None) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return backward_pass(self.backward_rnn, context, lengths)  # b_t summarises x_{>=t}
 
     def proposal(self, state, t: int, b_t: torch.Tensor) -> dist.Distribution:
@@ -145,7 +144,7 @@ class ZForcing(LatentInputRNN):
         through ``h_{t-1}`` and the earlier latents. That pass costs one more sequential loop.
         """
         ctx = self.context(seqs.x)
-        b = self.proposal_context(seqs.x, ctx, lengths=seqs.lengths)
+        b = self.proposal_context(seqs.x, ctx, seqs.lengths)
         mask = seqs.mask if seqs.mask is not None else seqs.x.new_ones(seqs.x.shape[:2], dtype=torch.bool)
         total = seqs.x.new_zeros(())
         if self.aux_alpha > 0:

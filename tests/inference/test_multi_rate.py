@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from pyro.infer import SVI, TraceMeanField_ELBO
+from pyro.infer import TraceMeanField_ELBO
 
 import pyro
 import pyro.poutine as poutine
