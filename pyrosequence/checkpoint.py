@@ -13,6 +13,8 @@ import torch
 FORMAT = "pyrosequence-checkpoint"
 VERSION = 1
 REQUIRED = ("format", "version", "model", "optimizer", "epoch", "step", "rng")
+#: What a weights-only checkpoint (a run's ``best.pt``) must hold.
+WEIGHTS_REQUIRED = ("format", "version", "model", "epoch")
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
@@ -32,8 +34,9 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`, with clear errors when it is not one."""
+def load_checkpoint(path: str | Path, map_location="cpu", required: tuple = REQUIRED) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`, with clear errors when it is not one
+    (``required``: the keys it must hold; :data:`WEIGHTS_REQUIRED` for weights alone)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -43,7 +46,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise ValueError(f"checkpoint {path} is corrupt or unreadable: {str(error).splitlines()[0]}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pyrosequence checkpoint")
-    missing = [key for key in REQUIRED if key not in payload]
+    missing = [key for key in required if key not in payload]
     if missing:
         raise ValueError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     if payload["version"] > VERSION:

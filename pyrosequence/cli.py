@@ -24,7 +24,7 @@ from pyrosequence.train import CONFIG_FILE, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
-                 "backward_dim", "aux_alpha", "aux_beta", "posterior")
+                 "architecture", "proposal", "backward_dim", "aux_alpha", "aux_beta", "posterior")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ConnectionError)
 
 
@@ -49,6 +49,8 @@ def _train_parser(sub) -> None:
         description="Train a sequence model. With no arguments: VRNN (z=8) on the VHRNN synthetic data, "
         "Trace_ELBO, a few minutes on a laptop CPU; prints the test bound per time step.",
     )
+    p.add_argument("--preset", help="a named configuration of a paper's experiment (see `pyrosequence presets`); "
+                   "other flags override its settings")
     p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
                    "srnn-simple, srnn-hier, srnn-flat, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random")
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
@@ -72,6 +74,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
     p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
     p.add_argument("--output", help="output structure: factorized, hier-rnn or hier-made (autoregressive within a step)")
+    p.add_argument("--architecture", help="VRNN/VHRNN: compact (default) or fivo (the FIVO reference code's reading, "
+                   "which reproduces the VHRNN paper's parameter counts)")
+    p.add_argument("--proposal", help="VRNN/VHRNN: filtering or smoothing (default: the architecture's)")
+    p.add_argument("--keep-best", dest="keep_best", action="store_const", const=True,
+                   help="keep the weights of the best validation epoch and score those")
     p.add_argument("--backward-dim", dest="backward_dim", type=int, help="SRNN/Z-Forcing: units of the backward (posterior) LSTM")
     p.add_argument("--aux-alpha", dest="aux_alpha", type=float, help="Z-Forcing: weight of the auxiliary cost log p(b_t | z_t) (eq. 9)")
     p.add_argument("--aux-beta", dest="aux_beta", type=float, help="Z-Forcing: weight of the backward network's reverse prediction log p(x | b) (eq. 10)")
@@ -108,6 +115,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--particles", type=int, default=1)
     _filter_arguments(p, defaults=True)
     p.add_argument("--split", default="test")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
     p.add_argument("--beta", type=float, help="multi-rate runs: evaluate the model the gates give at this KL weight (default 1)")
@@ -130,7 +138,12 @@ def _config_from_args(args) -> TrainConfig:
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None
     known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(model_options=options, **{k: v for k, v in given.items() if k in known})
+    values = {k: v for k, v in given.items() if k in known}
+    if args.preset is not None:
+        from pyrosequence.presets import get_preset
+
+        return get_preset(args.preset).config(model_options=options, **values)
+    return TrainConfig(model_options=options, **values)
 
 
 def _run_train(args) -> int:
@@ -141,7 +154,7 @@ def _run_train(args) -> int:
 
 
 def _run_evaluate(args) -> int:
-    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device)
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root)
     if args.beta is not None:
         from pyrosequence.models.multi_rate import is_multi_rate, set_beta
 
@@ -179,6 +192,7 @@ def _plot_parser(sub) -> None:
     p.add_argument("runs", nargs="+", help="run directories written by `pyrosequence train`")
     p.add_argument("--kind", default="dynamics", help="dynamics (several runs), or for one run: kl, variance, ppc, ess, calibration, training")
     p.add_argument("--split", "--setting", dest="split", default="test", help="data split, e.g. switch")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
     p.add_argument("--index", type=int, default=0, help="which sequence of the split")
     p.add_argument("--samples", type=int, default=16, help="posterior draws averaged per step")
     p.add_argument("--draws", type=int, default=100, help="kinds ppc/calibration/variance/ess: predictive draws per step")
@@ -197,7 +211,7 @@ def _run_plot(args) -> int:
     if args.kind != "dynamics":
         from pyrosequence.diagnostics.kinds import plot_run
 
-        options = {k: getattr(args, k) for k in ("split", "index", "samples", "draws", "particles", "sequences", "seed")}
+        options = {k: getattr(args, k) for k in ("split", "index", "samples", "draws", "particles", "sequences", "seed", "data_root")}
         print(f"wrote {plot_run(args.kind, args.runs, args.out, args.force, **options)}")
         return 0
     out = Path(args.out)
@@ -205,7 +219,7 @@ def _run_plot(args) -> int:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     curves, data_name = {}, None
     for run_dir in args.runs:
-        config, model, data, _ = load_run(run_dir, args.split)
+        config, model, data, _ = load_run(run_dir, args.split, data_root=args.data_root)
         if not 0 <= args.index < len(data):
             raise ValueError(f"{config.data}/{args.split} has {len(data)} sequences; --index {args.index} is out of range")
         x = data.x[args.index, : int(data.lengths[args.index])]
@@ -247,6 +261,21 @@ def _run_fetch(args) -> int:
     return 0
 
 
+def _presets_parser(sub) -> None:
+    p = sub.add_parser("presets", help="list the named configurations of the papers' experiments",
+                       description="List the presets `pyrosequence train --preset NAME` takes, with the paper's figures.")
+    p.set_defaults(command=_run_presets)
+
+
+def _run_presets(args) -> int:
+    from pyrosequence.presets import PRESETS
+
+    for preset in PRESETS.values():
+        reported = ", ".join(f"{k} {v}" for k, v in preset.reported.items())
+        print(f"{preset.name:24s} {preset.model} z={preset.z_dim} on {preset.training['data']}; {preset.paper}: {reported}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyrosequence", description="Probabilistic sequence models on Pyro.")
     sub = parser.add_subparsers(dest="name", metavar="COMMAND", parser_class=_Parser)
@@ -257,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rd_curve_parser(sub)
     add_report_parser(sub)
     add_sample_parser(sub)
+    _presets_parser(sub)
     return parser
 
 

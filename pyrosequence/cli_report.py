@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
     p.add_argument("--out", required=True, help="folder to write report.md and the PNGs into")
     p.add_argument("--split", default="test", help="data split the diagnostics use")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
     p.add_argument("--sequences", type=int, default=16, help="use the first N sequences of the split")
     p.add_argument("--draws", type=int, default=100, help="predictive and posterior draws per step")
     p.add_argument("--particles", type=int, default=100, help="particles of the filter")
@@ -112,7 +113,7 @@ def run_report(args) -> int:
         raise ValueError(f"--psis-particles must be at least 10, got {args.psis_particles}")
     diagnostics = RunDiagnostics(
         args.run_dir, split=args.split, draws=args.draws, particles=args.particles,
-        sequences=args.sequences, seed=args.seed,
+        sequences=args.sequences, seed=args.seed, data_root=args.data_root,
     )
     if not (diagnostics.run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{diagnostics.run_dir} has no config.json: not a run directory")

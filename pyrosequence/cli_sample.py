@@ -55,6 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="steps to draw (default: the rest of the sequence for a forecast, 64 unconditionally)")
     p.add_argument("--split", default="test", help="data split the prefixes come from")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
     p.add_argument("--index", type=int, nargs="+", default=[0], help="which sequence(s) of the split to continue")
     p.add_argument("--particles", type=int, default=100, help="particles of the filter conditioning on the prefix")
     p.add_argument("--step-quarters", dest="step_quarters", type=float, default=None,
@@ -96,7 +97,7 @@ def run_sample(args) -> int:
         from pyrosequence.data.midi import check_step
 
         check_step(args.step_quarters)
-    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device)
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root)
     pyro.set_rng_seed(args.seed)
     arrays: dict[str, np.ndarray] = {}
     info = {

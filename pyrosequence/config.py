@@ -61,6 +61,9 @@ class TrainConfig:
     #: log-uniformly from ``beta_range`` at every update (pyrosequence.models.multi_rate).
     multi_rate: bool = False
     beta_range: list = field(default_factory=lambda: [0.01, 10.0])
+    #: Model selection on the validation bound: keep the weights of the best epoch (``best.pt``)
+    #: and score those on the test split (and in ``evaluate``), as is usual for the papers' tables.
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         cls = model_class(self.model)

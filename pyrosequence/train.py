@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 import pyro
 
-from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
+from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint, save_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.registry import load_split
@@ -34,7 +34,9 @@ from pyrosequence.nn.cells import map_state
 from pyrosequence.output_dir import check_output_dir
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
-OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE)
+#: With ``keep_best``: the weights of the epoch with the best validation bound so far.
+BEST_FILE = "best.pt"
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE)
 
 
 @dataclass
@@ -278,6 +280,8 @@ def train(
     train_set, valid_set = train_set.to(device), valid_set.to(device)
 
     log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device})")
+    valid_key = f"valid_{config.valid_bound}_per_step"
+    best_valid = max((r[valid_key] for r in history), default=-math.inf)
     while epoch < config.epochs:
         start = time.perf_counter()
         model.train()
@@ -295,6 +299,10 @@ def train(
             "seconds": round(time.perf_counter() - start, 3),
         }
         history.append(record)
+        if config.keep_best and valid.per_timestep > best_valid:
+            # written before the checkpoint: a crash between the two redoes this epoch exactly
+            best_valid = valid.per_timestep
+            save_checkpoint(run_dir / BEST_FILE, {"model": model.state_dict(), "epoch": epoch, "step": step, valid_key: best_valid})
         with open(run_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         save_checkpoint(
@@ -314,6 +322,13 @@ def train(
             f"valid {config.valid_bound}/step {valid.per_timestep:.4f}  ({record['seconds']:.1f}s)"
         )
 
+    selected = epoch
+    if config.keep_best and (run_dir / BEST_FILE).is_file():
+        best = load_checkpoint(run_dir / BEST_FILE, required=WEIGHTS_REQUIRED)
+        model.load_state_dict(best["model"])
+        selected = int(best["epoch"])
+        log(f"evaluating the weights of epoch {selected} (best {valid_key} {best[valid_key]:.4f})")
+    model.eval()
     test_set = load_split(config.data, "test", config.data_root).to(device)
     with pyro.validation_enabled(config.pyro_validation):
         test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)
@@ -326,6 +341,7 @@ def train(
         "num_sequences": len(test_set),
         "num_steps": test_set.total_steps,
         "epochs": epoch,
+        "selected_epoch": selected,
         "seed": config.seed,
     }
     (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2))
@@ -333,15 +349,22 @@ def train(
     return RunResult(run_dir, epoch, step, result, history)
 
 
-def load_run(run_dir: str | Path, split: str, device: str = "cpu"):
+def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: str | Path | None = None):
     """``(config, model, data, checkpoint)`` of a run directory: the model carries the run's last
-    checkpoint and is in eval mode on ``device``; ``data`` is the split ``split`` of its data set."""
+    checkpoint (its best one for a ``keep_best`` run) and is in eval mode on ``device``; ``data``
+    is the split ``split`` of its data set, read from ``data_root`` when given (a run trained on
+    another machine records that machine's folder) and else from the folder the run recorded."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory at {run_dir}")
     config = TrainConfig.load(run_dir / CONFIG_FILE)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    data = load_split(config.data, split, config.data_root).to(resolve_device(device))
+    # a keep-best run is scored with the weights of its best validation epoch, as train() does
+    best = run_dir / BEST_FILE
+    if config.keep_best and best.is_file():
+        checkpoint = load_checkpoint(best, required=WEIGHTS_REQUIRED)
+    else:
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    data = load_split(config.data, split, config.data_root if data_root is None else str(data_root)).to(resolve_device(device))
     model = build_model(config, data.x_dim)
     try:
         model.load_state_dict(checkpoint["model"])

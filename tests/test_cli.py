@@ -138,3 +138,26 @@ def test_data_fetch_reports_where_to_put_the_file(tmp_path, capsys):
     else:
         err = capsys.readouterr().err
         assert code == 1 and "JSB Chorales.pickle" in err and str(tmp_path) in err and err.count("\n") == 1
+
+
+def test_data_root_overrides_the_folder_a_run_recorded(tmp_path, capsys, shared_data):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "jsb", "--data-root", str(shared_data), "--z-dim", "4", "--epochs", "1",
+            "--train-subset", "8", "--batch-size", "8", "--eval-particles", "1", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["data_root"] = str(tmp_path / "elsewhere")  # as if trained on another machine
+    (out / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "valid"]) == 1
+    assert "elsewhere" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--split", "valid", "--data-root", str(shared_data)]) == 0
+    assert "valid elbo(1) per time step:" in capsys.readouterr().out
+    for command in (["plot", str(out), "--kind", "training"], ["report", str(out)], ["sample", str(out)]):
+        assert "--data-root" in _help(command[0], capsys)
+
+
+def _help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out

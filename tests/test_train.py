@@ -91,3 +91,42 @@ def test_checkpoints_are_atomic_and_checked(tmp_path):
     torch.save({"something": 1}, path)
     with pytest.raises(ValueError, match="not a pyrosequence checkpoint"):
         load_checkpoint(path)
+
+
+def test_keep_best_scores_the_best_validation_epoch(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    # a learning rate this large makes validation worse after the first epochs
+    config = TrainConfig(epochs=4, keep_best=True, **{**FAST, "lr": 0.3})
+    result = train(config, out=tmp_path / "run", **quiet)
+    valid = [r["valid_elbo_per_step"] for r in result.history]
+    best_epoch = max(range(len(valid)), key=valid.__getitem__) + 1
+    best = load_checkpoint(tmp_path / "run" / "best.pt", required=("model", "epoch"))
+    assert best["epoch"] == best_epoch == result.test["selected_epoch"]
+    assert best["valid_elbo_per_step"] == valid[best_epoch - 1]
+    # evaluate() of load_run's model reproduces the test figure: it loads best.pt, not the last epoch
+    from pyrosequence.inference import evaluate, make_bound
+    from pyrosequence.train import load_run
+    import pyro
+
+    _, model, data, checkpoint = load_run(tmp_path / "run", "test")
+    assert checkpoint["epoch"] == best_epoch
+    pyro.set_rng_seed(1)
+    a = evaluate(model, data.x, data.lengths, make_bound("elbo"), 1).per_timestep
+    last = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    if best_epoch != 4:
+        assert any(not torch.equal(last["model"][k], best["model"][k]) for k in best["model"])
+    model.load_state_dict(best["model"])
+    pyro.set_rng_seed(1)
+    assert evaluate(model, data.x, data.lengths, make_bound("elbo"), 1).per_timestep == a
+
+
+def test_keep_best_resumes_with_the_best_so_far(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    config = dict(keep_best=True, **{**FAST, "lr": 0.3})
+    full = train(TrainConfig(epochs=3, **config), out=tmp_path / "full", **quiet)
+    train(TrainConfig(epochs=1, **config), out=tmp_path / "split", **quiet)
+    resumed = train(TrainConfig(epochs=3, **config), out=tmp_path / "split", resume=True, **quiet)
+    assert resumed.test == full.test
+    a = load_checkpoint(tmp_path / "full" / "best.pt", required=("model",))
+    b = load_checkpoint(tmp_path / "split" / "best.pt", required=("model",))
+    assert a["epoch"] == b["epoch"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

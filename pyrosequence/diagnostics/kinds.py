@@ -35,6 +35,8 @@ class RunDiagnostics:
     samples: int = 16
     index: int = 0
     seed: int = 0
+    #: read the data from here instead of the folder the run recorded
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -49,7 +51,7 @@ class RunDiagnostics:
     def loaded(self):
         from pyrosequence.train import load_run
 
-        config, model, data, checkpoint = load_run(self.run_dir, self.split)
+        config, model, data, checkpoint = load_run(self.run_dir, self.split, data_root=self.data_root)
         if not 0 <= self.index < min(len(data), self.sequences):
             raise ValueError(f"--index {self.index} is out of range: {min(len(data), self.sequences)} sequences are used")
         return config, model, data, checkpoint

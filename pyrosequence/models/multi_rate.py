@@ -90,7 +90,8 @@ def _recording_lstm(on_read):
     def weight(name):
         def read(self):
             on_read()
-            return self._parameters[name]
+            # a single-bias LSTM (nn.cells.use_single_bias) keeps its second bias as a buffer
+            return self._parameters[name] if name in self._parameters else self._buffers[name]
 
         return property(read)
 

@@ -10,7 +10,8 @@ import pyro.distributions as dist
 
 from pyrosequence.models.filtering_rnn import FilteringRNN
 from pyrosequence.nn import cat_features, make_likelihood
-from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear
+from pyrosequence.nn.cells import use_single_bias
+from pyrosequence.nn.hyper import HyperCell, HyperGenerator, HyperLinear, HyperOutput
 
 HYPER_INPUTS = ("latent+hidden", "latent", "hidden")
 
@@ -42,9 +43,15 @@ class VHRNN(FilteringRNN):
     ``omega_scale_l`` / ``omega_bias_l`` for decoder layer ``l``, shape ``(..., batch, time, units)``
     with time in the event (the model evaluates the decoder for all steps at once).
 
-    Differences from the paper, where it leaves details open: the decoder's output layer
-    (producing the emission parameters) is an ordinary linear layer; generated scales are
-    parameterised as ``1 + output`` with a small initial output, so training starts near a VRNN.
+    Differences from the paper, where it leaves details open: with ``architecture="compact"``
+    the decoder's output layer (producing the emission parameters) is an ordinary linear layer;
+    with ``architecture="fivo"`` it is a hyper layer too (:class:`~pyrosequence.nn.hyper.HyperOutput`,
+    its own two-layer MLP of ``omega_dim`` units; recorded as ``omega_scale_out`` /
+    ``omega_bias_out``), the hyper LSTM's bias shift has no bias of its own, and the rest follows
+    the FIVO code's reading of :class:`~pyrosequence.models.FilteringRNN` (one bias per gate,
+    linear feature outputs, residual proposal, smoothing proposal): the reading that reproduces
+    the paper's parameter counts (Tables 1 and 4). Generated scales are parameterised as
+    ``1 + output`` with a small initial output, so training starts near a VRNN.
     ``output="hier-rnn"`` or ``"hier-made"`` makes the emission autoregressive within the step
     (Dai et al. 2019, eq. 14), reading the decoder's last hidden layer as its features.
     """
@@ -62,17 +69,22 @@ class VHRNN(FilteringRNN):
         layers: int = 1,
         omega_dim: int = 64,
         output: str = "factorized",
+        architecture: str = "compact",
+        proposal: str | None = None,
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
         h = hidden_dim or z_dim
-        super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name)
+        super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal)
+        fivo = architecture == "fivo"
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood
         cond_dim = {"latent+hidden": z_dim + h, "latent": z_dim, "hidden": h}[hyper_input]
         self.cell = HyperCell(2 * z_dim, h, cell)
-        self.theta = HyperGenerator(cond_dim, hyper_dim, self.cell.modulation_dim, hyper_net)
+        self.theta = HyperGenerator(
+            cond_dim, hyper_dim, self.cell.modulation_dim, hyper_net, shift_bias=not (fivo and hyper_net == "rnn")
+        )
         widths = [z_dim] * layers
         self.decoder = nn.ModuleList(
             HyperLinear(i, o, cond_dim, omega_dim) for i, o in zip([z_dim + h] + widths[:-1], widths)
@@ -80,7 +92,12 @@ class VHRNN(FilteringRNN):
         # An autoregressive ``output`` (Dai et al. 2019, eq. 14) reads the decoder's last hidden
         # layer as its high-level features h_t; the HyperLinear layers stay as they are.
         self.output = output
-        self.decoder_head = make_likelihood(likelihood, z_dim, x_dim, output=output)
+        head = make_likelihood(likelihood, z_dim, x_dim, output=output)
+        if fivo and output == "factorized":
+            head = HyperOutput(head, cond_dim, omega_dim)
+        self.decoder_head = head
+        if fivo:
+            use_single_bias(self)
 
     def hidden(self, state: tuple) -> torch.Tensor:
         return state[0]
@@ -110,6 +127,11 @@ class VHRNN(FilteringRNN):
             pyro.deterministic(f"omega_scale_{i}", scale, event_dim=2)
             pyro.deterministic(f"omega_bias_{i}", bias, event_dim=2)
             a = torch.relu(out)
+        if isinstance(self.decoder_head, HyperOutput):
+            emission, scale, bias = self.decoder_head(a, c)
+            pyro.deterministic("omega_scale_out", scale, event_dim=2)
+            pyro.deterministic("omega_bias_out", bias, event_dim=2)
+            return emission
         return self.decoder_head(a)
 
     def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:

@@ -8,6 +8,7 @@ import pyro.distributions as dist
 
 from pyrosequence.models.filtering_rnn import FilteringRNN
 from pyrosequence.nn import MLP, RecurrentCell, State, cat_features, make_likelihood
+from pyrosequence.nn.cells import use_single_bias
 
 
 class VRNN(FilteringRNN):
@@ -44,6 +45,11 @@ class VRNN(FilteringRNN):
         output: ``"factorized"``, or ``"hier-rnn"`` / ``"hier-made"`` for an output that is
             autoregressive within the step (Dai et al. 2019, eq. 14; see
             :func:`pyrosequence.nn.make_likelihood`).
+        architecture: ``"compact"`` (default) or ``"fivo"``, the FIVO reference code's reading
+            (linear output layers on the feature extractors, residual proposal mean, one bias per
+            LSTM gate, smoothing proposal), which reproduces the VHRNN paper's parameter counts:
+            see :class:`~pyrosequence.models.FilteringRNN`.
+        proposal: ``"filtering"`` or ``"smoothing"`` (default: the architecture's).
     """
 
     def __init__(
@@ -57,17 +63,21 @@ class VRNN(FilteringRNN):
         width: int | None = None,
         layers: int = 1,
         output: str = "factorized",
+        architecture: str = "compact",
+        proposal: str | None = None,
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
-        super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name)
+        super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.output = output
         self.decoder_head = make_likelihood(likelihood, width, x_dim, output=output)
         self.rnn = RecurrentCell(2 * feature_dim, hidden_dim, cell)
+        if architecture == "fivo":
+            use_single_bias(self.rnn)
 
     def hidden(self, state: State) -> torch.Tensor:
         return self.rnn.output(state)

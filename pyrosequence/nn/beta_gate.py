@@ -309,8 +309,12 @@ class GatedLSTM(_Gated, nn.LSTM):
             )
         return cls.from_module(module, role, conditioner, 4 * module.hidden_size)
 
+    def _base(self, name: str) -> torch.Tensor:
+        # a single-bias LSTM (nn.cells.use_single_bias) holds its second bias as a zero buffer
+        return self._parameters[name] if name in self._parameters else self._buffers[name]
+
     def _scaled(self, gate):
-        return tuple(_rows(self._parameters[name], gate) for name in self._NAMES)
+        return tuple(_rows(self._base(name), gate) for name in self._NAMES)
 
     weight_ih_l0 = property(lambda self: self._effective()[0])
     weight_hh_l0 = property(lambda self: self._effective()[1])
@@ -318,7 +322,7 @@ class GatedLSTM(_Gated, nn.LSTM):
     bias_hh_l0 = property(lambda self: self._effective()[3])
 
     def _init_flat_weights(self) -> None:
-        self._flat_weights = [self._parameters[name] for name in self._flat_weights_names]
+        self._flat_weights = [self._base(name) for name in self._flat_weights_names]
 
     def _update_flat_weights(self) -> None:
         """``forward`` puts the scaled weights in place itself (``nn.LSTM`` would otherwise

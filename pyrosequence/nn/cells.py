@@ -55,3 +55,19 @@ class RecurrentCell(nn.Module):
             h, c = self.cell(flat_in, (flat[0], flat[1]))
             return h.reshape(batch + (self.hidden_dim,)), c.reshape(batch + (self.hidden_dim,))
         return self.cell(flat_in, flat[0]).reshape(batch + (self.hidden_dim,))
+
+
+def use_single_bias(module: nn.Module) -> nn.Module:
+    """Give every PyTorch recurrent cell or layer inside ``module`` one bias vector per gate, as
+    TensorFlow's ``LSTMCell`` (which the FIVO reference code uses) has: PyTorch's second bias
+    (``bias_hh*``) becomes a zero buffer under the same name, so it neither trains nor counts as
+    a parameter, and state dicts keep their keys. Returns ``module``."""
+    for owner in list(module.modules()):
+        names = [name for name, _ in owner.named_parameters(recurse=False) if name.startswith("bias_hh")]
+        for name in names:
+            zeros = torch.zeros_like(getattr(owner, name).detach())
+            delattr(owner, name)
+            owner.register_buffer(name, zeros)
+        if names and isinstance(owner, nn.RNNBase):
+            owner._init_flat_weights()  # nn.LSTM reads its weights from this list
+    return module

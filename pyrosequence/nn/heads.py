@@ -17,19 +17,32 @@ import pyro.distributions as dist
 class DiagNormalHead(nn.Module):
     """``features -> Normal(loc, scale)`` with a diagonal covariance (``event_shape = (dim,)``).
 
-    The scale is ``softplus(raw) + min_scale``; the floor keeps log-densities finite when a model
-    becomes overconfident (the FIVO reference code uses the same kind of floor).
+    The scale is ``softplus(raw + scale_offset) + min_scale``; the floor keeps log-densities finite
+    when a model becomes overconfident (the FIVO reference code uses the same kind of floor), and
+    the offset (the FIVO code's ``raw_sigma_bias``, 0.25 there) starts scales away from zero.
     """
 
-    def __init__(self, in_dim: int, dim: int, min_scale: float = 1e-4) -> None:
+    def __init__(self, in_dim: int, dim: int, min_scale: float = 1e-4, scale_offset: float = 0.0) -> None:
         super().__init__()
         self.dim = dim
-        self.min_scale = min_scale
+        self.min_scale, self.scale_offset = min_scale, scale_offset
         self.params = nn.Linear(in_dim, 2 * dim)
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The layer producing the raw parameters (what :meth:`distribution` reads)."""
+        return self.params
+
+    def loc_scale(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loc, scale)`` from the raw output of :attr:`linear`."""
+        loc, raw_scale = raw.split(self.dim, dim=-1)
+        return loc, F.softplus(raw_scale + self.scale_offset) + self.min_scale
+
+    def distribution(self, raw: torch.Tensor) -> dist.Distribution:
+        return dist.Normal(*self.loc_scale(raw)).to_event(1)
+
     def forward(self, features: torch.Tensor) -> dist.Distribution:
-        loc, raw_scale = self.params(features).split(self.dim, dim=-1)
-        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        return self.distribution(self.params(features))
 
     @staticmethod
     def check_data(x: torch.Tensor, name: str = "x") -> None:
@@ -44,8 +57,16 @@ class BernoulliHead(nn.Module):
         self.dim = dim
         self.logits = nn.Linear(in_dim, dim)
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The layer producing the raw parameters (what :meth:`distribution` reads)."""
+        return self.logits
+
+    def distribution(self, raw: torch.Tensor) -> dist.Distribution:
+        return dist.Bernoulli(logits=raw).to_event(1)
+
     def forward(self, features: torch.Tensor) -> dist.Distribution:
-        return dist.Bernoulli(logits=self.logits(features)).to_event(1)
+        return self.distribution(self.logits(features))
 
     def init_bias_from_mean(self, mean: torch.Tensor, eps: float = 1e-5) -> None:
         """Start the output at the data's marginal rates (logit of the training mean), as FIVO does."""
@@ -77,9 +98,16 @@ class GaussianMixtureHead(nn.Module):
         self.dim, self.components, self.min_scale = dim, components, min_scale
         self.params = nn.Linear(in_dim, components * (1 + 2 * dim))
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The layer producing the raw parameters (what :meth:`distribution` reads)."""
+        return self.params
+
     def forward(self, features: torch.Tensor) -> dist.Distribution:
+        return self.distribution(self.params(features))
+
+    def distribution(self, out: torch.Tensor) -> dist.Distribution:
         k, d = self.components, self.dim
-        out = self.params(features)
         logits, rest = out[..., :k], out[..., k:].reshape(out.shape[:-1] + (k, 2 * d))
         loc, raw_scale = rest.split(d, dim=-1)
         component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
@@ -101,9 +129,17 @@ class DimMixtureHead(nn.Module):
         self.dim, self.components, self.min_scale = dim, components, min_scale
         self.params = nn.Linear(in_dim, dim * 3 * components)
 
+    @property
+    def linear(self) -> nn.Linear:
+        """The layer producing the raw parameters (what :meth:`distribution` reads)."""
+        return self.params
+
     def forward(self, features: torch.Tensor) -> dist.Distribution:
+        return self.distribution(self.params(features))
+
+    def distribution(self, raw: torch.Tensor) -> dist.Distribution:
         k = self.components
-        out = self.params(features).reshape(features.shape[:-1] + (self.dim, 3 * k))
+        out = raw.reshape(raw.shape[:-1] + (self.dim, 3 * k))
         logits, loc, raw_scale = out.split(k, dim=-1)
         component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale)
         return dist.MixtureSameFamily(dist.Categorical(logits=logits), component).to_event(1)

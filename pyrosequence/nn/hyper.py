@@ -92,22 +92,35 @@ class HyperGenerator(nn.Module):
     RNN"); its state is part of the model's state. ``kind="mlp"``: a 3-layer MLP maps ``c_t``
     directly (VHRNN appendix H, "VHRNN-MLP"); it has no state. The scales are ``1 + output`` and the
     output layer starts small, so training starts near the plain cell.
+
+    ``shift_bias=False`` (``kind="rnn"`` only) maps the hyper state to the bias shift ``b``
+    without a bias of its own (it would duplicate the cell's bias), as Ha et al.'s HyperLSTM
+    does; the scales keep theirs.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, modulation_dim: int, kind: str = "rnn") -> None:
+    def __init__(
+        self, in_dim: int, hidden_dim: int, modulation_dim: int, kind: str = "rnn", shift_bias: bool = True
+    ) -> None:
         super().__init__()
         if kind not in ("rnn", "mlp"):
             raise ValueError(f"unknown hyper network {kind!r}; choose one of: mlp, rnn")
+        if not shift_bias and kind != "rnn":
+            raise ValueError("shift_bias=False is only defined for the RNN hyper network")
         self.kind, self.hidden_dim, self.modulation_dim = kind, hidden_dim, modulation_dim
+        self.shift = None
         if kind == "rnn":
             self.rnn = nn.LSTMCell(in_dim, hidden_dim)
-            self.project = nn.Linear(hidden_dim, 3 * modulation_dim)
+            self.project = nn.Linear(hidden_dim, (3 if shift_bias else 2) * modulation_dim)
+            if not shift_bias:
+                self.shift = nn.Linear(hidden_dim, modulation_dim, bias=False)
         else:
             self.project = MLP(in_dim, [hidden_dim, hidden_dim], 3 * modulation_dim)
         last = self.project if kind == "rnn" else self.project[-1]
         with torch.no_grad():
             last.weight.mul_(0.1)
             last.bias.zero_()
+            if self.shift is not None:
+                self.shift.weight.mul_(0.1)
 
     def initial_state(self, batch_shape: torch.Size, like: torch.Tensor) -> tuple:
         if self.kind == "mlp":
@@ -124,6 +137,8 @@ class HyperGenerator(nn.Module):
             h, s = self.rnn(flat_c, (flat_h, flat_s))
             new_state = (h.reshape(batch + h.shape[-1:]), s.reshape(batch + s.shape[-1:]))
             out = self.project(new_state[0])
+            if self.shift is not None:
+                out = torch.cat([out, self.shift(new_state[0])], dim=-1)
         d_in, d_h, b = out.chunk(3, dim=-1)
         return (1 + d_in, 1 + d_h, b), new_state
 
@@ -147,3 +162,39 @@ class HyperLinear(nn.Module):
         raw_scale, bias = self.generator(c).chunk(2, dim=-1)
         scale = 1 + raw_scale
         return scale * self.weight(x) + bias, scale, bias
+
+
+class HyperOutput(nn.Module):
+    """A factorised emission head whose output layer is a hyper layer: the raw parameters are
+    ``scale(c) * (W a + bias) + shift(c)``, with ``W, bias`` the head's own linear layer (called
+    as a module, so wrappers such as the multi-rate gates apply) and
+    ``(scale, shift)`` from a two-layer MLP of ``c`` with ``hyper_hidden`` units (the VHRNN
+    decoder's last layer read as a hyper layer too, which the paper's Table 4 counts imply).
+    The head's static bias is kept, so a Bernoulli head can still start at the data's rates.
+    """
+
+    def __init__(self, head: nn.Module, cond_dim: int, hyper_hidden: int) -> None:
+        super().__init__()
+        if not hasattr(head, "distribution") or not hasattr(head, "linear"):
+            raise ValueError(f"a hyper output layer needs a factorised head, got {type(head).__name__}")
+        self.head = head
+        out_dim = head.linear.out_features
+        self.generator = MLP(cond_dim, [hyper_hidden], 2 * out_dim)
+        with torch.no_grad():
+            self.generator[-1].weight.mul_(0.1)
+            self.generator[-1].bias.zero_()
+
+    def forward(self, a: torch.Tensor, c: torch.Tensor):
+        """Returns ``(distribution, scale, shift)``."""
+        raw_scale, shift = self.generator(c).chunk(2, dim=-1)
+        scale = 1 + raw_scale
+        raw = scale * self.head.linear(a) + shift
+        return self.head.distribution(raw), scale, shift
+
+    def init_bias_from_mean(self, mean: torch.Tensor) -> None:
+        """Start the head at the data's rates where the head knows how (Bernoulli); else nothing."""
+        if hasattr(self.head, "init_bias_from_mean"):
+            self.head.init_bias_from_mean(mean)
+
+    def check_data(self, x: torch.Tensor, name: str = "x") -> None:
+        self.head.check_data(x, name)

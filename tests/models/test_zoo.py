@@ -40,6 +40,14 @@ MODELS = {
     "lgssm-learned": (lambda: LinearGaussianSSM(5, 3), False),
     "lgssm-prior": (lambda: LinearGaussianSSM(5, 3, proposal="prior"), False),
     "vhrnn-lstm": (lambda: VHRNN(5, 3, likelihood="bernoulli", omega_dim=4), True),
+    # the FIVO code's reading (VHRNN paper's parameter counts): smoothing and residual proposals
+    "vrnn-fivo-smoothing": (lambda: VRNN(5, 3, likelihood="bernoulli", architecture="fivo"), True),
+    "vhrnn-fivo-smoothing": (lambda: VHRNN(5, 3, likelihood="bernoulli", omega_dim=4, architecture="fivo"), True),
+    "vhrnn-fivo-multi-rate": (lambda: multi_rate(VHRNN(5, 3, likelihood="bernoulli", omega_dim=4, architecture="fivo")), True),
+    "vhrnn-fivo-latent-filtering": (
+        lambda: VHRNN(5, 3, likelihood="gaussian", omega_dim=4, architecture="fivo", proposal="filtering", hyper_input="latent"),
+        False,
+    ),
     "vhrnn-gru-mlp-latent": (lambda: VHRNN(5, 3, cell="gru", hyper_net="mlp", hyper_input="latent", omega_dim=4), False),
     "hyperlstm-mixture": (lambda: HyperLSTM(5, 4, likelihood="mixture", components=2), False),
     # Dai et al. 2019: deterministic baselines and autoregressive outputs

@@ -1,0 +1,56 @@
+"""Named paper configurations: every preset builds a model of the paper's size, and the CLI takes them."""
+
+import json
+
+import pytest
+
+from pyrosequence.cli import main
+from pyrosequence.presets import PRESETS, get_preset, preset_config
+from pyrosequence.train import build_model
+
+X_DIM = {"jsb": 88, "synthetic": 2}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_the_papers_size(name):
+    preset = PRESETS[name]
+    config = preset.config()
+    model = build_model(config, X_DIM[config.data])
+    assert config.objective == "fivo" and config.particles == 4 and config.eval_particles == 128
+    assert config.model_options["architecture"] == "fivo"
+    if "parameters" in preset.reported:
+        paper = preset.reported["parameters"]
+        assert abs(model.num_parameters() - paper) <= 0.02 * paper, (model.num_parameters(), paper)
+
+
+def test_jsb_presets_follow_the_papers_protocol():
+    config = preset_config("vhrnn-jsb-z14")
+    assert (config.batch_size, config.resampler, config.ess_threshold, config.center_inputs) == (4, "multinomial", 0.5, True)
+    assert (config.valid_bound, config.eval_bound) == ("fivo", "fivo")
+    latent = preset_config("vhrnn-jsb-z14-latent")
+    assert latent.model_options["hyper_input"] == "latent" and latent.model_options["omega_dim"] == 64
+
+
+def test_overrides_replace_fields_and_merge_model_options():
+    config = preset_config("vrnn-jsb-z32", epochs=7, lr=3e-4, proposal="filtering", data_root="/data")
+    assert (config.epochs, config.lr, config.data_root) == (7, 3e-4, "/data")
+    assert config.model_options == {"architecture": "fivo", "proposal": "filtering", "likelihood": "bernoulli"}
+    with pytest.raises(ValueError, match="does not take option.*nonsense"):
+        preset_config("vrnn-jsb-z32", nonsense=1)
+    with pytest.raises(ValueError, match="unknown preset 'vrnn-z32'; choose one of: .*vrnn-jsb-z32"):
+        get_preset("vrnn-z32")
+
+
+def test_cli_trains_a_preset_with_overrides(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "vhrnn-synthetic-z4", "--epochs", "1", "--eval-particles", "2", "--no-progress",
+            "--train-subset", "64", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "vhrnn" and config["z_dim"] == 4 and config["epochs"] == 1
+    assert config["model_options"]["architecture"] == "fivo" and config["model_options"]["omega_dim"] == 8
+    assert "1572 parameters" in capsys.readouterr().out
+    assert main(["train", "--preset", "table-9"]) == 1
+    assert "unknown preset 'table-9'" in capsys.readouterr().err
+    assert main(["presets"]) == 0
+    assert "vhrnn-jsb-z14 " in capsys.readouterr().out
