@@ -20,16 +20,21 @@ from pyrosequence.cli_sample import add_parser as add_sample_parser
 from pyrosequence.cli_rd_curve import add_parser as add_rd_curve_parser
 from pyrosequence.config import TrainConfig
 from pyrosequence.inference.evaluate import evaluate, make_bound
-from pyrosequence.train import CONFIG_FILE, load_run, train
+from pyrosequence.atomic import atomic_append, check_writable, strict_json
+from pyrosequence.train import CONFIG_FILE, EVALUATIONS_FILE, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
                  "architecture", "proposal", "backward_dim", "aux_alpha", "aux_beta", "posterior")
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError, ConnectionError)
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, ImportError, RecursionError)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors, and no abbreviated flags (``--epoch`` is not ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -129,7 +134,14 @@ def _config_from_args(args) -> TrainConfig:
             raise ValueError("--resume needs the run directory (--out DIR)")
         config = TrainConfig.load(Path(args.out) / CONFIG_FILE)
         allowed = {"epochs", "device"}
-        ignored = sorted(k for k in given if k in {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS) and k not in allowed)
+        saved = {**vars(config), **config.model_options}
+        if saved.get("grad_clip") is None:
+            saved["grad_clip"] = 0  # --grad-clip 0 is how the command line says "off"
+        # the same command again (plus --resume) is fine: only flags whose value differs are refused
+        ignored = sorted(
+            k for k in given
+            if k in {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS) and k not in allowed and given[k] != saved.get(k)
+        )
         if ignored:
             raise ValueError(f"a resumed run keeps its configuration; only --epochs and --device may change (got {', '.join(ignored)})")
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
@@ -161,8 +173,9 @@ def _run_evaluate(args) -> int:
         if not is_multi_rate(model):
             raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")
         set_beta(model, args.beta)
-    pyro.set_rng_seed(args.seed)
     run_dir = Path(args.run_dir)
+    check_writable(run_dir)  # before the (possibly long) evaluation, not after it
+    pyro.set_rng_seed(args.seed)
     bound = make_bound(args.bound, args.resampler, args.ess_threshold)
     result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
     record = {
@@ -176,8 +189,7 @@ def _run_evaluate(args) -> int:
         "seed": args.seed,
         **({"beta": args.beta} if args.beta is not None else {}),
     }
-    with open(run_dir / "evaluations.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n")
     print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}")
     return 0
 

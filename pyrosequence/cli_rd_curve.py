@@ -9,6 +9,8 @@ them without ``--force``).
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_write
+
 from pathlib import Path
 
 import pyro
@@ -60,9 +62,8 @@ def run(args) -> int:
             num_samples=args.samples, analytic=args.analytic, label=Path(run_dir).name, beta=config.beta,
         )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rd_curve.csv").write_text(to_csv(points))
-    (out / "rd_curve.md").write_text(to_markdown(points))
-    (out / "rd_curve.json").write_text(to_json(points))
+    for name, text in (("rd_curve.csv", to_csv(points)), ("rd_curve.md", to_markdown(points)), ("rd_curve.json", to_json(points))):
+        atomic_write(out / name, text)
     plot_rd(points, out / "rd_curve.png", title=f"rate-distortion on the {args.split} split")
     print(to_markdown(points), end="")
     print(f"wrote {', '.join(str(out / name) for name in FILES)}")

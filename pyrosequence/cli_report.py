@@ -8,6 +8,8 @@ k-hat. Nothing in an existing non-empty ``--out`` is overwritten without ``--for
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_write
+
 import json
 from pathlib import Path
 
@@ -101,7 +103,7 @@ def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
             parts.append(f"### {kind}\n{captions.get(kind, '')}\n\n![{kind}]({images[kind]})")
     parts += ["## Configuration (`config.json`)", _table(config)]
     path = out / REPORT_FILE
-    path.write_text("\n\n".join(parts) + "\n")
+    atomic_write(path, "\n\n".join(parts) + "\n")
     return path
 
 

@@ -22,6 +22,8 @@ unconditional draws). An existing non-empty ``--out`` is never written into with
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_path, atomic_write, strict_json
+
 import json
 from pathlib import Path
 
@@ -137,12 +139,13 @@ def run_sample(args) -> int:
         arrays = {"samples": sample_sequences(model, args.num, steps)}
         info.update(steps=steps)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / SAMPLES_FILE, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
+    with atomic_path(out / SAMPLES_FILE) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
     written = [SAMPLES_FILE]
     if _is_pianoroll(model, data) and bool(((arrays["samples"] == 0) | (arrays["samples"] == 1)).all()):
         written += _write_music(arrays, out, args)
         info.update(step_quarters=args.step_quarters or 1.0, tempo=args.tempo or 120.0)
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(out / INFO_FILE, strict_json(info, indent=2) + "\n")
     written.append(INFO_FILE)
     what = f"{args.num} forecasts of {steps} steps after {args.prefix_len}" if args.prefix_len else f"{args.num} samples of {steps} steps"
     print(f"{what}: wrote {len(written)} files to {out} ({', '.join(written[:4])}{', ...' if len(written) > 4 else ''})")

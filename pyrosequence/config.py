@@ -17,6 +17,11 @@ from pyrosequence.models import model_class
 from pyrosequence.nn.beta_gate import check_beta_range
 
 
+#: Model options that are sizes: positive integers (0 would otherwise silently mean "the default").
+SIZE_OPTIONS = ("hidden_dim", "hyper_dim", "omega_dim", "feature_dim", "width", "layers", "components", "backward_dim",
+                "low_hidden", "position_dim", "group", "leak")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Invalid values raise ``ValueError`` at construction.
@@ -88,6 +93,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         for name in ("lr", "beta"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
@@ -100,6 +107,9 @@ class TrainConfig:
                 raise ValueError(f"model {self.model!r} has no latent variables; a multi-rate version is meaningless")
             if self.kl_anneal or self.beta != 1.0:
                 raise ValueError("multi_rate draws beta from beta_range itself; do not combine it with beta or kl_anneal")
+        for name, value in self.model_options.items():
+            if name in SIZE_OPTIONS and value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "x_dim", "z_dim", "name"}
         unknown = sorted(set(self.model_options) - accepted)
         if unknown:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 import pyro
 
+from pyrosequence.atomic import atomic_append, atomic_write, first_line, remove_orphans, strict_json
 from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint, save_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
@@ -34,6 +35,8 @@ from pyrosequence.nn.cells import map_state
 from pyrosequence.output_dir import check_output_dir
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
+#: ``pyrosequence evaluate`` appends one line per evaluation here.
+EVALUATIONS_FILE = "evaluations.jsonl"
 #: With ``keep_best``: the weights of the epoch with the best validation bound so far.
 BEST_FILE = "best.pt"
 OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE)
@@ -71,8 +74,15 @@ def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
     return multi_rate(model, config.beta_range) if config.multi_rate else model
 
 
-def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, force: bool) -> Path:
-    """Check (and for a new run, create) the run directory without touching anything in it."""
+def prepare_run_dir(
+    out: str | Path | None, config: TrainConfig, resume: bool, force: bool, log: Callable[[str], None] = print
+) -> Path:
+    """Check (and for a new run, create) the run directory.
+
+    Nothing in it is touched, except with ``force``: then the files of a previous run that this
+    library wrote (:data:`OWN_FILES` and the temporary files of interrupted writes) are removed
+    before anything new is written, so a crash can never leave the new configuration beside the
+    old run's weights; the user's other files stay. Resuming also clears interrupted writes."""
     if resume and force:
         raise ValueError("--resume and --force exclude each other")
     if out is None:
@@ -90,8 +100,16 @@ def prepare_run_dir(out: str | Path | None, config: TrainConfig, resume: bool, f
             raise FileExistsError(f"{path} exists and is not a directory")
         if not (path / CHECKPOINT_FILE).is_file():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
+        remove_orphans(path, OWN_FILES + (EVALUATIONS_FILE,))
         return path
     check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
+    if force and path.is_dir():
+        previous = [path / name for name in OWN_FILES + (EVALUATIONS_FILE,) if (path / name).exists()]
+        for file in previous:
+            file.unlink()
+        remove_orphans(path, OWN_FILES + (EVALUATIONS_FILE,))
+        if previous:
+            log(f"--force: removed the previous run's {', '.join(f.name for f in previous)} from {path}")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -104,9 +122,12 @@ def _rng_state(device: torch.device) -> dict:
 
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+    try:
+        torch.set_rng_state(state["torch"])
+        if device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], device)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"the checkpoint's random-number state is damaged ({first_line(error)}); the run cannot be resumed exactly") from None
 
 
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
@@ -115,10 +136,10 @@ def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 #: Settings a resumed run may change; any other difference from the checkpoint is an error.
-RESUMABLE_CHANGES = ("epochs", "device")
+RESUMABLE_CHANGES = ("epochs", "device", "data_root")
 
 
-def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path) -> None:
+def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = "") -> None:
     current = asdict(config)
     # a checkpoint written before a setting existed ran with that setting's default
     defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root))
@@ -126,8 +147,23 @@ def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path) -> None:
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
     )
     if changed:
-        raise ValueError(
-            f"cannot resume {run_dir}: the configuration differs from the checkpoint's in {', '.join(changed)}"
+        what = what or "cannot resume it: the configuration differs from the checkpoint's"
+        raise ValueError(f"{run_dir}: {what} in {', '.join(changed)}")
+
+
+def _check_finite(model: SequenceModel, loss: float, valid: float, valid_name: str, epoch: int) -> None:
+    """Stop a diverged run before its checkpoint is replaced: the last good one stays."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    what = (
+        f"the weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})" if bad
+        else f"the training loss ({loss})" if not math.isfinite(loss)
+        else f"the {valid_name} bound ({valid})" if not math.isfinite(valid)
+        else None
+    )
+    if what is not None:
+        kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no checkpoint was written"
+        raise FloatingPointError(
+            f"training diverged in epoch {epoch}: {what} became non-finite; {kept} (try a lower --lr or a --grad-clip)"
         )
 
 
@@ -204,7 +240,10 @@ def train_epoch(
             carried = model.final_state
             num_steps = int(lengths_w.sum())
             if not math.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss} at update {step} (epoch {epoch + 1}); try a lower --lr")
+                kept = f"the checkpoint of epoch {epoch} is kept" if epoch else "no checkpoint was written"
+                raise FloatingPointError(
+                    f"training diverged: the loss became {loss} at update {step} (epoch {epoch + 1}); {kept} (try a lower --lr)"
+                )
             if normalized:
                 loss = loss * num_steps  # back to a sum over steps, for the running average
             else:
@@ -256,7 +295,7 @@ def train(
         schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
     else:
         schedule = ConstantBeta(config.beta)
-    run_dir = prepare_run_dir(out, config, resume, force)
+    run_dir = prepare_run_dir(out, config, resume, force, log)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -266,17 +305,17 @@ def train(
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
-            raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {str(error).splitlines()[0]}") from None
+            raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {first_line(error)}") from None
         _check_same_run(checkpoint.get("config", {}), config, run_dir)
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
         _set_rng_state(checkpoint["rng"], device)
-        (run_dir / CONFIG_FILE).write_text(config.to_json())  # the epochs (or device) it now runs to
+        atomic_write(run_dir / CONFIG_FILE, config.to_json())  # the epochs (or device) it now runs to
         # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
-        (run_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+        atomic_write(run_dir / METRICS_FILE, "".join(strict_json(r) + "\n" for r in history))
     else:
-        (run_dir / CONFIG_FILE).write_text(config.to_json())
-        (run_dir / METRICS_FILE).write_text("")
+        atomic_write(run_dir / CONFIG_FILE, config.to_json())
+        atomic_write(run_dir / METRICS_FILE, "")
     train_set, valid_set = train_set.to(device), valid_set.to(device)
 
     log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device})")
@@ -287,9 +326,11 @@ def train(
         model.train()
         with pyro.validation_enabled(config.pyro_validation):
             loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
+            _check_finite(model, loss, 0.0, "", epoch + 1)
             model.eval()
             valid = evaluate(model, valid_set.x, valid_set.lengths, valid_bound, config.valid_particles)
         epoch += 1
+        _check_finite(model, loss, valid.per_timestep, f"validation {config.valid_bound}", epoch)
         record = {
             "epoch": epoch,
             "step": step,
@@ -302,9 +343,11 @@ def train(
         if config.keep_best and valid.per_timestep > best_valid:
             # written before the checkpoint: a crash between the two redoes this epoch exactly
             best_valid = valid.per_timestep
-            save_checkpoint(run_dir / BEST_FILE, {"model": model.state_dict(), "epoch": epoch, "step": step, valid_key: best_valid})
-        with open(run_dir / METRICS_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                run_dir / BEST_FILE,
+                {"model": model.state_dict(), "epoch": epoch, "step": step, valid_key: best_valid, "config": asdict(config)},
+            )
+        atomic_append(run_dir / METRICS_FILE, strict_json(record) + "\n")
         save_checkpoint(
             run_dir / CHECKPOINT_FILE,
             {
@@ -332,6 +375,11 @@ def train(
     test_set = load_split(config.data, "test", config.data_root).to(device)
     with pyro.validation_enabled(config.pyro_validation):
         test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)
+    if not math.isfinite(test.per_timestep):
+        raise FloatingPointError(
+            f"the test {config.eval_bound}({config.eval_particles}) bound is {test.per_timestep} for the weights of epoch "
+            f"{selected}; no results.json was written"
+        )
     result = {
         "split": "test",
         "bound": config.eval_bound,
@@ -344,7 +392,7 @@ def train(
         "selected_epoch": selected,
         "seed": config.seed,
     }
-    (run_dir / RESULTS_FILE).write_text(json.dumps(result, indent=2))
+    atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
     return RunResult(run_dir, epoch, step, result, history)
 
@@ -364,10 +412,12 @@ def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: st
         checkpoint = load_checkpoint(best, required=WEIGHTS_REQUIRED)
     else:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    if "config" in checkpoint:  # a --force run that crashed early must never be scored with another run's weights
+        _check_same_run(checkpoint["config"], config, run_dir, what="its config.json differs from the checkpoint's")
     data = load_split(config.data, split, config.data_root if data_root is None else str(data_root)).to(resolve_device(device))
     model = build_model(config, data.x_dim)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
-        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {str(error).splitlines()[0]}") from None
+        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {first_line(error)}") from None
     return config, model.to(resolve_device(device)).eval(), data, checkpoint

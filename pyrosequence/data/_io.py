@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
+
+from pyrosequence.atomic import atomic_path
 
 #: Environment variable naming the default folder of the disk-backed data sets (``root=None``).
 DATA_ENV = "PYROSEQUENCE_DATA"
@@ -19,15 +20,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_path(path) as tmp:  # the library's one atomic writer (pyrosequence.atomic)
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -15,6 +15,8 @@ Needs ``music21`` (``pip install -e ".[music]"``), imported only when a function
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_path
+
 import warnings
 from pathlib import Path
 
@@ -125,11 +127,12 @@ def write_midi(
     midi_file.tracks.append(track)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    midi_file.open(str(path), "wb")
-    try:
-        midi_file.write()
-    finally:
-        midi_file.close()
+    with atomic_path(path) as tmp:
+        midi_file.open(str(tmp), "wb")
+        try:
+            midi_file.write()
+        finally:
+            midi_file.close()
     return path
 
 

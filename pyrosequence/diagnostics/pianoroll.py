@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_path
+
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,7 @@ def plot_pianorolls(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_path
+
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +27,8 @@ def save_figure(fig, path: str | Path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     _pyplot().close(fig)
     return path
 

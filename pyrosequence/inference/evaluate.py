@@ -194,4 +194,14 @@ def evaluate(
             rows = slice(start, start + batch_size)
             part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
             out.append(rule.per_sequence(model, part, num_particles, particle_chunk))
-    return EvaluationResult(rule.name, num_particles, torch.cat(out), seqs.lengths.clone())
+    log_likelihood = torch.cat(out)
+    bad = (~torch.isfinite(log_likelihood)).nonzero()
+    if len(bad):
+        b = int(bad[0, 0])
+        value = float(log_likelihood[b])
+        why = "the model gives it zero density" if value == -math.inf else "the computation overflowed"
+        raise ValueError(
+            f"the {rule.name}({num_particles}) bound of sequence {b} is {value} ({why}; check the data's scale "
+            "and the weights)"
+        )
+    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone())

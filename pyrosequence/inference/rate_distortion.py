@@ -18,6 +18,8 @@ evaluates both at each beta of a list from one trained model.
 
 from __future__ import annotations
 
+from pyrosequence.atomic import atomic_path
+
 import csv
 import io
 import json
@@ -221,5 +223,7 @@ def plot_rd(points: list[RDPoint], path: str | Path, title: str = "", group_by_l
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -238,7 +238,12 @@ class SequenceModel(nn.Module):
 
     # ------------------------------------------------------------------ validation
     def prepare(self, x, lengths=None) -> Sequences:
-        """Validate a batch against this model and return it with padding zeroed and a mask."""
+        """Validate a batch against this model and return it with padding zeroed and a mask.
+
+        Floating-point data of another precision (float16, float64) is converted to the model's
+        (its weights') precision first; a value that overflows there is then rejected as inf."""
+        if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
+            x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
         self.check_data(seqs.x)
         return seqs

@@ -1,0 +1,130 @@
+"""The one way this library writes files: atomically, into a temporary file beside the target
+that is flushed, synced and renamed over it. A crash (even ``kill -9``) at any moment leaves either
+the previous complete file or the new complete file, never a partial one.
+
+* :func:`atomic_path` yields a temporary path to write to (for writers that want a path:
+  ``torch.save``, matplotlib, music21, NumPy) and renames it over the target on success;
+* :func:`atomic_write` writes bytes or text; :func:`atomic_append` adds to a file (by rewriting it
+  whole, so an interrupted append leaves the old contents);
+* :func:`strict_json` is ``json.dumps`` that refuses NaN and infinity (strict JSON) and says where;
+* :func:`remove_orphans` deletes temporary files an interrupted write left behind.
+
+Temporary files are named ``.NAME.XXXXXXXX.tmp`` in the target's folder.
+
+Fault injection (for the crash tests): with the environment variable
+``PYROSEQUENCE_KILL_IN_WRITE=NAME:N``, the N-th atomic write of a file called NAME in this process
+kills the process with SIGKILL after the temporary file is complete and before the rename, the
+worst moment for a non-atomic writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+KILL_ENV = "PYROSEQUENCE_KILL_IN_WRITE"
+_writes: dict[str, int] = {}
+
+
+def _maybe_kill(name: str) -> None:
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    target, _, count = spec.rpartition(":")
+    if target != name:
+        return
+    _writes[name] = _writes.get(name, 0) + 1
+    if _writes[name] == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, the file written
+    there is synced and renamed over ``path``. On any error it is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _maybe_kill(path.name)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Replace ``path`` by ``data`` (text is written as UTF-8) atomically."""
+    payload = data.encode() if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
+
+
+def atomic_append(path: str | os.PathLike, data: str) -> Path:
+    """Append ``data`` to the text file ``path`` atomically (the file is rewritten whole)."""
+    path = Path(path)
+    old = path.read_text() if path.is_file() else ""
+    return atomic_write(path, old + data)
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise ``PermissionError`` naming ``folder`` unless a file can be created in it (tried, not
+    guessed from permission bits: what matters is whether the write would succeed)."""
+    folder = Path(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise PermissionError(f"cannot write into {folder}: {error.strerror or error}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _non_finite_path(value, where: str = "") -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the value"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite_path(item, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _non_finite_path(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def strict_json(value, **kwargs) -> str:
+    """``json.dumps(value, allow_nan=False)``, raising ``ValueError`` that names the non-finite entry."""
+    where = _non_finite_path(value)
+    if where is not None:
+        raise ValueError(f"refusing to write non-finite number at {where} to JSON")
+    return json.dumps(value, allow_nan=False, **kwargs)
+
+
+def remove_orphans(folder: str | os.PathLike, names) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes of ``names`` in ``folder``."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
