@@ -82,6 +82,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--architecture", help="VRNN/VHRNN: compact (default) or fivo (the FIVO reference code's reading, "
                    "which reproduces the VHRNN paper's parameter counts)")
     p.add_argument("--proposal", help="VRNN/VHRNN: filtering or smoothing (default: the architecture's)")
+    p.add_argument("--length-buckets", dest="length_buckets", type=int, metavar="POOL",
+                   help="batches of similar lengths: sort pools of POOL batches by length (less padding)")
     p.add_argument("--keep-best", dest="keep_best", action="store_const", const=True,
                    help="keep the weights of the best validation epoch and score those")
     p.add_argument("--backward-dim", dest="backward_dim", type=int, help="SRNN/Z-Forcing: units of the backward (posterior) LSTM")

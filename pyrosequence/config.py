@@ -69,6 +69,9 @@ class TrainConfig:
     #: Model selection on the validation bound: keep the weights of the best epoch (``best.pt``)
     #: and score those on the test split (and in ``evaluate``), as is usual for the papers' tables.
     keep_best: bool = False
+    #: Length-bucketed batches (pyrosequence.data.buckets): sort pools of this many batches by
+    #: length, so batch-mates have similar lengths and less padding is computed; None = off.
+    length_buckets: int | None = None
 
     def __post_init__(self) -> None:
         cls = model_class(self.model)
@@ -89,7 +92,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("z_dim", "train_subset", "tbptt"):
+        for name in ("z_dim", "train_subset", "tbptt", "length_buckets"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -219,7 +219,9 @@ def train_epoch(
     params = [p for p in model.parameters() if p.requires_grad]
     normalized = getattr(objective, "normalized_loss", False)
     total_loss, total_steps = 0.0, 0
-    batches = data.batches(config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch))
+    batches = data.batches(
+        config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch), bucket_pool=config.length_buckets
+    )
     bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
     for x, lengths in bar:
         carried = None

@@ -50,3 +50,12 @@ def test_new_models_benchmark_runs_with_tiny_sizes(capsys):
     assert set(result["simplified_srnn"]["update_ms"]) == {"fast", "per_step"}
     gates = result["multi_rate_vrnn"]
     assert gates["gate_parameters"] > 0 and gates["parameter_overhead"] == gates["gate_parameters"] / gates["parameters"]
+
+
+def test_length_bucket_benchmark_runs(shared_data, capsys):
+    import bench_length_buckets
+
+    result = bench_length_buckets.main(["--data-root", str(shared_data), "--datasets", "jsb", "--batches", "4",
+                                        "--pools", "8", "--epochs", "1"])
+    row = result["counts"]["jsb/batch4"]
+    assert row["pool_8"]["loop_steps"] < row["plain"]["loop_steps"] and row["real_steps"] > 0

@@ -69,19 +69,31 @@ class SequenceDataset:
         return SequenceDataset(self.x.to(device), self.lengths.to(device), self.name)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket_pool: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, lengths)`` minibatches, each trimmed to its longest sequence.
 
         With ``shuffle=True`` the order is a permutation drawn from ``generator`` (pass one to
-        make the order reproducible and checkpointable).
+        make the order reproducible and checkpointable). ``bucket_pool=P`` (with ``shuffle``)
+        makes batches of similar lengths, sorting pools of P batches
+        (:mod:`pyrosequence.data.buckets`: less padding, same per-sequence estimator).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size].to(self.x.device)
+        if bucket_pool is not None and shuffle:
+            from pyrosequence.data.buckets import bucketed_order
+
+            index_batches = bucketed_order(self.lengths, batch_size, bucket_pool, generator)
+        else:
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+            index_batches = order.split(batch_size)
+        for index in index_batches:
+            index = index.to(self.x.device)
             lengths = self.lengths[index]
             yield self.x[index, : int(lengths.max())], lengths
 
