@@ -133,11 +133,11 @@ def test_data_describe_synthetic(capsys):
 
 def test_data_fetch_reports_where_to_put_the_file(tmp_path, capsys):
     code = main(["data", "fetch", "jsb", "--root", str(tmp_path)])
-    if code == 0:  # this machine reached the public address
-        assert (tmp_path / "JSB Chorales.pickle").is_file()
+    if code == 0:  # this machine reached the public address (and the download matched its checksum)
+        assert (tmp_path / "JSB_Chorales.mat").is_file()
     else:
         err = capsys.readouterr().err
-        assert code == 1 and "JSB Chorales.pickle" in err and str(tmp_path) in err and err.count("\n") == 1
+        assert code == 1 and "JSB_Chorales.mat" in err and "sha256" in err and str(tmp_path) in err and err.count("\n") == 1
 
 
 def test_data_root_overrides_the_folder_a_run_recorded(tmp_path, capsys, shared_data):

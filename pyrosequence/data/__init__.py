@@ -1,5 +1,6 @@
 """Data: validated padded batches, the built-in synthetic data, loaders of the public data sets
-(polyphonic music, Bach chorales, Stock, HT Sensor, raw speech), and batch iteration."""
+(polyphonic music, Bach chorales, Stock, HT Sensor, raw speech), and batch iteration. The disk
+readers bound what a file can make them allocate (:mod:`pyrosequence.data.limits`)."""
 
 from pyrosequence.data.bach import load_bach
 from pyrosequence.data.checks import Sequences, check_lengths, check_sequences
@@ -7,6 +8,7 @@ from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.describe import describe
 from pyrosequence.data.fetch import FetchError, fetch_music
 from pyrosequence.data.ht_sensor import load_ht_sensor
+from pyrosequence.data.limits import LimitError, Limits
 from pyrosequence.data.music import load_music, read_music_file
 from pyrosequence.data.registry import DATASETS, DataSource, data_source, load_split
 from pyrosequence.data.speech import load_speech
@@ -30,6 +32,8 @@ __all__ = [
     "describe",
     "fetch_music",
     "FetchError",
+    "Limits",
+    "LimitError",
     "load_music",
     "read_music_file",
     "load_bach",

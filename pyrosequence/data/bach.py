@@ -27,12 +27,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from pyrosequence.data._io import atomic_write
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.limits import LimitError, Limits, resolve
 from pyrosequence.data.music import MIDI_HIGH, MIDI_LOW, NUM_KEYS, SPLITS
 
 CACHE_ENV = "PYROSEQUENCE_CACHE"
@@ -135,14 +137,44 @@ def build_bach(limit: int | None = None) -> dict[str, object]:
     return {"paths": kept_paths, "split": split_assignment(len(rolls)), "rolls": rolls}
 
 
-def bach_rolls(root=None, limit: int | None = None) -> dict[str, list[np.ndarray]]:
-    """All splits as ``{split: [(T_i, 88) uint8 roll, ...]}``, from the cache or built (and cached)."""
+CACHE_ARRAYS = ("frames", "lengths", "split")
+
+
+def _check_cache(path: Path, limits: Limits) -> None:
+    """Refuse a cache file whose arrays declare more than ``limits.max_decoded_bytes`` (NumPy
+    allocates an array of the shape in its header before reading the data), reading the
+    headers only."""
+    limits.check_file(path)
+    counter = limits.counter(path, "max_decoded_bytes", "the arrays of the cache", "bytes")
+    with zipfile.ZipFile(path) as archive:
+        for name in CACHE_ARRAYS:
+            try:
+                member = archive.open(f"{name}.npy")
+            except KeyError:
+                continue  # reported by np.load
+            with member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            counter.add(math.prod(shape) * dtype.itemsize)
+
+
+def bach_rolls(root=None, limit: int | None = None, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
+    """All splits as ``{split: [(T_i, 88) uint8 roll, ...]}``, from the cache or built (and cached).
+
+    A cache file is checked against ``limits`` (default: the environment's, see
+    :mod:`pyrosequence.data.limits`) before it is loaded."""
     path = _cache_file(cache_dir(root), limit)
     if path.is_file():
         try:
+            _check_cache(path, resolve(limits))
             with np.load(path, allow_pickle=False) as f:
                 frames, lengths, split = f["frames"], f["lengths"], f["split"]
-        except (OSError, ValueError, KeyError) as err:
+        except LimitError:
+            raise
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
             raise ValueError(f"{path}: unreadable Bach chorale cache ({err}); delete it to rebuild") from None
     else:
         built = build_bach(limit)
@@ -160,7 +192,7 @@ def bach_rolls(root=None, limit: int | None = None) -> dict[str, list[np.ndarray
     return {name: [r for r, s in zip(rolls, split) if s == i] for i, name in enumerate(SPLITS)}
 
 
-def load_bach(split: str, root=None, limit: int | None = None) -> SequenceDataset:
+def load_bach(split: str, root=None, limit: int | None = None, limits: Limits | None = None) -> SequenceDataset:
     """One split of the built-in Bach chorales (88-dim binary frames at quarter-note steps).
 
     ``root`` is the cache folder (default ``$PYROSEQUENCE_CACHE`` or ``~/.cache/pyrosequence``);
@@ -168,7 +200,7 @@ def load_bach(split: str, root=None, limit: int | None = None) -> SequenceDatase
     """
     if split not in SPLITS:
         raise ValueError(f"dataset 'bach' has no split {split!r}; choose one of: {', '.join(SPLITS)}")
-    rolls = bach_rolls(root, limit)[split]
+    rolls = bach_rolls(root, limit, limits)[split]
     if not rolls:
         raise ValueError(f"the Bach chorales built from the first {limit} corpus paths have no {split!r} chorale")
     return SequenceDataset.from_sequences(rolls, name=f"bach/{split}")

@@ -46,6 +46,7 @@ import numpy as np
 
 from pyrosequence.data._io import data_root, file_signature
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.limits import Limits, resolve
 
 SPLITS = ("train", "valid", "test")
 DATA_FILE = "HT_Sensor_dataset.dat"
@@ -86,12 +87,16 @@ def find_ht_sensor_files(root) -> tuple[Path, Path]:
     )
 
 
-def _numbers(path: Path, columns: int, what: str) -> np.ndarray:
+def _numbers(path: Path, columns: int, what: str, limits: Limits, size_field: str = "max_table_bytes") -> np.ndarray:
+    limits.check_file(path, size_field)
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         header = f.readline()
         body = f.read()
     if not header.strip():
         raise ValueError(f"{path}: empty file; expected the UCI {what} with a header line")
+    lines = body.count("\n") + 1
+    if lines > limits.max_total_steps:
+        limits.check(path, "max_total_steps", lines, f"the file has {lines:,} lines (rows of readings)")
     try:
         with warnings.catch_warnings():  # older NumPy only warns when it stops at a non-number
             warnings.simplefilter("error", DeprecationWarning)
@@ -103,12 +108,17 @@ def _numbers(path: Path, columns: int, what: str) -> np.ndarray:
         bad = next((i for i, ln in enumerate(lines) if len(ln.split()) != columns), None)
         where = f"; data line {bad + 1} has {len(lines[bad].split())}" if bad is not None else ""
         raise ValueError(f"{path}: every row of the UCI {what} must have {columns} columns{where}")
+    limits.check(path, "max_total_steps", flat.size // columns, f"the file has {flat.size // columns:,} rows of readings")
     return flat.reshape(-1, columns)
 
 
-def read_metadata(path) -> dict[int, tuple[str, str, float, float]]:
-    """``HT_Sensor_metadata.dat`` as ``{id: (date, class, t0, dt)}``; ``ValueError`` naming the file."""
+def read_metadata(path, limits: Limits | None = None) -> dict[int, tuple[str, str, float, float]]:
+    """``HT_Sensor_metadata.dat`` as ``{id: (date, class, t0, dt)}``; ``ValueError`` naming the file
+    (:class:`~pyrosequence.data.limits.LimitError` when it is larger than ``limits.max_file_bytes``
+    or has more than ``limits.max_total_steps`` rows)."""
     path = Path(path)
+    limits = resolve(limits)
+    limits.check_file(path)
     out = {}
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         header = f.readline().split()
@@ -120,6 +130,8 @@ def read_metadata(path) -> dict[int, tuple[str, str, float, float]]:
                 continue
             if len(fields) != 5:
                 raise ValueError(f"{path}, line {number}: expected 5 fields (id date class t0 dt), got {len(fields)}")
+            if len(out) >= limits.max_total_steps:
+                limits.check(path, "max_total_steps", len(out) + 1, f"more than {len(out):,} inductions are listed")
             try:
                 out[int(fields[0])] = (fields[1], fields[2], float(fields[3]), float(fields[4]))
             except ValueError:
@@ -129,17 +141,21 @@ def read_metadata(path) -> dict[int, tuple[str, str, float, float]]:
     return out
 
 
-def read_ht_sensor(root=None) -> list[Induction]:
-    """Read the two UCI files into one :class:`Induction` per id (sorted by id)."""
+def read_ht_sensor(root=None, limits: Limits | None = None) -> list[Induction]:
+    """Read the two UCI files into one :class:`Induction` per id (sorted by id).
+
+    ``limits`` (default: the environment's, see :mod:`pyrosequence.data.limits`) bounds the
+    readings file by ``max_table_bytes`` and ``max_total_steps`` rows, the metadata file by
+    ``max_file_bytes``."""
     data_path, meta_path = find_ht_sensor_files(root)
-    return list(_read_cached(file_signature([data_path, meta_path])))
+    return list(_read_cached(file_signature([data_path, meta_path]), resolve(limits)))
 
 
 @functools.lru_cache(maxsize=2)
-def _read_cached(signature) -> tuple[Induction, ...]:
+def _read_cached(signature, limits: Limits) -> tuple[Induction, ...]:
     data_path, meta_path = Path(signature[0][0]), Path(signature[1][0])
-    meta = read_metadata(meta_path)
-    table = _numbers(data_path, 2 + len(SIGNALS), "HT_Sensor_dataset.dat (id time R1..R8 Temp. Humidity)")
+    meta = read_metadata(meta_path, limits)
+    table = _numbers(data_path, 2 + len(SIGNALS), "HT_Sensor_dataset.dat (id time R1..R8 Temp. Humidity)", limits)
     if not np.isfinite(table).all():
         row = int(np.argwhere(~np.isfinite(table))[0, 0])
         raise ValueError(f"{data_path}: data row {row + 1} holds NaN or inf")
@@ -147,10 +163,14 @@ def _read_cached(signature) -> tuple[Induction, ...]:
     if (ids != np.round(ids)).any():
         raise ValueError(f"{data_path}: the first column (induction id) must hold whole numbers")
     inductions = []
-    for i in np.unique(ids).astype(int):
+    unique, inverse = np.unique(ids, return_inverse=True)
+    grouped = np.argsort(inverse.reshape(-1), kind="stable")  # rows of each id in file order, ids ascending
+    ends = np.cumsum(np.bincount(inverse.reshape(-1), minlength=unique.size))
+    for k, value in enumerate(unique):
+        i = int(value)
         if i not in meta:
             raise ValueError(f"{data_path}: induction id {i} is not listed in {meta_path}")
-        rows = table[ids == i]
+        rows = table[grouped[(ends[k - 1] if k else 0) : ends[k]]]
         seconds = rows[:, 1] * 3600.0
         order = np.argsort(seconds, kind="stable")
         date, stimulus, t0, dt = meta[i]
@@ -158,13 +178,26 @@ def _read_cached(signature) -> tuple[Induction, ...]:
     return tuple(inductions)
 
 
-def induction_windows(induction: Induction, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE) -> np.ndarray:
-    """The windows of one induction: ``(n, window // downsample, 10)`` (see the module docstring)."""
-    if window % downsample:
-        raise ValueError(f"window ({window} s) must be a multiple of downsample ({downsample})")
+def _window_count(induction: Induction, window: int, hop: int) -> int:
     start, end = induction.seconds[0], induction.seconds[-1]
     span = int(np.floor(end - start + 1e-6)) + 1  # grid seconds 0 .. span-1 lie within the recording
-    count = (span - window) // hop + 1 if span >= window else 0
+    return (span - window) // hop + 1 if span >= window else 0
+
+
+def induction_windows(induction: Induction, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE,
+                      limits: Limits | None = None, where: str | None = None) -> np.ndarray:
+    """The windows of one induction: ``(n, window // downsample, 10)`` (see the module docstring).
+
+    Raises :class:`~pyrosequence.data.limits.LimitError` (naming ``where``, e.g. the data file)
+    when the windows would hold more than ``limits.max_total_steps`` steps: the readings' times
+    decide how many windows there are, so a file with absurd times is refused before allocating."""
+    if window % downsample:
+        raise ValueError(f"window ({window} s) must be a multiple of downsample ({downsample})")
+    start = induction.seconds[0]
+    count = _window_count(induction, window, hop)
+    resolve(limits).check(where or "dataset 'htsensor'", "max_total_steps",
+                          count * (window // downsample),
+                          f"the readings of induction {induction.id} span {count:,} windows of {window // downsample} steps")
     if count <= 0:
         return np.zeros((0, window // downsample, len(SIGNALS)))
     grid = start + (np.arange(count)[:, None] * hop + np.arange(0, window, downsample)[None, :])
@@ -194,11 +227,19 @@ class HTSensorData:
     std: np.ndarray
 
 
-def prepare_ht_sensor(root=None, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE, seed: int = SEED) -> HTSensorData:
-    """All splits of HT Sensor (VHRNN appendix C), normalised with the training statistics."""
+def prepare_ht_sensor(root=None, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE, seed: int = SEED,
+                      limits: Limits | None = None) -> HTSensorData:
+    """All splits of HT Sensor (VHRNN appendix C), normalised with the training statistics.
+
+    ``limits``: see :func:`read_ht_sensor`; the steps of all windows together must also fit
+    ``limits.max_total_steps``."""
+    limits = resolve(limits)
     pieces, labels = [], []
-    for induction in read_ht_sensor(root):
-        w = induction_windows(induction, window, hop, downsample)
+    data_path = find_ht_sensor_files(root)[0]
+    steps = limits.counter(data_path, "max_total_steps", "the steps of the windows of all inductions")
+    for induction in read_ht_sensor(root, limits):
+        steps.add(max(0, _window_count(induction, window, hop)) * (window // downsample))
+        w = induction_windows(induction, window, hop, downsample, limits, where=data_path)
         pieces.append(w)
         labels += [(induction.id, k * hop) for k in range(w.shape[0])]
     n = len(labels)
@@ -217,9 +258,11 @@ def prepare_ht_sensor(root=None, window: int = WINDOW_S, hop: int = HOP_S, downs
     return HTSensorData(sequences, windows, mean, std)
 
 
-def load_ht_sensor(split: str, root=None, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE, seed: int = SEED) -> SequenceDataset:
-    """One split of HT Sensor: ``(n, 100, 10)`` normalised windows (VHRNN appendix C)."""
+def load_ht_sensor(split: str, root=None, window: int = WINDOW_S, hop: int = HOP_S, downsample: int = DOWNSAMPLE, seed: int = SEED,
+                   limits: Limits | None = None) -> SequenceDataset:
+    """One split of HT Sensor: ``(n, 100, 10)`` normalised windows (VHRNN appendix C).
+    ``limits``: see :func:`prepare_ht_sensor` (default: the environment's)."""
     if split not in SPLITS:
         raise ValueError(f"dataset 'htsensor' has no split {split!r}; choose one of: {', '.join(SPLITS)}")
-    data = prepare_ht_sensor(root, window, hop, downsample, seed)
+    data = prepare_ht_sensor(root, window, hop, downsample, seed, limits)
     return SequenceDataset.from_sequences(list(data.sequences[split]), name=f"htsensor/{split}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyrosequence.data.limits import Limits, resolve
 from pyrosequence.data.music import MIDI_HIGH, MIDI_LOW, NUM_KEYS
 
 DEFAULT_STEP_QUARTERS = 1.0
@@ -136,7 +137,8 @@ def write_midi(
     return path
 
 
-def read_midi(path: str | Path, step_quarters: float = DEFAULT_STEP_QUARTERS, num_steps: int | None = None) -> np.ndarray:
+def read_midi(path: str | Path, step_quarters: float = DEFAULT_STEP_QUARTERS, num_steps: int | None = None,
+              limits: Limits | None = None) -> np.ndarray:
     """Read a MIDI file into a ``(T, 88)`` float32 0/1 piano roll sampled every ``step_quarters``.
 
     Every note of every track marks the steps from its onset to its release (both rounded to the
@@ -144,12 +146,19 @@ def read_midi(path: str | Path, step_quarters: float = DEFAULT_STEP_QUARTERS, nu
     (later notes are cut), else the step of the last release (trailing silence is not kept).
     Percussion (MIDI channel 10) is skipped; notes outside MIDI 21..108 do not fit 88 keys and
     are dropped with a warning saying how many.
+
+    ``limits`` (default: the environment's, see :mod:`pyrosequence.data.limits`): the file must fit
+    ``max_file_bytes``, and without ``num_steps`` the roll the notes' times call for must fit
+    ``max_steps`` (a few bytes of delta time can place a note hours later); both are checked
+    before anything is allocated for them.
     """
     m21 = _music21()
     step = check_step(step_quarters)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no MIDI file at {path}")
+    limits = resolve(limits)
+    limits.check_file(path)
     midi_file = m21.midi.MidiFile()
     try:
         midi_file.open(str(path), "rb")
@@ -187,7 +196,11 @@ def read_midi(path: str | Path, step_quarters: float = DEFAULT_STEP_QUARTERS, nu
         events.append((pitch - MIDI_LOW, onset, release))
     if dropped:
         warnings.warn(f"{path}: {dropped} notes outside MIDI {MIDI_LOW}..{MIDI_HIGH} were dropped", stacklevel=2)
-    steps = max((release for _, _, release in events), default=0) if num_steps is None else int(num_steps)
+    if num_steps is None:
+        steps = max((release for _, _, release in events), default=0)
+        limits.check(path, "max_steps", steps, f"the last note ends at step {steps:,} (steps of {step} quarter notes)")
+    else:
+        steps = int(num_steps)
     roll = np.zeros((steps, NUM_KEYS), dtype=np.float32)
     for key, onset, release in events:
         roll[onset:release, key] = 1.0

@@ -22,15 +22,26 @@ Three file formats are read, chosen by the file's extension:
 
 The model mean-centres the frames (VHRNN appendix C); :meth:`SequenceDataset.mean` of the
 training split gives the per-key training mean for that.
+
+Every reader bounds what a file can make it allocate (:mod:`pyrosequence.data.limits`): the
+file's size; the steps of each sequence, of the whole file and the notes of each step, counted
+with ``len`` before any roll is allocated (a pickle can share one list many times); the arrays a
+pickle asks NumPy for, checked inside the unpickler before NumPy allocates them; the arrays a
+``.mat`` file declares, read from its headers before SciPy loads it; the nesting of a JSON file,
+scanned before it is parsed. A refusal is a one-line ``ValueError`` naming the file and the limit.
 """
 
 from __future__ import annotations
 
+import contextvars
+import copyreg
 import functools
 import json
+import math
 import os
 import pickle
 import re
+import reprlib
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from pyrosequence.data._io import data_root, file_signature
+from pyrosequence.data._matfile import MatFormatError, check_mat_sizes
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.limits import LimitError, Limits, resolve
 
 MIDI_LOW = 21
 MIDI_HIGH = 108
@@ -54,7 +67,7 @@ class MusicSet:
     Attributes:
         name: registry name (``jsb``, ``piano``, ``nottingham``, ``muse``).
         title: the data set's usual name.
-        original: the file name of the original pickle (``fetch.py`` downloads it under this name).
+        original: the file name of the original pickle (``fetch.py`` saves a pickle under this name).
         subdir: a sub-folder of ``root`` also searched (the layout of a shared data folder).
         stems: accepted file stems, compared after :func:`_normalise` (lower case, runs of
             spaces, hyphens and dots turned into one underscore).
@@ -108,12 +121,12 @@ def notes_to_roll(steps, where: str = "sequence") -> np.ndarray:
     roll = np.zeros((len(steps), NUM_KEYS), dtype=np.uint8)
     for t, step in enumerate(steps):
         if isinstance(step, (str, bytes)) or not hasattr(step, "__iter__"):
-            raise ValueError(f"{where}, step {t}: a step must be a list of MIDI notes, got {step!r}")
+            raise ValueError(f"{where}, step {t}: a step must be a list of MIDI notes, got {reprlib.repr(step)}")
         for note in step:
             if isinstance(note, (bool, np.bool_)) or not isinstance(note, (int, np.integer, float, np.floating)):
-                raise ValueError(f"{where}, step {t}: {note!r} is not a MIDI note number")
+                raise ValueError(f"{where}, step {t}: {reprlib.repr(note)} is not a MIDI note number")
             if not np.isfinite(note) or note != int(note):
-                raise ValueError(f"{where}, step {t}: {note!r} is not a whole MIDI note number")
+                raise ValueError(f"{where}, step {t}: {reprlib.repr(note)} is not a whole MIDI note number")
             note = int(note)
             if not MIDI_LOW <= note <= MIDI_HIGH:
                 raise ValueError(
@@ -130,16 +143,61 @@ def roll_to_notes(roll) -> list[list[int]]:
     return [[int(k) + MIDI_LOW for k in np.flatnonzero(row)] for row in roll]
 
 
-def _nested_to_rolls(data, path: Path) -> dict[str, list[np.ndarray]]:
+def _sized(obj) -> int | None:
+    """``len(obj)`` for a container, ``None`` for anything without a length (a number, a 0-d array)."""
+    if isinstance(obj, (str, bytes)):
+        return None
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def _check_sizes(data: dict, path: Path, limits: Limits) -> None:
+    """Check every sequence's steps and every step's notes against ``limits`` before a roll is
+    allocated (``len`` only: a pickle can share one list many times, so the sizes, not the file's
+    bytes, say what building the rolls would cost)."""
+    total_steps = limits.counter(path, "max_total_steps", "the time steps of all sequences")
+    total_notes = limits.counter(path, "max_total_notes", "the notes of all time steps")
+    measured = {}  # id(sequence) -> its notes: a sequence shared many times is measured once
+    for split in SPLITS:
+        sequences = data[split]
+        if not isinstance(sequences, (list, tuple)):
+            return  # reported by _nested_to_rolls
+        for i, seq in enumerate(sequences):
+            steps = _sized(seq)
+            if steps is None:
+                continue  # not a list of steps: reported by notes_to_roll
+            limits.check(path, "max_steps", steps, f"split {split!r}, sequence {i} has {steps:,} time steps")
+            total_steps.add(steps)
+            notes = measured.get(id(seq))
+            if notes is None:
+                notes = 0
+                for t, step in enumerate(seq):
+                    count = _sized(step)
+                    if count is None:
+                        continue
+                    limits.check(path, "max_notes", count,
+                                 f"split {split!r}, sequence {i}, step {t} has {count:,} entries (notes)")
+                    notes += count
+                measured[id(seq)] = notes
+            total_notes.add(notes)
+
+
+def _nested_to_rolls(data, path: Path, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
     if not isinstance(data, dict):
         raise ValueError(
             f"{path}: expected a dict with keys 'train', 'valid', 'test', got {type(data).__name__}"
         )
     missing = [s for s in SPLITS if s not in data]
     if missing:
+        keys = sorted(k if isinstance(k, str) else reprlib.repr(k) for k in list(data)[:20])
+        keys = [reprlib.repr(k) if len(k) > 40 else k for k in keys]
         raise ValueError(
-            f"{path}: missing split(s) {', '.join(missing)}; the file has keys {sorted(map(str, data))}"
+            f"{path}: missing split(s) {', '.join(missing)}; the file has keys {keys}"
+            + (f" (and {len(data) - 20} more)" if len(data) > 20 else "")
         )
+    _check_sizes(data, path, resolve(limits))
     out = {}
     for split in SPLITS:
         sequences = data[split]
@@ -158,8 +216,60 @@ def _nested_to_rolls(data, path: Path) -> dict[str, list[np.ndarray]]:
 
 
 # ---------------------------------------------------------------------------- readers
+_ITEM_BYTES = 64  # what one item of a list/tuple/set/dict that a pickle builds by a call is counted as
+
+
+class _PickledArray(np.ndarray):
+    """The class a music pickle's arrays are rebuilt as: a plain ndarray whose ``__setstate__``
+    (the pickle's BUILD) is checked by the unpickler that made it, and that a pickle cannot
+    construct directly (only ``_reconstruct``, as NumPy pickles it, makes one)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray directly (NumPy pickles rebuild arrays with _reconstruct)")
+
+    def __setstate__(self, state):
+        checker = _UNPICKLING.get()
+        if checker is None:
+            return np.ndarray.__setstate__(self, state)
+        checker.set_array_state(self, state)
+
+
+class _DtypeSpec:
+    """A dtype as a pickle describes it (the arguments of ``numpy.dtype`` and its BUILD state).
+
+    The real ``numpy.dtype`` is made only when an array or scalar uses it, as a private copy, so the
+    pickle can never change a dtype that an array already relies on (NumPy lets ``__setstate__``
+    change the item size of a flexible dtype in place, which would let an array read past its
+    memory)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.state = None
+        self.dtype = None
+
+    def __setstate__(self, state):
+        if self.dtype is not None:
+            raise pickle.UnpicklingError("refusing to change a numpy dtype after an array used it")
+        self.state = state
+
+
+_UNPICKLING: contextvars.ContextVar = contextvars.ContextVar("pyrosequence_unpickling", default=None)
+
+try:  # NumPy >= 2 names the module numpy._core; the old name still works there, with a warning
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core import multiarray as _multiarray
+
+
 class _SafeUnpickler(pickle.Unpickler):
-    """Builds plain containers, numbers, strings and NumPy arrays; refuses every other global."""
+    """Builds plain containers, numbers, strings and NumPy arrays; refuses every other global.
+
+    Every allowed callable is replaced by a checked one, so sizes are refused *before* anything is
+    allocated: an array's shape and dtype (``_reconstruct``, ``ndarray.__setstate__``, ``scalar``)
+    against ``max_total_steps`` per dimension and ``max_decoded_bytes`` for all arrays together;
+    the items of every list/tuple/set/dict built by a call against ``max_decoded_bytes`` too.
+    A refusal is a :class:`LimitError` naming the file.
+    """
 
     ALLOWED = {
         ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"), ("builtins", "tuple"),
@@ -169,52 +279,263 @@ class _SafeUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
     }
+    _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+    def __init__(self, file, path=None, limits: Limits | None = None, **kwargs):
+        super().__init__(file, **kwargs)
+        self.path = path if path is not None else getattr(file, "name", "pickle")
+        self.limits = resolve(limits)
+        self.decoded = self.limits.counter(self.path, "max_decoded_bytes", "the arrays and containers the pickle builds", "bytes")
+        self.pending = {}  # id -> array made by _reconstruct and not yet given its state
+        self.globals = {
+            ("builtins", "set"): self._container(set),
+            ("builtins", "frozenset"): self._container(frozenset),
+            ("builtins", "list"): self._container(list),
+            ("builtins", "tuple"): self._container(tuple),
+            ("builtins", "dict"): self._container(dict),
+            ("builtins", "int"): self._int,
+            ("builtins", "float"): float,
+            ("builtins", "object"): object,
+            ("copyreg", "_reconstructor"): self._reconstructor,
+            ("numpy", "ndarray"): _PickledArray,
+            ("numpy", "dtype"): self._dtype_spec,
+        }
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            self.globals[(module, "_reconstruct")] = self._reconstruct
+            self.globals[(module, "scalar")] = self._scalar
+
+    def load(self):
+        token = _UNPICKLING.set(self)
+        try:
+            return super().load()
+        finally:
+            _UNPICKLING.reset(token)
+            self.pending.clear()
 
     def find_class(self, module, name):
+        module = self._PY2_MODULES.get(module, module)
         if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
+            return self.globals[(module, name)]
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only lists, numbers and arrays are expected)")
 
+    # -- checks
+    def _shape(self, shape) -> tuple[int, ...]:
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+            shape = (shape,)
+        if not isinstance(shape, (tuple, list)) or len(shape) > 32:
+            raise pickle.UnpicklingError(f"an array shape must be a tuple of at most 32 sizes, got {reprlib.repr(shape)}")
+        dims = []
+        for d in shape:
+            if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 0:
+                raise pickle.UnpicklingError(f"an array shape must hold sizes >= 0, got {reprlib.repr(shape)}")
+            self.limits.check(self.path, "max_total_steps", int(d),
+                              f"an array in the pickle has a dimension of {int(d):,} (shape {reprlib.repr(shape)})")
+            dims.append(int(d))
+        return tuple(dims)
 
-def read_pickle(path) -> dict[str, list[np.ndarray]]:
+    def _dtype(self, spec) -> np.dtype:
+        if isinstance(spec, _DtypeSpec):
+            if spec.dtype is None:
+                spec.dtype = self._make_dtype(spec)
+            return spec.dtype
+        if isinstance(spec, (str, bytes)) and len(spec) <= 64:
+            try:
+                dtype = np.dtype(spec.decode("latin1") if isinstance(spec, bytes) else spec)
+            except TypeError as err:
+                raise pickle.UnpicklingError(f"not a NumPy type code: {spec!r} ({err})") from None
+            return self._check_itemsize(dtype)
+        raise pickle.UnpicklingError(f"expected a NumPy dtype, got {type(spec).__name__}")
+
+    def _make_dtype(self, spec: _DtypeSpec) -> np.dtype:
+        args = spec.args
+        if not 1 <= len(args) <= 3 or not isinstance(args[0], (str, bytes)) or len(args[0]) > 64:
+            raise pickle.UnpicklingError(f"unexpected numpy.dtype arguments {reprlib.repr(args)}")
+        code = args[0].decode("latin1") if isinstance(args[0], bytes) else args[0]
+        align = bool(args[1]) if len(args) > 1 else False
+        dtype = np.dtype(code, align, True)  # always a new object: never a shared built-in dtype
+        if spec.state is not None:
+            dtype.__setstate__(self._resolve_state(spec.state))
+        return self._check_itemsize(dtype)
+
+    def _resolve_state(self, value, depth: int = 0):
+        """A dtype state with the nested dtype descriptions (of fields, subarrays) made real."""
+        if depth > 16:
+            raise pickle.UnpicklingError("a numpy dtype nested more than 16 deep")
+        if isinstance(value, _DtypeSpec):
+            return self._dtype(value)
+        if isinstance(value, tuple):
+            return tuple(self._resolve_state(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return {k: self._resolve_state(v, depth + 1) for k, v in value.items()}
+        return value
+
+    def _check_itemsize(self, dtype: np.dtype) -> np.dtype:
+        self.limits.check(self.path, "max_decoded_bytes", dtype.itemsize,
+                          f"a NumPy dtype in the pickle has items of {dtype.itemsize:,} bytes")
+        return dtype
+
+    def _count_array(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.decoded.add(math.prod(shape) * dtype.itemsize)
+
+    # -- the allowed callables
+    def _reconstruct(self, subtype, shape, dtype):
+        if subtype is not _PickledArray:
+            raise pickle.UnpicklingError("numpy _reconstruct may only rebuild a numpy.ndarray")
+        shape, dtype = self._shape(shape), self._dtype(dtype)
+        self._count_array(shape, dtype)
+        array = _multiarray._reconstruct(_PickledArray, shape, dtype)
+        self.pending[id(array)] = array
+        return array
+
+    def set_array_state(self, array, state) -> None:
+        if self.pending.pop(id(array), None) is not array:
+            raise pickle.UnpicklingError("refusing to set the state of an array twice (or of one not rebuilt by _reconstruct)")
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError(f"unexpected numpy array state of type {type(state).__name__}")
+        head = state[:-4]
+        shape, dtype, fortran, raw = state[-4:]
+        shape, dtype = self._shape(shape), self._dtype(dtype)
+        self._count_array(shape, dtype)
+        np.ndarray.__setstate__(array, head + (shape, dtype, fortran, raw))
+
+    def _scalar(self, dtype, *args):
+        dtype = self._dtype(dtype)
+        self.decoded.add(dtype.itemsize)
+        return _multiarray.scalar(dtype, *args)
+
+    def _dtype_spec(self, *args):
+        return _DtypeSpec(args)
+
+    def _container(self, kind):
+        def build(*args):
+            if len(args) > 1:
+                raise pickle.UnpicklingError(f"{kind.__name__}() takes at most one argument here")
+            if args:
+                if id(args[0]) in self.pending:
+                    raise pickle.UnpicklingError("refusing to iterate an array before its state is set")
+                items = _sized(args[0])
+                if items is None and not isinstance(args[0], (str, bytes)):
+                    raise pickle.UnpicklingError(f"{kind.__name__}() of a {type(args[0]).__name__} (no length)")
+                self.decoded.add(_ITEM_BYTES * (len(args[0]) if items is None else items))
+            return kind(*args)
+
+        build.__name__ = kind.__name__
+        return build
+
+    @staticmethod
+    def _int(*args):
+        if args and isinstance(args[0], (str, bytes)) and len(args[0]) > 4300:
+            raise pickle.UnpicklingError(f"an integer of {len(args[0]):,} digits")
+        return int(*args)
+
+    @staticmethod
+    def _reconstructor(cls, base, state):
+        if base is not object or state is not None:
+            raise pickle.UnpicklingError("copyreg._reconstructor is only accepted for plain objects")
+        return copyreg._reconstructor(cls, object, None)
+
+
+def read_pickle(path, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
     """Read a Boulanger-Lewandowski pickle: ``{"train"/"valid"/"test": [[[note, ...], ...], ...]}``.
 
     Returns ``{split: [(T_i, 88) uint8 roll, ...]}``. Python 2 pickles (the originals) are read
-    with ``latin1`` strings. Raises ``ValueError`` naming the file when it is not such a pickle.
+    with ``latin1`` strings. Raises ``ValueError`` naming the file when it is not such a pickle,
+    and :class:`~pyrosequence.data.limits.LimitError` (a ``ValueError``) when it declares more
+    than ``limits`` allow (default: :meth:`Limits.from_env`), before allocating for it.
     """
     path = Path(path)
+    limits = resolve(limits)
+    limits.check_file(path)
     try:
         with open(path, "rb") as f:
-            data = _SafeUnpickler(f, encoding="latin1").load()
+            data = _SafeUnpickler(f, path=path, limits=limits, encoding="latin1").load()
+    except LimitError:
+        raise
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
-            ValueError, KeyError, UnicodeDecodeError, OverflowError) as err:
-        raise ValueError(f"{path}: not a readable polyphonic-music pickle ({type(err).__name__}: {err})") from None
-    return _nested_to_rolls(data, path)
+            ValueError, KeyError, UnicodeDecodeError, OverflowError, RecursionError) as err:
+        raise ValueError(f"{path}: not a readable polyphonic-music pickle ({type(err).__name__}: {_one_line(err)})") from None
+    return _nested_to_rolls(data, path, limits)
 
 
-def read_json(path) -> dict[str, list[np.ndarray]]:
+def _one_line(err) -> str:
+    text = str(err).replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+_JSON_TOKEN = re.compile(r'["\[\]{}]')
+
+
+def _check_json_nesting(text: str, path: Path, limits: Limits) -> None:
+    """Scan ``text`` (strings skipped with the json module's own scanner) for the nesting depth and
+    the number of lists and objects that would be time steps (depth 4 and deeper), refusing either
+    past ``limits`` before the JSON is parsed."""
+    depth, steps, pos = 0, 0, 0
+    search, scanstring = _JSON_TOKEN.search, json.decoder.scanstring
+    max_depth, max_steps = limits.max_json_depth, limits.max_total_steps
+    while True:
+        match = search(text, pos)
+        if match is None:
+            return
+        char, pos = match.group(), match.end()
+        if char == '"':
+            try:
+                pos = scanstring(text, pos)[1]
+            except (json.JSONDecodeError, ValueError):
+                return  # an unterminated string: json.loads reports it
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                limits.check(path, "max_json_depth", depth,
+                             f"lists/objects are nested at least {depth} deep (at character {match.start():,})")
+            if depth >= 4:
+                steps += 1
+                if steps > max_steps:
+                    limits.check(path, "max_total_steps", steps,
+                                 f"the file holds at least {steps:,} time steps (lists at nesting depth 4)")
+        elif depth > 0:
+            depth -= 1
+
+
+def read_json(path, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
     """Read the JSON variant (``jsb-chorales-quarter.json``): the pickle's nested lists as JSON.
 
     Returns ``{split: [(T_i, 88) uint8 roll, ...]}``; ``ValueError`` naming the file when it is
-    not valid JSON of that shape.
+    not valid JSON of that shape, and :class:`~pyrosequence.data.limits.LimitError` when it is
+    larger, deeper or longer than ``limits`` allow (checked before parsing).
     """
     path = Path(path)
+    limits = resolve(limits)
+    limits.check_file(path)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable polyphonic-music JSON file ({err})") from None
-    return _nested_to_rolls(data, path)
+        with open(path, "rb") as f:
+            raw = f.read(limits.max_file_bytes + 1)
+        limits.check(path, "max_file_bytes", len(raw), f"the file is at least {len(raw):,} bytes")
+        text = raw.decode("utf-8")
+        del raw
+        _check_json_nesting(text, path, limits)
+        data = json.loads(text)
+    except LimitError:
+        raise
+    except RecursionError:
+        raise ValueError(f"{path}: not a readable polyphonic-music JSON file (nested deeper than Python's recursion limit)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable polyphonic-music JSON file ({_one_line(err)})") from None
+    return _nested_to_rolls(data, path, limits)
 
 
-def read_mat(path) -> dict[str, list[np.ndarray]]:
+def read_mat(path, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
     """Read MATLAB v5 piano rolls: keys ``traindata``/``validdata``/``testdata``, each a cell
     array of ``(T_i, 88)`` 0/1 matrices (column ``k`` = MIDI ``21 + k``).
 
     Returns ``{split: [(T_i, 88) uint8 roll, ...]}``. Needs SciPy; raises ``ValueError`` naming
-    the file when it is not such a file.
+    the file when it is not such a file. Before SciPy loads anything, the shapes and classes that
+    every variable (and every cell inside one) declares are read from the file's headers (see
+    :mod:`pyrosequence.data._matfile`; compressed variables are inflated a block at a time and
+    discarded) and refused with a :class:`~pyrosequence.data.limits.LimitError` when the arrays
+    would exceed ``limits.max_decoded_bytes``; the file itself must fit ``max_file_bytes``.
     """
     path = Path(path)
+    limits = resolve(limits)
     try:
         from scipy.io import loadmat
     except ImportError:
@@ -222,10 +543,22 @@ def read_mat(path) -> dict[str, list[np.ndarray]]:
             f"reading {path} (a .mat piano roll) needs SciPy: pip install \"pyrosequence[music]\" "
             "(or pip install scipy)"
         ) from None
+    limits.check_file(path)
+    try:
+        declared = check_mat_sizes(path, limits)
+    except MatFormatError as err:
+        raise ValueError(f"{path}: not a readable MATLAB piano-roll file ({err})") from None
+    total_steps = limits.counter(path, "max_total_steps", "the time steps of all sequences")
+    for split in SPLITS:  # the rolls' lengths, from the headers: refused before loading
+        key = f"{split}data"
+        for i, dims in enumerate((declared or {}).get(key, ())):
+            steps = dims[0] if dims else 0
+            limits.check(path, "max_steps", steps, f"{key} sequence {i} declares {steps:,} time steps")
+            total_steps.add(steps)
     try:
         mat = loadmat(str(path))
     except Exception as err:  # scipy raises several unrelated types for a corrupt file
-        raise ValueError(f"{path}: not a readable MATLAB piano-roll file ({type(err).__name__}: {err})") from None
+        raise ValueError(f"{path}: not a readable MATLAB piano-roll file ({type(err).__name__}: {_one_line(err)})") from None
     out = {}
     for split in SPLITS:
         key = f"{split}data"
@@ -258,19 +591,22 @@ def read_mat(path) -> dict[str, list[np.ndarray]]:
 READERS = {".pickle": read_pickle, ".pkl": read_pickle, ".mat": read_mat, ".json": read_json}
 
 
-def read_music_file(path) -> dict[str, list[np.ndarray]]:
-    """Read any of the three formats, chosen by the extension (``.pickle``/``.pkl``, ``.mat``, ``.json``)."""
+def read_music_file(path, limits: Limits | None = None) -> dict[str, list[np.ndarray]]:
+    """Read any of the three formats, chosen by the extension (``.pickle``/``.pkl``, ``.mat``, ``.json``).
+
+    ``limits`` bounds what the file may make the reader allocate (default: :meth:`Limits.from_env`).
+    """
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path}: unknown music file type {path.suffix!r}; expected one of {', '.join(READERS)}")
-    return _read_cached(file_signature([path]))
+    return _read_cached(file_signature([path]), resolve(limits))
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(signature) -> dict[str, list[np.ndarray]]:
+def _read_cached(signature, limits: Limits) -> dict[str, list[np.ndarray]]:
     path = Path(signature[0][0])
-    return READERS[path.suffix.lower()](path)
+    return READERS[path.suffix.lower()](path, limits)
 
 
 # ---------------------------------------------------------------------------- finding the file
@@ -325,20 +661,21 @@ def find_music_file(name: str, root) -> Path:
         f"{', '.join(repr(n) for n in spec.examples)} (or the same names in other case, with "
         f"spaces/hyphens/underscores interchanged; extensions {', '.join(EXTENSIONS)}) in "
         f"{', '.join(repr(str(f)) for f in folders)}. The original file is {spec.original!r} from "
-        f"{music_url(name)} (pyrosequence.data.fetch.fetch_music({name!r}, root) downloads it)."
+        f"{music_url(name)}; pyrosequence.data.fetch.fetch_music({name!r}, root) (pyrosequence data fetch "
+        f"{name}) downloads the same split as {spec.examples[2]!r}, checksum-verified."
     )
 
 
-def load_music(name: str, split: str, root=None) -> SequenceDataset:
+def load_music(name: str, split: str, root=None, limits: Limits | None = None) -> SequenceDataset:
     """One split of a Boulanger-Lewandowski (2012) music set as 88-dim binary frames.
 
     ``root`` is the folder holding the file (or a folder with the sub-folder named in
     :data:`MUSIC_SETS`); ``root=None`` reads ``$PYROSEQUENCE_DATA``. See :func:`find_music_file`
     for the accepted file names. Frames are not centred here (the model does that, VHRNN
-    appendix C).
+    appendix C). ``limits``: see :mod:`pyrosequence.data.limits` (default: the environment's).
     """
     if split not in SPLITS:
         raise ValueError(f"dataset {name!r} has no split {split!r}; choose one of: {', '.join(SPLITS)}")
     path = find_music_file(name, root)
-    rolls = read_music_file(path)[split]
+    rolls = read_music_file(path, limits)[split]
     return SequenceDataset.from_sequences(rolls, name=f"{name}/{split}")

@@ -40,6 +40,7 @@ import numpy as np
 
 from pyrosequence.data._io import data_root, file_signature
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.limits import Limits, resolve
 
 SPLITS = ("train", "valid", "test")
 FRAME_SIZE = 200
@@ -47,6 +48,7 @@ CHUNK = 40
 SPLIT_SEED = 2019
 PERMUTATION_SEED = 2019
 FSDD_NAME = re.compile(r"^(\d+)_([^_]+)_(\d+)\.wav$", re.IGNORECASE)
+READ_BLOCK = 1 << 20  # frames read at a time: the header's frame count never sizes a read
 
 
 # ---------------------------------------------------------------------------- frames
@@ -98,20 +100,36 @@ def chunk_steps(steps, chunk: int) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- files
-def read_wav(path) -> tuple[np.ndarray, int]:
+def read_wav(path, limits: Limits | None = None) -> tuple[np.ndarray, int]:
     """Read a PCM WAV file with the ``wave`` module: ``(samples in [-1, 1) as float32, sample_rate)``.
 
-    Raises ``ValueError`` naming the file when it is not mono PCM with 8-, 16- or 32-bit samples.
+    Raises ``ValueError`` naming the file when it is not mono PCM with 8-, 16- or 32-bit samples,
+    and :class:`~pyrosequence.data.limits.LimitError` when the file is larger than
+    ``limits.max_file_bytes`` (default: the environment's). The frame count in the header is not
+    trusted: the samples are read in blocks until the data ends, so a header declaring more
+    frames than the file holds reads the frames it does hold (as before) without sizing any
+    buffer by the declared count.
     """
     path = Path(path)
+    limits = resolve(limits)
+    limits.check_file(path)
     try:
         with wave.open(str(path), "rb") as f:
             channels, width, rate, count = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(count)
+            if channels != 1:
+                raise ValueError(f"{path}: has {channels} channels; only mono recordings are read (mix it down first)")
+            if width not in (1, 2, 4):
+                raise ValueError(f"{path}: {8 * width}-bit samples are not supported (8, 16 or 32 bits are)")
+            blocks, read = [], 0
+            while read < count:
+                block = f.readframes(min(READ_BLOCK, count - read))
+                if not block:
+                    break
+                blocks.append(block)
+                read += len(block) // width
+            raw = b"".join(blocks)
     except (wave.Error, EOFError, OSError) as err:
         raise ValueError(f"{path}: not a readable PCM WAV file ({err})") from None
-    if channels != 1:
-        raise ValueError(f"{path}: has {channels} channels; only mono recordings are read (mix it down first)")
     if width == 1:
         samples = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width in (2, 4):
@@ -153,10 +171,10 @@ def split_files(files, seed: int = SPLIT_SEED) -> dict[str, list[Path]]:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_all(signature, sample_rate) -> tuple[tuple[np.ndarray, ...], int]:
+def _read_all(signature, sample_rate, limits: Limits) -> tuple[tuple[np.ndarray, ...], int]:
     waves, expected = [], sample_rate
     for path, _, _ in signature:
-        samples, rate = read_wav(path)
+        samples, rate = read_wav(path, limits)
         if expected is None:
             expected = rate
         elif rate != expected:
@@ -178,6 +196,7 @@ def load_speech(
     normalize: bool = True,
     sample_rate: int | None = None,
     seed: int = SPLIT_SEED,
+    limits: Limits | None = None,
 ) -> SequenceDataset:
     """One split of a raw speech folder as multi-frame sequences (Dai et al. 4.1; see the module
     docstring for every option).
@@ -185,13 +204,14 @@ def load_speech(
     ``root``: the folder of WAV files (searched recursively; for FSDD the repository folder or its
     ``recordings/``). ``sample_rate``: required rate (default: the first file's). ``stride``: the
     one-sample-every-``M`` variant (4.3), ``x_dim = 1``. ``permute``: Perm-TIMIT frames (5.1).
+    ``limits``: bounds each WAV file (see :func:`read_wav`; default: the environment's).
     """
     if split not in SPLITS:
         raise ValueError(f"dataset 'speech' has no split {split!r}; choose one of: {', '.join(SPLITS)}")
     if stride is not None and permute:
         raise ValueError("permute reorders the positions of a multi-frame step; the stride variant has 1-D steps")
     folder, files = find_wav_files(root)
-    waves, _ = _read_all(file_signature(files), sample_rate)
+    waves, _ = _read_all(file_signature(files), sample_rate, resolve(limits))
     by_path = dict(zip(files, waves))
     splits = split_files(files, seed)
     if not splits[split]:

@@ -39,6 +39,7 @@ import numpy as np
 
 from pyrosequence.data._io import data_root, file_signature
 from pyrosequence.data.dataset import SequenceDataset
+from pyrosequence.data.limits import Limits, resolve
 
 SPLITS = ("train", "valid", "test")
 FEATURES = ("open", "high", "low", "close", "volume")
@@ -81,13 +82,17 @@ def find_stock_folder(root) -> Path:
     )
 
 
-def read_quote_csv(path, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+def read_quote_csv(path, start: int, end: int, limits: Limits | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of one QuantQuote daily CSV dated ``start <= date <= end`` (YYYYMMDD ints).
 
     Returns ``(dates (n,) int64, values (n, 5) float64)`` with open, high, low, close, volume.
-    Raises ``ValueError`` naming the file and line for a malformed row in that range.
+    Raises ``ValueError`` naming the file and line for a malformed row in that range, and
+    :class:`~pyrosequence.data.limits.LimitError` when the file is larger than
+    ``limits.max_file_bytes`` or has more than ``limits.max_steps`` rows in the range.
     """
     path = Path(path)
+    limits = resolve(limits)
+    limits.check_file(path)
     lo, hi = str(start), str(end)
     dates, values = [], []
     with open(path, "r", encoding="utf-8", errors="replace") as f:
@@ -95,6 +100,9 @@ def read_quote_csv(path, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
             key = line[:8]
             if key < lo or key > hi:
                 continue
+            if len(dates) >= limits.max_steps:
+                limits.check(path, "max_steps", len(dates) + 1,
+                             f"more than {len(dates):,} rows are dated {start} to {end} (line {number})")
             fields = line.strip().split(",")
             if len(fields) != 7:
                 raise ValueError(f"{path}, line {number}: expected 7 comma-separated fields "
@@ -110,12 +118,12 @@ def read_quote_csv(path, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_folder(signature, year: int) -> dict:
+def _read_folder(signature, year: int, limits: Limits) -> dict:
     rows = {}
     for path, _, _ in signature:
         stem = Path(path).stem
         ticker = stem.removeprefix("table_")
-        rows[ticker] = read_quote_csv(path, (year - 1) * 10000 + 1201, year * 10000 + 1231)
+        rows[ticker] = read_quote_csv(path, (year - 1) * 10000 + 1201, year * 10000 + 1231, limits)
     return rows
 
 
@@ -136,15 +144,15 @@ def _calendar(rows: dict, year: int) -> np.ndarray:
     return np.asarray([previous] + days, dtype=np.int64)
 
 
-def stock_log_ratios(root=None, length: int = LENGTH, year: int = YEAR):
+def stock_log_ratios(root=None, length: int = LENGTH, year: int = YEAR, limits: Limits | None = None):
     """Per usable ticker, the first and second half-year log-ratio sequences.
 
     Returns ``(series, excluded, calendar)``: ``series = {ticker: ((length, 5), (length, 5))}``
     (unnormalised), ``excluded = {ticker: reason}``, and the trading calendar (see the module
-    docstring for every rule).
+    docstring for every rule). ``limits``: see :mod:`pyrosequence.data.limits`.
     """
     folder = find_stock_folder(root)
-    rows = _read_folder(file_signature(sorted(folder.glob("*.csv"))), year)
+    rows = _read_folder(file_signature(sorted(folder.glob("*.csv"))), year, resolve(limits))
     calendar = _calendar(rows, year)
     ratio_dates = calendar[1:]
     first = ratio_dates <= year * 10000 + 630
@@ -173,7 +181,8 @@ def stock_log_ratios(root=None, length: int = LENGTH, year: int = YEAR):
     return series, excluded, calendar
 
 
-def prepare_stock(root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED, year: int = YEAR) -> StockData:
+def prepare_stock(root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED, year: int = YEAR,
+                  limits: Limits | None = None) -> StockData:
     """All splits of the Stock data (VHRNN appendix C), normalised with the training statistics.
 
     ``sizes = (train, valid, test)`` companies; a size may be 0 (that split is then empty).
@@ -182,7 +191,7 @@ def prepare_stock(root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) != 3 or min(sizes) < 0 or sizes[0] < 1:
         raise ValueError(f"sizes must be (train, valid, test) company counts with train >= 1, got {sizes}")
-    series, excluded, calendar = stock_log_ratios(root, length, year)
+    series, excluded, calendar = stock_log_ratios(root, length, year, limits)
     names = sorted(series)
     if len(names) < sum(sizes):
         raise ValueError(
@@ -204,12 +213,14 @@ def prepare_stock(root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED
     return StockData(tickers, sequences, mean, std, excluded, calendar)
 
 
-def load_stock(split: str, root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED, year: int = YEAR) -> SequenceDataset:
+def load_stock(split: str, root=None, length: int = LENGTH, sizes=SIZES, seed: int = SEED, year: int = YEAR,
+               limits: Limits | None = None) -> SequenceDataset:
     """One split of the Stock data: ``(n, 125, 5)`` normalised daily log ratios of open, high,
-    low, close and volume (VHRNN appendix C; see the module docstring)."""
+    low, close and volume (VHRNN appendix C; see the module docstring). ``limits`` bounds each
+    CSV file (see :mod:`pyrosequence.data.limits`; default: the environment's)."""
     if split not in SPLITS:
         raise ValueError(f"dataset 'stock' has no split {split!r}; choose one of: {', '.join(SPLITS)}")
-    data = prepare_stock(root, length, sizes, seed, year)
+    data = prepare_stock(root, length, sizes, seed, year, limits)
     x = data.sequences[split]
     if x.shape[0] == 0:
         raise ValueError(f"dataset 'stock': split {split!r} has no companies (sizes {tuple(sizes)})")

@@ -25,6 +25,12 @@ class VRNN(FilteringRNN):
 
         z_t | x_t, h_{t-1}   ~ N(mu_enc([phi_x(x_t), h_{t-1}]), diag sigma_enc(...)^2)
 
+    or, with ``proposal="smoothing"`` (the default of ``architecture="fivo"``, the FIVO reference
+    code's smoothing proposal, with its residual mean)::
+
+        b_t                  = backward LSTM over phi_x(x_T), ..., phi_x(x_t)
+        z_t | x_{t:T}, h_{t-1} ~ N(mu_prior(h_{t-1}) + mu_enc([b_t, h_{t-1}]), diag sigma_enc(...)^2)
+
     This follows the VRNN as described by Deng et al. (VHRNN paper, section 3 and appendix B),
     Dai et al. (supplement, "VRNN") and the FIVO reference code: the prior, encoder and decoder
     are MLPs with ``layers`` hidden layers of ``width`` units; the feature extractors are MLPs with
