@@ -57,7 +57,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--preset", help="a named configuration of a paper's experiment (see `pyrosequence presets`); "
                    "other flags override its settings")
     p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
-                   "srnn-simple, srnn-hier, srnn-flat, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random")
+                   "srnn-simple, srnn-hier, srnn-flat, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random; "
+                   "a plugin's name; or your own SequenceModel as package.module:Class")
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
                    "stock, htsensor, speech (read from --data-root)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
@@ -79,6 +80,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
     p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
     p.add_argument("--output", help="output structure: factorized, hier-rnn or hier-made (autoregressive within a step)")
+    p.add_argument("--model-option", dest="model_option", action="append", metavar="KEY=VALUE",
+                   help="any constructor option of the model (repeatable; VALUE is read as JSON when it parses, "
+                   "else as a string), e.g. for a model given as package.module:Class")
     p.add_argument("--architecture", help="VRNN/VHRNN: compact (default) or fivo (the FIVO reference code's reading, "
                    "which reproduces the VHRNN paper's parameter counts)")
     p.add_argument("--proposal", help="VRNN/VHRNN: filtering or smoothing (default: the architecture's)")
@@ -131,6 +135,7 @@ def _evaluate_parser(sub) -> None:
 
 def _config_from_args(args) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if v is not None}
+    extra = _model_options(given.pop("model_option", None) or [])
     if args.resume:
         if args.out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
@@ -141,14 +146,18 @@ def _config_from_args(args) -> TrainConfig:
             saved["grad_clip"] = 0  # --grad-clip 0 is how the command line says "off"
         # the same command again (plus --resume) is fine: only flags whose value differs are refused
         ignored = sorted(
-            k for k in given
-            if k in {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS) and k not in allowed and given[k] != saved.get(k)
+            k for k, v in {**given, **extra}.items()
+            if (k in extra or k in {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS)) and k not in allowed and v != saved.get(k)
         )
         if ignored:
             raise ValueError(f"a resumed run keeps its configuration; only --epochs and --device may change (got {', '.join(ignored)})")
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
         return TrainConfig(**values)
     options = {k: given.pop(k) for k in MODEL_OPTIONS if k in given}
+    for key, value in extra.items():
+        if key in options and options[key] != value:
+            raise ValueError(f"--model-option {key} contradicts --{key.replace('_', '-')}")
+        options[key] = value
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None
     known = {f.name for f in fields(TrainConfig)}
@@ -158,6 +167,21 @@ def _config_from_args(args) -> TrainConfig:
 
         return get_preset(args.preset).config(model_options=options, **values)
     return TrainConfig(model_options=options, **values)
+
+
+def _model_options(pairs: list[str]) -> dict:
+    """``["hidden_dim=5", "cell=gru"]`` -> ``{"hidden_dim": 5, "cell": "gru"}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-option takes KEY=VALUE with KEY a constructor argument, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
 
 
 def _run_train(args) -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from pyrosequence.atomic import atomic_path, atomic_write, strict_json
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -13,7 +13,7 @@ from pyrosequence.inference.evaluate import BOUNDS
 from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
-from pyrosequence.models import model_class
+from pyrosequence.models import REGISTRY, model_class
 from pyrosequence.nn.beta_gate import check_beta_range
 
 
@@ -75,6 +75,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         cls = model_class(self.model)
+        self.model = REGISTRY.recorded_name(self.model)  # a run-time registration is recorded by import path
         source = data_source(self.data)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")

@@ -7,7 +7,6 @@ training finishes, ``results.json`` with the test bound.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field

@@ -16,6 +16,7 @@ from pyrosequence.models.delta_rnn import DeltaRNN, DeltaRNNRandom
 from pyrosequence.models.flat_rnn import RNNFlat
 from pyrosequence.models.flattened import Flattened
 from pyrosequence.models.srnn_variants import SRNNFlat, SRNNHier
+from pyrosequence.models.registry import ModelRegistry
 
 #: Model classes by the name the CLI and configs use.
 MODELS: dict[str, type[SequenceModel]] = {
@@ -41,12 +42,22 @@ MODELS: dict[str, type[SequenceModel]] = {
 }
 
 
+#: Built-in names, run-time registrations, plugins and import paths (pyrosequence.models.registry).
+REGISTRY = ModelRegistry(MODELS)
+
+
 def model_class(name: str) -> type[SequenceModel]:
-    """Look up a model class by name, with an error that lists the valid names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}") from None
+    """The model class called ``name``: a built-in (:data:`MODELS`), one registered with
+    :func:`register_model`, an installed plugin's entry point, or ``package.module:Class``;
+    an unknown name raises ``ValueError`` listing the valid ones."""
+    return REGISTRY.lookup(name)
+
+
+def register_model(name: str, cls: type[SequenceModel], replace: bool = False) -> type[SequenceModel]:
+    """Make ``cls`` (a :class:`SequenceModel` subclass) available as ``name`` to ``TrainConfig``,
+    ``train()`` and the CLI; returns ``cls``. A run directory records its import path, so other
+    processes find it again (see :mod:`pyrosequence.models.registry`)."""
+    return REGISTRY.register(name, cls, replace)
 
 
 __all__ = [
@@ -73,4 +84,5 @@ __all__ = [
     "SRNNFlat",
     "MODELS",
     "model_class",
+    "register_model",
 ]

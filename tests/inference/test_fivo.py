@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.infer import SVI, Trace_ELBO
 
-from pyrosequence import VRNN, LinearGaussianSSM
+from pyrosequence import VHRNN, VRNN, LinearGaussianSSM
 from pyrosequence.data import synthetic_dataset
 from pyrosequence.inference import FIVO, evaluate, make_bound, particle_filter, get_resampler, scale_latents
 
@@ -59,9 +59,18 @@ def test_fivo_beats_iwae_on_long_sequences(oracle):
     assert fivo > iwae + 1.0
 
 
-@pytest.mark.parametrize("kind", ["lgssm", "vrnn"])
+ONE_PARTICLE_MODELS = {
+    "lgssm": lambda: LinearGaussianSSM(3, 2),
+    "vrnn": lambda: VRNN(3, 2, likelihood="gaussian"),
+    # the FIVO code's reading: smoothing and residual proposals, hyper output layer
+    "vrnn-fivo": lambda: VRNN(3, 2, likelihood="gaussian", architecture="fivo"),
+    "vhrnn-fivo": lambda: VHRNN(3, 2, likelihood="gaussian", omega_dim=4, architecture="fivo"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_PARTICLE_MODELS))
 def test_one_particle_equals_the_elbo(kind):
-    m = LinearGaussianSSM(3, 2) if kind == "lgssm" else VRNN(3, 2, likelihood="gaussian")
+    m = ONE_PARTICLE_MODELS[kind]()
     x = torch.randn(4, 6, 3)
     lengths = torch.tensor([6, 2, 5, 1])
     pyro.set_rng_seed(9)

@@ -4,12 +4,9 @@ counts, one bias per LSTM gate, the residual and smoothing proposals, the hyper 
 import pytest
 import torch
 
-import pyro
 import pyro.poutine as poutine
-from pyro.infer import Trace_ELBO
 
 from pyrosequence import VHRNN, VRNN
-from pyrosequence.inference import FIVO, evaluate
 from pyrosequence.nn.cells import use_single_bias
 from pyrosequence.nn.heads import BernoulliHead
 from pyrosequence.nn.hyper import HyperOutput
@@ -166,21 +163,6 @@ def test_vhrnn_bias_shift_has_no_bias_of_its_own():
     model = VHRNN(4, 3, architecture="fivo")
     assert model.theta.shift is not None and model.theta.shift.bias is None
     assert model.theta.project.out_features == 2 * model.cell.modulation_dim
-
-
-@pytest.mark.parametrize("kind", ["vrnn", "vhrnn"])
-def test_one_particle_fivo_equals_the_elbo(kind):
-    m = _synthetic(kind, 3)
-    x = torch.randn(4, 6, 2)
-    lengths = torch.tensor([6, 2, 5, 1])
-    pyro.set_rng_seed(9)
-    fivo = FIVO(1).filter(m.model, m.guide, x, lengths).log_z
-    pyro.set_rng_seed(9)
-    elbo = evaluate(m, x, lengths, bound="elbo", num_particles=1).log_likelihood
-    assert torch.allclose(fivo, elbo, rtol=1e-5)
-    pyro.set_rng_seed(9)
-    loss = Trace_ELBO().loss(m.model, m.guide, x, lengths)
-    assert float(fivo.detach().sum()) == pytest.approx(-loss, rel=1e-5)
 
 
 def test_bad_readings_are_rejected_by_name():
