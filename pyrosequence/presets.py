@@ -67,7 +67,7 @@ def _jsb_vrnn(z: int, fivo: float, params: int) -> Preset:
 
 def _jsb_vhrnn(z: int, fivo: float, params: int, hyper_input: str = "latent+hidden", table: str = "Table 4 / Fig. 8a") -> Preset:
     suffix = "" if hyper_input == "latent+hidden" else f"-{hyper_input}"
-    options = {"architecture": "fivo", "omega_dim": 64}
+    options = {"architecture": "fivo"}  # VHRNN's default omega_dim, 64, is the paper's value for real data
     if hyper_input != "latent+hidden":
         options["hyper_input"] = hyper_input
     return Preset(

@@ -246,7 +246,25 @@ class SequenceModel(nn.Module):
             x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
         self.check_data(seqs.x)
+        if not getattr(self, "_pieces_checked", False):
+            self._check_contract(seqs)
         return seqs
+
+    def _check_contract(self, seqs: Sequences) -> None:
+        """On the first batch: check every piece's output shapes (:mod:`pyrosequence.models.contract`)."""
+        from pyrosequence.models.contract import check_pieces
+
+        cls = type(self)
+        overridden = cls.model is not SequenceModel.model or cls.guide is not SequenceModel.guide
+        self._pieces_checked = True  # before the check: it calls the pieces, never prepare()
+        if overridden and not cls.overrides_match_pieces:
+            return  # a whole-sequence model/guide: its pieces may not exist
+        try:
+            inner, inner_seqs, _ = self.filter_view(seqs)
+            check_pieces(inner, inner_seqs)
+        except BaseException:
+            self._pieces_checked = False
+            raise
 
     def _key(self, x, lengths, initial, start) -> tuple:
         versions = tuple(p._version for p in self.parameters())

@@ -137,10 +137,12 @@ def test_two_instances_do_not_share_parameters():
 def test_objectives_run_the_recurrence_once(objective, monkeypatch):
     """Under every objective the model reuses the guide's states: T updates per particle, not 2T."""
     model = VRNN(4, 3, likelihood="gaussian")
+    x = torch.randn(2, 5, 4)
+    model.prepare(x)  # the one-off check of the pieces' shapes runs on the first batch: not counted here
     calls = []
     original = model.update
     monkeypatch.setattr(model, "update", lambda *a: calls.append(1) or original(*a))
-    make_objective(objective, num_particles=3).loss(model.model, model.guide, torch.randn(2, 5, 4))
+    make_objective(objective, num_particles=3).loss(model.model, model.guide, x)
     assert len(calls) == 5  # vectorized particles: one pass of the recurrence for all three
 
 
