@@ -32,6 +32,14 @@ KILL_ENV = "PYROSEQUENCE_KILL_IN_WRITE"
 _writes: dict[str, int] = {}
 
 
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file (0o666 less the umask); temporary files
+    are created 0o600, so the final file gets this (or the replaced file's mode) before the rename."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _maybe_kill(name: str) -> None:
     spec = os.environ.get(KILL_ENV)
     if not spec:
@@ -56,6 +64,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else _new_file_mode())
         _maybe_kill(path.name)
         os.replace(tmp, path)
     except BaseException:

@@ -244,3 +244,10 @@ def test_atomic_write_survives_a_failed_write(tmp_path):
             tmp.write_text("half")
             raise Boom
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.json"]
+    # files get the mode a plain open() would give them (not the temporary file's 0o600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    atomic_write(path, "new")
+    assert (path.stat().st_mode & 0o777) == 0o640
