@@ -234,6 +234,11 @@ class GatedLinear(_Gated, nn.Linear):
     def _scaled(self, gate):
         return _rows(self.weight, gate), _rows(self.bias, gate)
 
+    def effective(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gated ``(weight, bias)`` this layer computes with at the current beta (for code that
+        applies a linear layer's weights itself, e.g. :class:`~pyrosequence.nn.hyper.HyperOutput`)."""
+        return self._effective()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self._effective()
         return F.linear(x, weight, bias)

@@ -166,8 +166,8 @@ class HyperLinear(nn.Module):
 
 class HyperOutput(nn.Module):
     """A factorised emission head whose output layer is a hyper layer: the raw parameters are
-    ``scale(c) * (W a + bias) + shift(c)``, with ``W, bias`` the head's own linear layer (called
-    as a module, so wrappers such as the multi-rate gates apply) and
+    ``scale(c) * (W a) + bias + shift(c)``, with ``W, bias`` the head's own linear layer (its
+    effective weights when a wrapper such as a multi-rate gate provides ``effective()``) and
     ``(scale, shift)`` from a two-layer MLP of ``c`` with ``hyper_hidden`` units (the VHRNN
     decoder's last layer read as a hyper layer too, which the paper's Table 4 counts imply).
     The head's static bias is kept, so a Bernoulli head can still start at the data's rates.
@@ -188,7 +188,9 @@ class HyperOutput(nn.Module):
         """Returns ``(distribution, scale, shift)``."""
         raw_scale, shift = self.generator(c).chunk(2, dim=-1)
         scale = 1 + raw_scale
-        raw = scale * self.head.linear(a) + shift
+        linear = self.head.linear
+        weight, bias = linear.effective() if hasattr(linear, "effective") else (linear.weight, linear.bias)
+        raw = scale * nn.functional.linear(a, weight) + bias + shift
         return self.head.distribution(raw), scale, shift
 
     def init_bias_from_mean(self, mean: torch.Tensor) -> None:

@@ -146,7 +146,7 @@ def test_hyper_output_layer_starts_as_the_plain_head_and_is_recorded():
     with torch.no_grad():
         hyper.generator[-1].bias.copy_(torch.cat([torch.full((7,), 1.0), torch.zeros(7)]))  # scale 2
     d2, _, _ = hyper(a, c)
-    assert torch.allclose(d2.base_dist.logits, 2 * (a @ head.logits.weight.T + head.logits.bias))
+    assert torch.allclose(d2.base_dist.logits, 2 * (a @ head.logits.weight.T) + head.logits.bias)  # the bias is not scaled
     with pytest.raises(ValueError, match="factorised head"):
         HyperOutput(torch.nn.Linear(2, 2), 3, 4)
 

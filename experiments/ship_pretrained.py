@@ -1,0 +1,156 @@
+"""Copy a trained run into ``pretrained/NAME`` and record how to verify it.
+
+    python experiments/ship_pretrained.py RUN_DIR NAME --preset PRESET --data-root ../shared/data
+
+What lands in ``pretrained/NAME``: the run's ``config.json`` (its data folder rewritten to
+``../shared/data``, relative to the repository root, so the README's command works from a fresh
+clone), ``best.pt`` (the weights that are scored), ``checkpoint.pt`` (the last epoch, so
+``--resume`` continues the run), ``metrics.jsonl`` (the learning curve), ``results.json``, and
+``verification.json``: the test-split FIVO(K) that ``pyrosequence evaluate pretrained/NAME
+--bound fivo --particles K --split test`` prints with its default seed 0, plus the same estimate
+under ``--seeds`` further evaluation seeds, their mean and standard deviation (the spread the
+CI test's tolerance is derived from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from pyrosequence.inference import evaluate, make_bound
+from pyrosequence.presets import get_preset
+from pyrosequence.train import load_run
+
+SHIPPED = ("config.json", "best.pt", "checkpoint.pt", "metrics.jsonl", "results.json")
+
+
+def estimate(run_dir: Path, data_root: str, particles: int, seed: int) -> float:
+    config, model, data, _ = load_run(run_dir, "test", data_root=data_root)
+    pyro.set_rng_seed(seed)  # as `pyrosequence evaluate --seed` does, after the model is built
+    bound = make_bound("fivo", config.resampler, config.ess_threshold)
+    return evaluate(model, data.x, data.lengths, bound=bound, num_particles=particles).per_timestep
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("name")
+    p.add_argument("--preset", required=True, help="the preset the run was trained from (its paper figure)")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--particles", type=int, default=128)
+    p.add_argument("--seeds", type=int, default=8, help="evaluation seeds beyond seed 0 for the spread")
+    p.add_argument("--out", default="pretrained")
+    p.add_argument("--wall-time", help="training wall time to record, e.g. '2 h 31 min (3 runs on 2 cores)'")
+    p.add_argument("--command", dest="train_command", help="the command that trained the run")
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+
+    src, dest = Path(args.run_dir), Path(args.out) / args.name
+    if dest.exists() and not args.force:
+        print(f"ship_pretrained: {dest} exists; pass --force to replace it", file=sys.stderr)
+        return 1
+    missing = [f for f in SHIPPED if not (src / f).is_file()]
+    if missing:
+        print(f"ship_pretrained: {src} lacks {', '.join(missing)} (train it to the end with keep_best)", file=sys.stderr)
+        return 1
+    preset = get_preset(args.preset)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED:
+        shutil.copy2(src / name, dest / name)
+    config = json.loads((dest / "config.json").read_text())
+    config["data_root"] = "../shared/data"
+    (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    # the weights must still mean what they meant in training: re-evaluate the best epoch's
+    # validation bound and compare it with the one recorded then (a changed model definition
+    # would show here, not only as a strange test figure)
+    config, model, valid, best = load_run(dest, "valid", data_root=args.data_root)
+    key = f"valid_{config.valid_bound}_per_step"
+    if key in best:
+        pyro.set_rng_seed(0)
+        bound = make_bound(config.valid_bound, config.resampler, config.ess_threshold)
+        again = evaluate(model, valid.x, valid.lengths, bound=bound, num_particles=config.valid_particles).per_timestep
+        if abs(again - best[key]) > 0.05:
+            shutil.rmtree(dest)
+            print(f"ship_pretrained: the best epoch's {key} was {best[key]:.4f} in training but is {again:.4f} now: "
+                  "the model's definition changed since; not shipped", file=sys.stderr)
+            return 1
+        print(f"{args.name}: {key} recorded {best[key]:.4f}, re-evaluated {again:.4f}")
+    start = time.perf_counter()
+    values = [estimate(dest, args.data_root, args.particles, seed) for seed in range(args.seeds + 1)]
+    seconds = (time.perf_counter() - start) / len(values)
+    _, model, _, best = load_run(dest, "test", data_root=args.data_root)
+    history = [json.loads(line) for line in (dest / "metrics.jsonl").read_text().splitlines() if line]
+    record = {
+        "name": args.name,
+        "preset": preset.name,
+        "paper": preset.paper,
+        "paper_fivo": preset.reported.get("fivo"),
+        "paper_parameters": preset.reported.get("parameters"),
+        "parameters": model.num_parameters(),
+        "bound": "fivo",
+        "particles": args.particles,
+        "split": "test",
+        "seed": 0,
+        "per_timestep": values[0],
+        "spread_seeds": list(range(1, args.seeds + 1)),
+        "spread_values": values[1:],
+        "spread_mean": statistics.mean(values[1:]) if args.seeds else None,
+        "spread_sd": statistics.stdev(values[1:]) if args.seeds > 1 else None,
+        "selected_epoch": int(best["epoch"]),
+        "epochs": history[-1]["epoch"] if history else 0,
+        "updates": history[-1]["step"] if history else 0,
+        "selected_updates": int(best["step"]),
+        "train_wall_time": args.wall_time,
+        "train_seconds": round(sum(r["seconds"] for r in history), 1),
+        "train_command": args.train_command,
+        "seconds_per_evaluation": round(seconds, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+    }
+    (dest / "verification.json").write_text(json.dumps(record, indent=2))
+    sd = record["spread_sd"]
+    print(f"{args.name}: test fivo({args.particles}) seed 0 {values[0]:.4f}; over {args.seeds} more seeds "
+          f"mean {record['spread_mean']:.4f} sd {sd if sd is None else round(sd, 4)}; {seconds:.1f} s per evaluation")
+    write_table(Path(args.out))
+    return 0
+
+
+def write_table(folder: Path) -> Path:
+    """Rewrite the table of ``folder/README.md`` (between its markers) from every shipped run's
+    ``verification.json``."""
+    rows = [
+        "| name | paper | paper FIVO | ours: test FIVO(128), seed 0 | sd over seeds | parameters (paper) | updates (selected) | training time | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(folder.glob("*/verification.json")):
+        r = json.loads(path.read_text())
+        paper_params = f"{r['paper_parameters']:,}" if r["paper_parameters"] else "not given"
+        rows.append(
+            f"| `{r['name']}` | {r['paper']} | {r['paper_fivo']} | **{r['per_timestep']:.3f}** | {r['spread_sd']:.4f} | "
+            f"{r['parameters']:,} ({paper_params}) | {r['updates']:,} ({r['selected_updates']:,}, epoch {r['selected_epoch']}) | "
+            f"{r['train_wall_time'] or str(round(r['train_seconds'] / 60)) + ' min'} | `{r['train_command']}` |"
+        )
+    readme = folder / "README.md"
+    begin, end = "<!-- table: written by experiments/ship_pretrained.py -->", "<!-- end of table -->"
+    text = readme.read_text() if readme.is_file() else f"# Pretrained models\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = text.rstrip() + f"\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + begin + "\n" + "\n".join(rows) + "\n" + end + tail)
+    return readme
+
+
+if __name__ == "__main__":
+    sys.exit(main())
