@@ -32,29 +32,13 @@ import pyro.poutine as poutine
 from pyro.poutine.messenger import Messenger
 
 from pyrosequence.data.checks import Sequences, check_sequences
-from pyrosequence.models.time_slicing import time_slices
-from pyrosequence.nn.cells import State, map_state
-
-Context = torch.Tensor | tuple[torch.Tensor, ...] | None
-
-
-def context_steps(context: Context, num_steps: int) -> list:
-    """Split a ``(batch, time, ...)`` context (or a tuple of them) into per-step slices."""
-    if context is None:
-        return [None] * num_steps
-    if isinstance(context, tuple):
-        return list(zip(*(c.unbind(1) for c in context)))
-    return list(context.unbind(1))
+from pyrosequence.models.time_slicing import Context, context_steps, stack_states, time_slices
+from pyrosequence.nn.cells import State
 
 
 def _masked(mask: torch.Tensor | None):
     """``poutine.mask`` for a ragged step; no handler at all when nothing is padded."""
     return contextlib.nullcontext() if mask is None else poutine.mask(mask=mask)
-
-
-def stack_states(states: list[State], dim: int = -2) -> State:
-    """Stack per-step states (tensors or tuples of tensors) on a new time dimension ``dim``."""
-    return map_state(lambda *parts: torch.stack(torch.broadcast_tensors(*parts), dim=dim), *states)
 
 
 class _DeterministicCollector(Messenger):

@@ -29,6 +29,9 @@ import torch
 
 import pyro.poutine as poutine
 
+from pyrosequence.data.checks import Sequences
+from pyrosequence.models.time_slicing import context_steps, stack_states
+
 
 
 def _tensors(state) -> list[torch.Tensor]:
@@ -84,8 +87,6 @@ def _check_state(piece: str, state, batch: torch.Size, reference=None) -> None:
 
 
 def _steps(piece: str, context, batch: int, steps: int) -> None:
-    from pyrosequence.models.base import context_steps
-
     if context is None:
         return
     parts = context if isinstance(context, tuple) else (context,)
@@ -102,9 +103,6 @@ def _steps(piece: str, context, batch: int, steps: int) -> None:
 
 def check_pieces(model, seqs, particles: int = 2) -> None:
     """Check ``model``'s pieces on the batch ``seqs`` (see the module docstring)."""
-    from pyrosequence.data.checks import Sequences
-    from pyrosequence.models.base import context_steps, stack_states
-
     rows = min(seqs.batch_size, 2)
     steps = min(seqs.num_steps, 2)
     x = seqs.x[:rows, :steps]

@@ -1,4 +1,5 @@
-"""Slicing a distribution batched over time into per-step distributions.
+"""Moving between whole sequences and time steps: per-step slices of a context, states stacked
+over time, and a distribution batched over time sliced into per-step distributions.
 
 The model side of :class:`~pyrosequence.models.base.SequenceModel` can evaluate a time-homogeneous
 prior for all steps at once (when the guide has already computed the states), and then needs one
@@ -14,6 +15,25 @@ import torch
 import torch.distributions as tdist
 
 import pyro.distributions as dist
+
+from pyrosequence.nn.cells import State, map_state
+
+#: What ``context``/``proposal_context`` return: a ``(batch, time, ...)`` tensor, a tuple of them, or None.
+Context = torch.Tensor | tuple[torch.Tensor, ...] | None
+
+
+def context_steps(context: Context, num_steps: int) -> list:
+    """Split a ``(batch, time, ...)`` context (or a tuple of them) into per-step slices."""
+    if context is None:
+        return [None] * num_steps
+    if isinstance(context, tuple):
+        return list(zip(*(c.unbind(1) for c in context)))
+    return list(context.unbind(1))
+
+
+def stack_states(states: list[State], dim: int = -2) -> State:
+    """Stack per-step states (tensors or tuples of tensors) on a new time dimension ``dim``."""
+    return map_state(lambda *parts: torch.stack(torch.broadcast_tensors(*parts), dim=dim), *states)
 
 _SLICEABLE = (dist.Normal, dist.Bernoulli, dist.Laplace, dist.StudentT, dist.Gamma, dist.Beta, dist.LogNormal)
 
