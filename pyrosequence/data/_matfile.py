@@ -239,7 +239,7 @@ def _check_v4(f, size: int, limits: Limits, path) -> dict:
         mopt = struct.unpack("<i", header[:4])[0]
         endian = "<" if 0 <= mopt < 5000 else ">"
         mopt, rows, cols, imagf, namlen = struct.unpack(endian + "5i", header)
-        machine, zero, precision, kind = mopt // 1000, (mopt // 100) % 10, (mopt // 10) % 10, mopt % 10
+        zero, precision, kind = (mopt // 100) % 10, (mopt // 10) % 10, mopt % 10  # the thousands digit (machine format) is read from the byte order
         if not 0 <= mopt < 5000 or zero != 0 or precision not in _V4_BYTES or kind not in (0, 1):
             what = "a sparse MATLAB 4 matrix (not read)" if kind == 2 else f"MATLAB 4 type code {mopt}"
             raise MatFormatError(what)
