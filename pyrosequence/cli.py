@@ -21,7 +21,7 @@ from pyrosequence.cli_rd_curve import add_parser as add_rd_curve_parser
 from pyrosequence.config import TrainConfig
 from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.atomic import atomic_append, check_writable, strict_json
-from pyrosequence.train import CONFIG_FILE, EVALUATIONS_FILE, load_run, train
+from pyrosequence.train import CONFIG_FILE, EVALUATIONS_FILE, RESUMABLE_CHANGES, load_run, train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
@@ -140,7 +140,7 @@ def _config_from_args(args) -> TrainConfig:
         if args.out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
         config = TrainConfig.load(Path(args.out) / CONFIG_FILE)
-        allowed = {"epochs", "device"}
+        allowed = set(RESUMABLE_CHANGES)
         saved = {**vars(config), **config.model_options}
         if saved.get("grad_clip") is None:
             saved["grad_clip"] = 0  # --grad-clip 0 is how the command line says "off"
@@ -150,7 +150,10 @@ def _config_from_args(args) -> TrainConfig:
             if (k in extra or k in {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS)) and k not in allowed and v != saved.get(k)
         )
         if ignored:
-            raise ValueError(f"a resumed run keeps its configuration; only --epochs and --device may change (got {', '.join(ignored)})")
+            raise ValueError(
+                "a resumed run keeps its configuration; only --epochs and --device may change, and --data-root "
+                f"to read its data from another folder (got {', '.join(ignored)})"
+            )
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
         return TrainConfig(**values)
     options = {k: given.pop(k) for k in MODEL_OPTIONS if k in given}

@@ -38,7 +38,7 @@ CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "check
 EVALUATIONS_FILE = "evaluations.jsonl"
 #: With ``keep_best``: the weights of the epoch with the best validation bound so far.
 BEST_FILE = "best.pt"
-OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE)
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE)
 
 
 @dataclass
@@ -99,14 +99,14 @@ def prepare_run_dir(
             raise FileExistsError(f"{path} exists and is not a directory")
         if not (path / CHECKPOINT_FILE).is_file():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
-        remove_orphans(path, OWN_FILES + (EVALUATIONS_FILE,))
+        remove_orphans(path, OWN_FILES)
         return path
     check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
     if force and path.is_dir():
-        previous = [path / name for name in OWN_FILES + (EVALUATIONS_FILE,) if (path / name).exists()]
+        previous = [path / name for name in OWN_FILES if (path / name).exists()]
         for file in previous:
             file.unlink()
-        remove_orphans(path, OWN_FILES + (EVALUATIONS_FILE,))
+        remove_orphans(path, OWN_FILES)
         if previous:
             log(f"--force: removed the previous run's {', '.join(f.name for f in previous)} from {path}")
     path.mkdir(parents=True, exist_ok=True)
@@ -150,19 +150,15 @@ def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str =
         raise ValueError(f"{run_dir}: {what} in {', '.join(changed)}")
 
 
-def _check_finite(model: SequenceModel, loss: float, valid: float, valid_name: str, epoch: int) -> None:
-    """Stop a diverged run before its checkpoint is replaced: the last good one stays."""
+def _check_weights(model: SequenceModel, epoch: int) -> None:
+    """Stop a run whose weights diverged before its checkpoint is replaced: the last good one stays.
+    (A non-finite loss stops ``train_epoch`` at its update, a non-finite bound ``evaluate``.)"""
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    what = (
-        f"the weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})" if bad
-        else f"the training loss ({loss})" if not math.isfinite(loss)
-        else f"the {valid_name} bound ({valid})" if not math.isfinite(valid)
-        else None
-    )
-    if what is not None:
+    if bad:
         kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no checkpoint was written"
         raise FloatingPointError(
-            f"training diverged in epoch {epoch}: {what} became non-finite; {kept} (try a lower --lr or a --grad-clip)"
+            f"training diverged in epoch {epoch}: the weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}) "
+            f"became non-finite; {kept} (try a lower --lr or a --grad-clip)"
         )
 
 
@@ -327,11 +323,10 @@ def train(
         model.train()
         with pyro.validation_enabled(config.pyro_validation):
             loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
-            _check_finite(model, loss, 0.0, "", epoch + 1)
+            _check_weights(model, epoch + 1)
             model.eval()
             valid = evaluate(model, valid_set.x, valid_set.lengths, valid_bound, config.valid_particles)
         epoch += 1
-        _check_finite(model, loss, valid.per_timestep, f"validation {config.valid_bound}", epoch)
         record = {
             "epoch": epoch,
             "step": step,
@@ -372,15 +367,9 @@ def train(
         model.load_state_dict(best["model"])
         selected = int(best["epoch"])
         log(f"evaluating the weights of epoch {selected} (best {valid_key} {best[valid_key]:.4f})")
-    model.eval()
     test_set = load_split(config.data, "test", config.data_root).to(device)
     with pyro.validation_enabled(config.pyro_validation):
-        test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)
-    if not math.isfinite(test.per_timestep):
-        raise FloatingPointError(
-            f"the test {config.eval_bound}({config.eval_particles}) bound is {test.per_timestep} for the weights of epoch "
-            f"{selected}; no results.json was written"
-        )
+        test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)  # raises if non-finite
     result = {
         "split": "test",
         "bound": config.eval_bound,

@@ -227,6 +227,8 @@ def test_option_surprises(finished_run, capsys, tmp_path):
     _one_line_error(["train", "--seed", "-1", "--out", str(tmp_path / "c")], capsys, "seed must be an integer")
     # the same command again, plus --resume, continues the run; a changed flag is refused by name
     assert main(["train", *TINY, "--epochs", "2", "--out", str(finished_run), "--resume"]) == 0
+    # the data may move: --data-root is one of the changes a resumed run accepts
+    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2", "--data-root", str(tmp_path)]) == 0
     _one_line_error(["train", *TINY, "--epochs", "3", "--lr", "0.5", "--out", str(finished_run), "--resume"], capsys, "(got lr)")
 
 

@@ -98,7 +98,6 @@ def _steps(piece: str, context, batch: int, steps: int) -> None:
                 f"{piece} must return (batch, time, ...) = ({batch}, {steps}, ...) for this batch; got shape "
                 f"{tuple(part.shape)}" + (" (one step short)" if part.shape[1] == steps - 1 else "")
             )
-    context_steps(context, steps)
 
 
 def check_pieces(model, seqs, particles: int = 2) -> None:

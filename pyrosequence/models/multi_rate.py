@@ -41,6 +41,7 @@ from torch import nn
 import pyro.poutine as poutine
 
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.nn.cells import own_tensor
 from pyrosequence.nn.beta_gate import (
     DECODER,
     DEFAULT_BETA_RANGE,
@@ -90,8 +91,7 @@ def _recording_lstm(on_read):
     def weight(name):
         def read(self):
             on_read()
-            # a single-bias LSTM (nn.cells.use_single_bias) keeps its second bias as a buffer
-            return self._parameters[name] if name in self._parameters else self._buffers[name]
+            return own_tensor(self, name)
 
         return property(read)
 

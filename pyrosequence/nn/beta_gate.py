@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrosequence.nn.cells import own_tensor
 from pyrosequence.nn.hyper import HyperCell, HyperLinear
 
 ENCODER, DECODER = "encoder", "decoder"
@@ -314,12 +315,8 @@ class GatedLSTM(_Gated, nn.LSTM):
             )
         return cls.from_module(module, role, conditioner, 4 * module.hidden_size)
 
-    def _base(self, name: str) -> torch.Tensor:
-        # a single-bias LSTM (nn.cells.use_single_bias) holds its second bias as a zero buffer
-        return self._parameters[name] if name in self._parameters else self._buffers[name]
-
     def _scaled(self, gate):
-        return tuple(_rows(self._base(name), gate) for name in self._NAMES)
+        return tuple(_rows(own_tensor(self, name), gate) for name in self._NAMES)
 
     weight_ih_l0 = property(lambda self: self._effective()[0])
     weight_hh_l0 = property(lambda self: self._effective()[1])
@@ -327,7 +324,7 @@ class GatedLSTM(_Gated, nn.LSTM):
     bias_hh_l0 = property(lambda self: self._effective()[3])
 
     def _init_flat_weights(self) -> None:
-        self._flat_weights = [self._base(name) for name in self._flat_weights_names]
+        self._flat_weights = [own_tensor(self, name) for name in self._flat_weights_names]
 
     def _update_flat_weights(self) -> None:
         """``forward`` puts the scaled weights in place itself (``nn.LSTM`` would otherwise

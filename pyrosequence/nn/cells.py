@@ -57,6 +57,12 @@ class RecurrentCell(nn.Module):
         return self.cell(flat_in, flat[0]).reshape(batch + (self.hidden_dim,))
 
 
+def own_tensor(module: nn.Module, name: str) -> torch.Tensor:
+    """``module``'s own parameter ``name``, or its buffer of that name (a second bias turned into a
+    zero buffer by :func:`use_single_bias`), bypassing any property of that name on the class."""
+    return module._parameters[name] if name in module._parameters else module._buffers[name]
+
+
 def use_single_bias(module: nn.Module) -> nn.Module:
     """Give every PyTorch recurrent cell or layer inside ``module`` one bias vector per gate, as
     TensorFlow's ``LSTMCell`` (which the FIVO reference code uses) has: PyTorch's second bias

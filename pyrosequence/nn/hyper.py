@@ -143,6 +143,22 @@ class HyperGenerator(nn.Module):
         return (1 + d_in, 1 + d_h, b), new_state
 
 
+def scale_shift_generator(cond_dim: int, hyper_hidden: int, out_dim: int) -> MLP:
+    """The two-layer MLP ``c -> (raw scale, shift)`` of a hyper layer, its output layer started
+    small so that the layer starts as a plain linear one (see :func:`scale_and_shift`)."""
+    generator = MLP(cond_dim, [hyper_hidden], 2 * out_dim)
+    with torch.no_grad():
+        generator[-1].weight.mul_(0.1)
+        generator[-1].bias.zero_()
+    return generator
+
+
+def scale_and_shift(generator: MLP, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 + raw scale, shift)`` generated from ``c``."""
+    raw_scale, shift = generator(c).chunk(2, dim=-1)
+    return 1 + raw_scale, shift
+
+
 class HyperLinear(nn.Module):
     """``y = scale(c) * (W x) + bias(c)``: a linear layer whose rows are scaled and whose bias is
     set by a two-layer MLP of a conditioning input ``c`` (the VHRNN decoder's layers, appendix B).
@@ -152,15 +168,11 @@ class HyperLinear(nn.Module):
         super().__init__()
         self.out_dim = out_dim
         self.weight = nn.Linear(in_dim, out_dim, bias=False)
-        self.generator = MLP(cond_dim, [hyper_hidden], 2 * out_dim)
-        with torch.no_grad():
-            self.generator[-1].weight.mul_(0.1)
-            self.generator[-1].bias.zero_()
+        self.generator = scale_shift_generator(cond_dim, hyper_hidden, out_dim)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(y, scale, bias)``."""
-        raw_scale, bias = self.generator(c).chunk(2, dim=-1)
-        scale = 1 + raw_scale
+        scale, bias = scale_and_shift(self.generator, c)
         return scale * self.weight(x) + bias, scale, bias
 
 
@@ -178,16 +190,11 @@ class HyperOutput(nn.Module):
         if not hasattr(head, "distribution") or not hasattr(head, "linear"):
             raise ValueError(f"a hyper output layer needs a factorised head, got {type(head).__name__}")
         self.head = head
-        out_dim = head.linear.out_features
-        self.generator = MLP(cond_dim, [hyper_hidden], 2 * out_dim)
-        with torch.no_grad():
-            self.generator[-1].weight.mul_(0.1)
-            self.generator[-1].bias.zero_()
+        self.generator = scale_shift_generator(cond_dim, hyper_hidden, head.linear.out_features)
 
     def forward(self, a: torch.Tensor, c: torch.Tensor):
         """Returns ``(distribution, scale, shift)``."""
-        raw_scale, shift = self.generator(c).chunk(2, dim=-1)
-        scale = 1 + raw_scale
+        scale, shift = scale_and_shift(self.generator, c)
         linear = self.head.linear
         weight, bias = linear.effective() if hasattr(linear, "effective") else (linear.weight, linear.bias)
         raw = scale * nn.functional.linear(a, weight) + bias + shift
