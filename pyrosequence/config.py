@@ -19,7 +19,7 @@ from pyrosequence.nn.beta_gate import check_beta_range
 
 #: Model options that are sizes: positive integers (0 would otherwise silently mean "the default").
 SIZE_OPTIONS = ("hidden_dim", "hyper_dim", "omega_dim", "feature_dim", "width", "layers", "components", "backward_dim",
-                "low_hidden", "position_dim", "group", "leak")
+                "low_hidden", "position_dim", "group", "leak", "transition_dim", "emission_dim", "iaf_dim")
 
 
 @dataclass

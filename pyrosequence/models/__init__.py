@@ -16,6 +16,7 @@ from pyrosequence.models.delta_rnn import DeltaRNN, DeltaRNNRandom
 from pyrosequence.models.flat_rnn import RNNFlat
 from pyrosequence.models.flattened import Flattened
 from pyrosequence.models.srnn_variants import SRNNFlat, SRNNHier
+from pyrosequence.models.dmm import DMM
 from pyrosequence.models.registry import ModelRegistry
 
 #: Model classes by the name the CLI and configs use.
@@ -39,6 +40,8 @@ MODELS: dict[str, type[SequenceModel]] = {
     "delta-rnn-random": DeltaRNNRandom,
     "srnn-hier": SRNNHier,
     "srnn-flat": SRNNFlat,
+    # Krishnan et al. 2017: the Deep Markov Model with its structured (backward-RNN) guide
+    "dmm": DMM,
 }
 
 
@@ -82,6 +85,7 @@ __all__ = [
     "Flattened",
     "SRNNHier",
     "SRNNFlat",
+    "DMM",
     "MODELS",
     "model_class",
     "register_model",
