@@ -34,7 +34,7 @@ def test_resume_extends_a_run(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: delta-rnn, delta-rnn-random, frnn"),
+        (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: delta-rnn, delta-rnn-random, dmm, frnn"),
         (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, fivo, iwae, mean-field"),
         (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),

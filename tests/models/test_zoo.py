@@ -20,6 +20,7 @@ from pyrosequence.models.storn import STORN
 from pyrosequence.models.zforcing import ZForcing
 from pyrosequence.models.linear_vae import LinearVAE
 from pyrosequence.models.multi_rate import multi_rate
+from pyrosequence.models.dmm import DMM
 
 MODELS = {
     # the SRNN family
@@ -63,6 +64,9 @@ MODELS = {
     "srnn-hier-dai": (lambda: SRNNHier(5, 3, hidden_dim=4), True),
     "srnn-flat-u1": (lambda: SRNNFlat(5, 3, hidden_dim=4), True),
     "srnn-flat-u5-gaussian": (lambda: SRNNFlat(5, 3, group=5, hidden_dim=4, likelihood="gaussian"), False),
+    # Krishnan et al. 2017: the Deep Markov Model, plain and with an IAF in the guide
+    "dmm-bernoulli": (lambda: DMM(5, 3, hidden_dim=4), True),
+    "dmm-iaf-gaussian": (lambda: DMM(5, 3, hidden_dim=4, likelihood="gaussian", iafs=1), False),
 }
 
 
