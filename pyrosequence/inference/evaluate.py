@@ -17,6 +17,7 @@ from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.program import PyroProgram, require_pieces
 
 #: Default cap on particles x sequences x steps evaluated at once by importance bounds.
 PARTICLE_STEP_BUDGET = 2**18
@@ -59,7 +60,11 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
     the model against it (``poutine.trace``/``poutine.replay``). Pyro's own
     ``vectorized_importance_weights`` sums over the sequences too; the FIVO normalisation needs
     them apart, so the per-site log-densities are summed here keeping the sequence dimension.
+    A :class:`~pyrosequence.models.PyroProgram` computes them from its own traces
+    (:meth:`~pyrosequence.models.PyroProgram.log_importance_weights`).
     """
+    if isinstance(model, PyroProgram):
+        return model.log_importance_weights(seqs, num_particles)
     shape = (num_particles, seqs.batch_size)
     with pyro.plate("particles", num_particles, dim=-2):
         guide_trace = poutine.trace(model.guide).get_trace(seqs.x, seqs.lengths)
@@ -164,11 +169,13 @@ def evaluate(
     num_particles: int = 1,
     batch_size: int | None = None,
     particle_chunk: int | None = None,
+    seed: int | None = None,
 ) -> EvaluationResult:
     """Evaluate ``bound`` with ``num_particles`` particles on every sequence of ``x``.
 
     Args:
-        model: a :class:`SequenceModel`.
+        model: a :class:`SequenceModel`, or a :class:`~pyrosequence.models.PyroProgram` (importance
+            bounds only: ``"fivo"`` raises :class:`~pyrosequence.models.PiecesRequiredError`).
         x: ``(batch, time, x_dim)`` padded sequences.
         lengths: ``(batch,)`` lengths or ``None`` for full-length sequences.
         bound: ``"elbo"`` (the mean of ``num_particles`` one-sample ELBOs), ``"iwae"``
@@ -179,29 +186,81 @@ def evaluate(
             chunks, so that ``K = 1024`` fits in memory.
         batch_size: sequences per pass (default: from the bound's memory budget).
         particle_chunk: importance particles per pass (default: from ``PARTICLE_STEP_BUDGET``).
+        seed: ``None`` (default): the draws come from the global random stream, block after
+            block. An integer: block ``j`` (sequences ``j * batch_size`` onwards) draws from its
+            own stream, seeded with :func:`block_seed` ``(seed, j)``, and the global stream is
+            left untouched; the result then depends only on (seed, batch_size), not on which
+            process scores which block (:func:`pyrosequence.distributed.evaluate_sharded`).
 
     Returns:
         :class:`EvaluationResult` with ``log_likelihood`` per sequence and ``per_timestep``.
     """
     rule = make_bound(bound) if isinstance(bound, str) else bound
     check_filter_options(num_particles, 0.0)
+    if isinstance(rule, FilteringBound):
+        require_pieces(model, f"the {rule.name} bound")
     seqs = model.prepare(x, lengths)
+    batch_size = batch_size or rule.batch_size(seqs.batch_size, seqs.num_steps, num_particles)
+    scores = score_blocks(model, seqs, rule, num_particles, batch_size, particle_chunk, seed)
+    log_likelihood = torch.cat([scores[j] for j in sorted(scores)])
+    check_bounds(rule.name, num_particles, log_likelihood)
+    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone())
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block``'s draws in an evaluation seeded with ``seed``."""
+    return (int(seed) * 1_000_003 + 104_729 * (int(block) + 1)) % 2**63
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Draws from a stream seeded with ``seed`` (on ``device``), restoring the global stream after;
+    ``seed=None``: the global stream itself."""
+    if seed is None:
+        yield
+        return
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for dev in cuda:
+            with torch.cuda.device(dev):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def score_blocks(
+    model: SequenceModel,
+    seqs: Sequences,
+    rule: Bound,
+    num_particles: int,
+    batch_size: int,
+    particle_chunk: int | None = None,
+    seed: int | None = None,
+    blocks=None,
+) -> dict[int, torch.Tensor]:
+    """The per-sequence bounds of the blocks of ``batch_size`` sequences of ``seqs`` (prepared by
+    the model), unchecked: ``{j: bounds of sequences j*batch_size ...}``, for every block or those
+    in ``blocks``. ``seed``: see :func:`evaluate`."""
     n = seqs.batch_size
-    batch_size = batch_size or rule.batch_size(n, seqs.num_steps, num_particles)
-    out = []
+    chosen = range(math.ceil(n / batch_size)) if blocks is None else blocks
+    out = {}
     with torch.no_grad(), evaluation_mode(model):
-        for start in range(0, n, batch_size):
-            rows = slice(start, start + batch_size)
+        for j in chosen:
+            rows = slice(j * batch_size, (j + 1) * batch_size)
             part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
-            out.append(rule.per_sequence(model, part, num_particles, particle_chunk))
-    log_likelihood = torch.cat(out)
+            with _seeded(None if seed is None else block_seed(seed, j), seqs.x.device):
+                out[j] = rule.per_sequence(model, part, num_particles, particle_chunk)
+    return out
+
+
+def check_bounds(name: str, num_particles: int, log_likelihood: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the first sequence whose bound is not finite."""
     bad = (~torch.isfinite(log_likelihood)).nonzero()
     if len(bad):
         b = int(bad[0, 0])
         value = float(log_likelihood[b])
         why = "the model gives it zero density" if value == -math.inf else "the computation overflowed"
         raise ValueError(
-            f"the {rule.name}({num_particles}) bound of sequence {b} is {value} ({why}; check the data's scale "
+            f"the {name}({num_particles}) bound of sequence {b} is {value} ({why}; check the data's scale "
             "and the weights)"
         )
-    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone())
