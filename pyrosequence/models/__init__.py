@@ -17,6 +17,7 @@ from pyrosequence.models.flat_rnn import RNNFlat
 from pyrosequence.models.flattened import Flattened
 from pyrosequence.models.srnn_variants import SRNNFlat, SRNNHier
 from pyrosequence.models.dmm import DMM
+from pyrosequence.models.program import PiecesRequiredError, PyroProgram
 from pyrosequence.models.registry import ModelRegistry
 
 #: Model classes by the name the CLI and configs use.
@@ -89,4 +90,6 @@ __all__ = [
     "MODELS",
     "model_class",
     "register_model",
+    "PyroProgram",
+    "PiecesRequiredError",
 ]
