@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributions import constraints
+from torch.distributions.constraints import Constraint
 
 import pyro
 import pyro.distributions as dist
@@ -34,6 +36,7 @@ from pyro.poutine.messenger import Messenger
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.models.time_slicing import Context, context_steps, stack_states, time_slices
 from pyrosequence.nn.cells import State
+from pyrosequence.nn.support import AllOf, check_support, element_support
 
 
 def _masked(mask: torch.Tensor | None):
@@ -85,7 +88,8 @@ class SequenceModel(nn.Module):
 
     Subclasses implement :meth:`initial_state`, :meth:`transition`, :meth:`emission`,
     :meth:`update` and :meth:`proposal` (and optionally :meth:`context`,
-    :meth:`proposal_context`, :meth:`latent_features`, :meth:`check_data`). Every piece must
+    :meth:`proposal_context`, :meth:`latent_features`, :attr:`emission_support`,
+    :meth:`check_data`). Every piece must
     broadcast over arbitrary leading batch dimensions: the guide adds a particle dimension under
     ``vectorize_particles=True``, a particle filter adds one per sequence, and the model evaluates
     :meth:`emission` once for all steps with time stacked at dimension ``-2`` of the state.
@@ -188,14 +192,75 @@ class SequenceModel(nn.Module):
         """The variational posterior ``q(z_t | s_{t-1}, x)`` with event shape ``(z_dim,)``."""
         raise NotImplementedError
 
-    def check_data(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside the emission's support.
+    # ------------------------------------------------------------------ emission support
+    def declaring_heads(self) -> list[tuple[str, nn.Module]]:
+        """``(name, module)`` for the outermost submodules that declare a ``support`` (a
+        ``torch.distributions.constraints`` object): the distribution heads of
+        :mod:`pyrosequence.nn.heads` and :mod:`pyrosequence.nn.autoregressive`, or a user's own head
+        with a ``support`` attribute, whatever attribute name it is stored under. A declaring head's
+        own submodules (e.g. the head a hyper output layer wraps) are not listed, nor is anything
+        inside a nested :class:`SequenceModel` (which declares its own :attr:`emission_support`)."""
+        found: list[tuple[str, nn.Module]] = []
 
-        By default this asks the emission head stored as ``self.decoder_head`` (if any).
+        def walk(module: nn.Module, prefix: str) -> None:
+            for name, child in module.named_children():
+                path = prefix + name
+                if isinstance(child, SequenceModel):
+                    continue
+                if isinstance(getattr(child, "support", None), Constraint):
+                    found.append((path, child))
+                else:
+                    walk(child, path + ".")
+
+        walk(self, "")
+        return found
+
+    def _supports(self) -> list[tuple[str, Constraint]]:
+        """Every declared element support with who declared it (see :attr:`emission_support`)."""
+        out = [(f" (declared by {type(h).__name__} {n!r} of {type(self).__name__})", element_support(h.support))
+               for n, h in self.declaring_heads()]
+        for name, child in self.named_children():
+            if isinstance(child, SequenceModel) and child.emission_support is not None:
+                out.append((f" (declared by the inner model {name!r})", child.emission_support))
+        seen = getattr(self, "_emission_distribution_support", None)
+        if seen is not None:
+            out.append((f" (the support of the distribution {type(self).__name__}.emission returns)", seen))
+        unique: list[tuple[str, Constraint]] = []
+        for source, support in out:
+            if not any(support is u or repr(support) == repr(u) for _, u in unique):
+                unique.append((source, support))
+        return unique
+
+    @property
+    def emission_support(self) -> Constraint | None:
+        """The set of values one element of ``x`` may take (a ``torch.distributions.constraints``
+        object, element-wise): :meth:`prepare` rejects data outside it with a ``ValueError``.
+
+        By default the data must lie in the support of every head the model owns that declares one
+        (:meth:`declaring_heads`: ``BernoulliHead`` declares ``constraints.boolean``, Gaussian and
+        mixture heads ``constraints.real``, which restricts nothing), of a nested model's emission,
+        and of the distribution :meth:`emission` returned on the first batch (read by the piece
+        contract check, when the distribution declares a parameter-free ``support``). Several
+        supports combine into :class:`~pyrosequence.nn.support.AllOf`; ``None`` when nothing is
+        declared (any finite data is accepted). A subclass may override it, as a property or a class
+        attribute (``emission_support = constraints.real``), e.g. when a Bernoulli head it owns
+        scores something other than ``x``.
         """
-        head = getattr(self, "decoder_head", None)
-        if head is not None and hasattr(head, "check_data"):
-            head.check_data(x)
+        supports = [support for _, support in self._supports()]
+        if not supports:
+            return None
+        if len(supports) > 1:  # every support is a set of reals: real restricts nothing more
+            supports = [s for s in supports if s is not constraints.real] or supports[:1]
+        return supports[0] if len(supports) == 1 else AllOf(*supports)
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` if ``x`` (padding already zeroed) is outside :attr:`emission_support`;
+        the message names the value, where it is, and who declared the support."""
+        if type(self).emission_support is not SequenceModel.emission_support:
+            check_support(x, self.emission_support, source=f" (declared by {type(self).__name__}.emission_support)")
+            return
+        for source, support in self._supports():
+            check_support(x, support, source=source)
 
     def filter_view(self, seqs: Sequences, start: int = 0) -> tuple["SequenceModel", Sequences, int]:
         """The model, validated batch and first step index a particle filter runs on: by default
@@ -206,17 +271,19 @@ class SequenceModel(nn.Module):
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
         """Initialise from training data before training.
 
-        A Bernoulli ``self.decoder_head`` starts at the logit of the training data's
-        per-dimension rate, as the FIVO reference code does. With ``center=True`` the network
-        inputs are mean-centred with the training mean (:attr:`input_offset`), as the VHRNN paper
-        does for the music data (appendix C); the likelihood still scores the raw data.
+        Every head found by :meth:`declaring_heads` (whatever its attribute name) that has an
+        ``init_bias_from_mean`` method and emits ``x_dim`` values starts at the training data's
+        per-dimension mean: a Bernoulli head at the logit of the rate, as the FIVO reference code
+        does. With ``center=True`` the network inputs are mean-centred with the training mean
+        (:attr:`input_offset`), as the VHRNN paper does for the music data (appendix C); the
+        likelihood still scores the raw data.
         """
         seqs = self.prepare(x, lengths)
         valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
         mean = valid.reshape(-1, self.x_dim).mean(0)
-        head = getattr(self, "decoder_head", None)
-        if head is not None and hasattr(head, "init_bias_from_mean"):
-            head.init_bias_from_mean(mean)
+        for _, head in self.declaring_heads():
+            if hasattr(head, "init_bias_from_mean") and getattr(head, "dim", self.x_dim) == self.x_dim:
+                head.init_bias_from_mean(mean)
         if center:
             self.input_offset.copy_(mean)
 
@@ -229,9 +296,9 @@ class SequenceModel(nn.Module):
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
             x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
-        self.check_data(seqs.x)
         if not getattr(self, "_pieces_checked", False):
-            self._check_contract(seqs)
+            self._check_contract(seqs)  # first: it reads the support of the emission's distribution
+        self.check_data(seqs.x)
         return seqs
 
     def _check_contract(self, seqs: Sequences) -> None:

@@ -17,6 +17,10 @@ it returned:
   with states stacked over time (batch shape ``(..., batch, time)``), as the model does;
 * ``update(state, z_features, context_t, t)``: a state of the same structure and batch shape.
 
+The element support the emission's distribution declares (``Bernoulli``: ``boolean``) is kept as
+part of the model's :attr:`~pyrosequence.models.SequenceModel.emission_support`, so data outside
+it is rejected even when no head declares it.
+
 The check runs without gradients, outside any Pyro handler, and on a forked random-number
 state, so it changes no result and no seed's draws.
 """
@@ -31,6 +35,7 @@ import pyro.poutine as poutine
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.models.time_slicing import context_steps, stack_states
+from pyrosequence.nn.support import element_support, is_static
 
 
 
@@ -132,6 +137,8 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
                 features = model.latent_features(z)
                 emission = model.emission(state, features)
                 _check_distribution("emission(state, z_features)", emission, model.x_dim, batch, "x_dim")
+                if t == 0 and len(batch) == 1:
+                    _record_support(model, emission)
                 states.append(state)
                 features_seq.append(features)
                 new_state = model.update(state, features, ctx_steps[t], t)
@@ -142,6 +149,17 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
                 "emission(states stacked over time, z_features stacked over time)", stacked, model.x_dim,
                 batch + (steps,), "x_dim",
             )
+
+
+def _record_support(model, emission) -> None:
+    """Keep the element support the emission's distribution declares (when it declares a
+    parameter-free one) as part of the model's :attr:`emission_support`."""
+    try:
+        support = element_support(emission.support)
+    except (NotImplementedError, AttributeError):
+        return
+    if is_static(support):
+        model._emission_distribution_support = support
 
 
 @contextlib.contextmanager

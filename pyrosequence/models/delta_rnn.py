@@ -100,9 +100,14 @@ class DeltaHead(nn.Module):
     def forward(self, h: torch.Tensor) -> DeltaSplitStep:
         return DeltaSplitStep(self, h)
 
+    @property
+    def support(self):
+        """The element support both factors' heads declare (they share one likelihood family)."""
+        return self.head_a.support
+
     def check_data(self, x: torch.Tensor, name: str = "x") -> None:
         if hasattr(self.head_a, "check_data"):
-            self.head_a.check_data(x)
+            self.head_a.check_data(x, name)
 
     def init_bias_from_mean(self, mean: torch.Tensor) -> None:
         for head, idx in ((self.head_a, self.a), (self.head_b, self.b)):

@@ -16,13 +16,19 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 class FlatOutput(nn.Module):
     """The per-element output of the flat model: ``params_i = V g + b_i`` for one element family;
-    also the model's ``decoder_head`` for data checks and initialisation from the data mean."""
+    it declares the element family's ``support``, which the model's data check and its
+    initialisation from the data mean find."""
 
     def __init__(self, hidden: int, dim: int, likelihood: str, components: int) -> None:
         super().__init__()
+        self.dim = dim
         self.element = ElementFamily(likelihood, components)
         self.out = nn.Linear(hidden, self.element.num_params)
         self.bias = nn.Parameter(torch.zeros(dim, self.element.num_params))
+
+    @property
+    def support(self):
+        return self.element.support
 
     def check_data(self, x: torch.Tensor, name: str = "x") -> None:
         self.element.check_data(x, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.distributions import constraints
 from torch import nn
 
 import pyro.distributions as dist
@@ -32,6 +33,9 @@ class LinearGaussianSSM(SequenceModel):
     with separate ``D, b, s`` at ``t = 0``. The learned family contains the exact
     one-step-optimal proposal ``p(z_t | z_{t-1}, x_t)``.
     """
+
+    #: Gaussian observations: any real value (no distribution head to declare it).
+    emission_support = constraints.real
 
     def __init__(self, x_dim: int, z_dim: int, proposal: str = "learned", name: str | None = None) -> None:
         super().__init__(x_dim, z_dim, name=name)

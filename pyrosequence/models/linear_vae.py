@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributions import constraints
 from torch import nn
 
 import pyro.distributions as dist
@@ -36,6 +37,8 @@ class LinearVAE(SequenceModel):
     """
 
     homogeneous_transition = True
+    #: Gaussian observations: any real value (no distribution head to declare it).
+    emission_support = constraints.real
 
     def __init__(self, x_dim: int, z_dim: int, obs_scale: float = 1.0, name: str | None = None) -> None:
         super().__init__(x_dim, z_dim, name=name)

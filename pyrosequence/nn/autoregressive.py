@@ -42,20 +42,12 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from pyrosequence.nn.cells import map_state
 from pyrosequence.nn.made import MaskedMLP
 from pyrosequence.nn.mlp import broadcast_shape
+from pyrosequence.nn.support import check_support
 
 
 def _leading(features) -> torch.Size:
     parts = features if isinstance(features, tuple) else (features,)
     return broadcast_shape(*(p.shape[:-1] for p in parts))
-
-
-def _check_binary(x: torch.Tensor, name: str = "x") -> None:
-    bad = (x != 0) & (x != 1)
-    if bool(bad.any()):
-        raise ValueError(
-            f"{name} must be binary (0/1) for Bernoulli elements; found the value {x[bad][0].item():g}. "
-            "Use likelihood='gaussian' for real-valued data."
-        )
 
 
 class ElementFamily:
@@ -106,8 +98,8 @@ class ElementFamily:
         return (loc.gather(-1, k) + scale.gather(-1, k) * torch.randn_like(k, dtype=loc.dtype)).squeeze(-1)
 
     def check_data(self, x: torch.Tensor, name: str = "x") -> None:
-        if self.kind == "bernoulli":
-            _check_binary(x, name)
+        """Reject ``x`` outside :attr:`support` (non-binary data for Bernoulli elements)."""
+        check_support(x, self.support, name, what="Bernoulli elements" if self.kind == "bernoulli" else "the elements")
 
     def bias_from_mean(self, mean: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         """Per-element parameter offsets ``(L, P)`` that start every conditional at the data mean
@@ -330,6 +322,11 @@ class AutoregressiveHead(nn.Module):
             raise ValueError(f"unknown conditioner {conditioner!r}; choose one of: {', '.join(builders)}")
         self.conditioner = builders[conditioner](in_dim, dim, hidden, self.element.num_params, **options)
         self.bias = nn.Parameter(torch.zeros(dim, self.element.num_params))
+
+    @property
+    def support(self):
+        """Element support declared by the element family (``boolean`` or ``real``)."""
+        return self.element.support
 
     def forward(self, features: torch.Tensor) -> AutoregressiveStep:
         return AutoregressiveStep(self.conditioner, self.element, features, self.dim, self.bias)

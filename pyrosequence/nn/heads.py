@@ -2,7 +2,9 @@
 
 Every head returns a distribution whose ``event_shape`` is ``(dim,)`` and whose batch shape is the
 features' leading shape, so the same head serves one time step, a stack of time steps, or a cloud
-of particles.
+of particles. Every head declares the support of one output element as ``support`` (a
+``torch.distributions.constraints`` object: ``boolean`` or ``real``); a model's
+``emission_support`` is built from these declarations (:mod:`pyrosequence.nn.support`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyro.distributions as dist
+from torch.distributions import constraints
+
+from pyrosequence.nn.support import check_support
 
 
 class DiagNormalHead(nn.Module):
@@ -21,6 +26,9 @@ class DiagNormalHead(nn.Module):
     when a model becomes overconfident (the FIVO reference code uses the same kind of floor), and
     the offset (the FIVO code's ``raw_sigma_bias``, 0.25 there) starts scales away from zero.
     """
+
+    #: Element support: any real value.
+    support = constraints.real
 
     def __init__(self, in_dim: int, dim: int, min_scale: float = 1e-4, scale_offset: float = 0.0) -> None:
         super().__init__()
@@ -44,13 +52,18 @@ class DiagNormalHead(nn.Module):
     def forward(self, features: torch.Tensor) -> dist.Distribution:
         return self.distribution(self.params(features))
 
-    @staticmethod
-    def check_data(x: torch.Tensor, name: str = "x") -> None:
-        """Gaussian emissions accept any finite real data (finiteness is checked elsewhere)."""
+    @classmethod
+    def check_data(cls, x: torch.Tensor, name: str = "x") -> None:
+        """Reject ``x`` outside :attr:`support` (real heads accept any finite data; finiteness is
+        checked by :func:`pyrosequence.data.checks.check_sequences`)."""
+        check_support(x, cls.support, name)
 
 
 class BernoulliHead(nn.Module):
     """``features -> Bernoulli(logits)`` over ``dim`` binary outputs (``event_shape = (dim,)``)."""
+
+    #: Element support: 0 or 1.
+    support = constraints.boolean
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__()
@@ -74,16 +87,10 @@ class BernoulliHead(nn.Module):
             p = mean.clamp(eps, 1 - eps).to(self.logits.bias)
             self.logits.bias.copy_(torch.log(p) - torch.log1p(-p))
 
-    @staticmethod
-    def check_data(x: torch.Tensor, name: str = "x") -> None:
+    @classmethod
+    def check_data(cls, x: torch.Tensor, name: str = "x") -> None:
         """Reject data that is not 0/1: a Bernoulli emission has no density elsewhere."""
-        bad = (x != 0) & (x != 1)
-        if bool(bad.any()):
-            value = x[bad][0].item()
-            raise ValueError(
-                f"{name} must be binary (0/1) for a Bernoulli emission; found the value {value:g}. "
-                "Use likelihood='gaussian' for real-valued data."
-            )
+        check_support(x, cls.support, name)
 
 
 class GaussianMixtureHead(nn.Module):
@@ -97,6 +104,9 @@ class GaussianMixtureHead(nn.Module):
             raise ValueError(f"a mixture needs at least one component, got {components}")
         self.dim, self.components, self.min_scale = dim, components, min_scale
         self.params = nn.Linear(in_dim, components * (1 + 2 * dim))
+
+    #: Element support: any real value.
+    support = constraints.real
 
     @property
     def linear(self) -> nn.Linear:
@@ -113,7 +123,7 @@ class GaussianMixtureHead(nn.Module):
         component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
         return dist.MixtureSameFamily(dist.Categorical(logits=logits), component)
 
-    check_data = staticmethod(DiagNormalHead.check_data)
+    check_data = DiagNormalHead.__dict__["check_data"]
 
 
 class DimMixtureHead(nn.Module):
@@ -128,6 +138,9 @@ class DimMixtureHead(nn.Module):
             raise ValueError(f"a mixture needs at least one component, got {components}")
         self.dim, self.components, self.min_scale = dim, components, min_scale
         self.params = nn.Linear(in_dim, dim * 3 * components)
+
+    #: Element support: any real value.
+    support = constraints.real
 
     @property
     def linear(self) -> nn.Linear:
@@ -144,7 +157,7 @@ class DimMixtureHead(nn.Module):
         component = dist.Normal(loc, F.softplus(raw_scale) + self.min_scale)
         return dist.MixtureSameFamily(dist.Categorical(logits=logits), component).to_event(1)
 
-    check_data = staticmethod(DiagNormalHead.check_data)
+    check_data = DiagNormalHead.__dict__["check_data"]
 
 
 LIKELIHOODS: dict[str, type[nn.Module]] = {

@@ -200,6 +200,15 @@ class HyperOutput(nn.Module):
         raw = scale * nn.functional.linear(a, weight) + bias + shift
         return self.head.distribution(raw), scale, shift
 
+    @property
+    def support(self):
+        """The wrapped head's declared element support."""
+        return self.head.support
+
+    @property
+    def dim(self) -> int:
+        return self.head.dim
+
     def init_bias_from_mean(self, mean: torch.Tensor) -> None:
         """Start the head at the data's rates where the head knows how (Bernoulli); else nothing."""
         if hasattr(self.head, "init_bias_from_mean"):
