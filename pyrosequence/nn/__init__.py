@@ -7,6 +7,8 @@ from pyrosequence.nn.mlp import MLP, cat_features
 from pyrosequence.nn.autoregressive import AutoregressiveHead, AutoregressiveStep, monte_carlo_moments
 from pyrosequence.nn.heads import OUTPUTS, DimMixtureHead
 from pyrosequence.nn.made import MaskedMLP
+from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm, reverse_padded
+from pyrosequence.nn.support import check_support
 
 __all__ = [
     "MLP",
@@ -28,4 +30,8 @@ __all__ = [
     "AutoregressiveStep",
     "monte_carlo_moments",
     "MaskedMLP",
+    "reverse_padded",
+    "backward_pass",
+    "make_lstm",
+    "check_support",
 ]

@@ -57,13 +57,22 @@ def lstm_pass(lstm: nn.LSTM, inputs: torch.Tensor, state: LSTMState | None = Non
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Reverse each sequence of ``x (batch, T, ...)`` within its length; padding stays in place.
+    """Reverse each sequence of a padded batch within its own length; padding stays in place.
 
-    The map is its own inverse. With ``lengths=None`` every sequence has the full length.
+    Shapes: ``x`` is ``(batch, T, ...)`` (any trailing dimensions), ``lengths`` is ``(batch,)``
+    integer with values in ``[1, T]``, or ``None`` when every sequence has the full length ``T``;
+    the result has ``x``'s shape: ``out[b, t] = x[b, lengths[b] - 1 - t]`` for ``t < lengths[b]``
+    and ``out[b, t] = x[b, t]`` beyond. The map is its own inverse, so
+    ``reverse_padded(f(reverse_padded(x, lengths)), lengths)`` runs a causal ``f`` from each
+    sequence's end back to its start (:func:`backward_pass`).
     """
+    if x.dim() < 2:
+        raise ValueError(f"reverse_padded needs x shaped (batch, T, ...), got shape {tuple(x.shape)}")
     steps = x.shape[1]
     if lengths is None:
         return x.flip(1)
+    if lengths.shape != x.shape[:1]:
+        raise ValueError(f"lengths must have shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, got {tuple(lengths.shape)}")
     t = torch.arange(steps, device=x.device)
     lengths = lengths.to(x.device)[:, None]
     index = torch.where(t < lengths, lengths - 1 - t, t)  # (batch, T)
@@ -71,10 +80,24 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     return x.gather(1, index)
 
 
-def backward_pass(lstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Outputs ``(batch, T, hidden)`` of ``lstm`` run from each sequence's end back to its start:
-    output ``t`` summarises ``inputs[:, t:length]``. Padded positions hold values of no meaning."""
-    out, _ = lstm_pass(lstm, reverse_padded(inputs, lengths))
+def backward_pass(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Run a batch-first recurrent network from each sequence's end back to its start.
+
+    ``rnn`` is a one-direction, batch-first ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` (e.g.
+    :func:`make_lstm`); ``inputs`` is ``(batch, T, in_dim)``; ``lengths`` is ``(batch,)`` or ``None``
+    (all of length ``T``). Returns ``(batch, T, hidden)`` whose step ``t`` summarises
+    ``inputs[b, t:lengths[b]]`` (the suffix from ``t`` to the sequence's own end: each sequence
+    starts at its last real step, never at the zero padding). Steps ``t >= lengths[b]`` hold values
+    of no meaning. This is the usual guide context of a smoothing posterior ``q(z_t | z_{t-1},
+    x_{t:T})`` (e.g. a :meth:`~pyrosequence.models.SequenceModel.proposal_context`).
+    """
+    if not isinstance(rnn, nn.RNNBase):
+        raise TypeError(f"backward_pass needs an nn.LSTM, nn.GRU or nn.RNN, got {type(rnn).__name__}")
+    if not rnn.batch_first or rnn.bidirectional:
+        raise ValueError("backward_pass needs a batch_first, one-direction recurrent network")
+    if inputs.dim() != 3:
+        raise ValueError(f"backward_pass needs inputs shaped (batch, T, in_dim), got shape {tuple(inputs.shape)}")
+    out, _ = rnn(reverse_padded(inputs, lengths))
     return reverse_padded(out, lengths)
 
 
