@@ -45,7 +45,8 @@ import torch
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.registry import load_split
 from pyrosequence.models import MODELS
-from pyrosequence.train import RESULTS_FILE, build_model, train
+from pyrosequence.rundir import RESULTS_FILE, build_model
+from pyrosequence.train import train
 
 X_DIM = {"nottingham": 88, "muse": 88, "jsb": 88, "speech": 200}
 SPEECH = {"speech"}

@@ -47,7 +47,8 @@ from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
 from pyrosequence.inference.scaling import scale_latents
 from pyrosequence.models.multi_rate import gate_parameter_count, multi_rate, set_beta
-from pyrosequence.train import CHECKPOINT_FILE, build_model, load_run, train
+from pyrosequence.rundir import CHECKPOINT_FILE, build_model, load_run
+from pyrosequence.train import train
 
 
 def log_betas(a: float, b: float, n: int) -> list[float]:

@@ -28,7 +28,7 @@ import torch
 
 from pyrosequence.inference import evaluate, make_bound
 from pyrosequence.presets import get_preset
-from pyrosequence.train import load_run
+from pyrosequence.rundir import load_run
 
 SHIPPED = ("config.json", "best.pt", "checkpoint.pt", "metrics.jsonl", "results.json")
 

@@ -26,7 +26,8 @@ from pyrosequence.config import TrainConfig
 from pyrosequence.data import synthetic_dataset
 from pyrosequence.data.synthetic import SETTINGS
 from pyrosequence.inference import evaluate, make_bound
-from pyrosequence.train import CHECKPOINT_FILE, load_run, train
+from pyrosequence.rundir import CHECKPOINT_FILE, load_run
+from pyrosequence.train import train
 
 COLUMNS = ("test",) + SETTINGS  # test, noiseless, switch, long, zero-shot, add, rand
 

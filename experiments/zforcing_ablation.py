@@ -42,7 +42,8 @@ import pyro.poutine as poutine
 from pyrosequence.config import TrainConfig
 from pyrosequence.data import load_split
 from pyrosequence.inference import evaluate
-from pyrosequence.train import load_run, train
+from pyrosequence.rundir import load_run
+from pyrosequence.train import train
 
 CONFIGS = {  # name -> (auxiliary cost, KL annealing)
     "plain": (False, False),

@@ -1,8 +1,6 @@
 """The training loop: any objective, KL weighting, validation, atomic checkpoints, exact resume.
 
-A run directory holds ``config.json``, ``checkpoint.pt`` (model, optimizer, RNG state; written at
-the end of every epoch by write-then-rename), ``metrics.jsonl`` (one line per epoch) and, when
-training finishes, ``results.json`` with the test bound.
+What a run writes, and how it is reopened, lives in :mod:`pyrosequence.rundir`.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +16,7 @@ from tqdm.auto import tqdm
 
 import pyro
 
-from pyrosequence.atomic import atomic_append, atomic_write, first_line, remove_orphans, strict_json
+from pyrosequence.atomic import atomic_append, atomic_write, first_line, strict_json
 from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint, save_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
@@ -27,18 +24,24 @@ from pyrosequence.data.registry import load_split
 from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
-from pyrosequence.models import SequenceModel, model_class
-from pyrosequence.models.multi_rate import is_multi_rate, multi_rate
+from pyrosequence.models import SequenceModel
+from pyrosequence.models.multi_rate import is_multi_rate
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
-from pyrosequence.output_dir import check_output_dir
+from pyrosequence.device import resolve_device
+from pyrosequence.rundir import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    build_model,
+    check_same_run,
+    prepare_run_dir,
+    rng_state,
+    set_rng_state,
+)
 
-CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
-#: ``pyrosequence evaluate`` appends one line per evaluation here.
-EVALUATIONS_FILE = "evaluations.jsonl"
-#: With ``keep_best``: the weights of the epoch with the best validation bound so far.
-BEST_FILE = "best.pt"
-OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE)
 
 
 @dataclass
@@ -52,102 +55,9 @@ class RunResult:
     history: list = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available on this machine")
-    return device
-
-
-def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
-    """Construct the configured model for data of dimension ``x_dim``."""
-    cls = model_class(config.model)
-    if config.z_dim is None:  # a deterministic model (TrainConfig checked that it takes no z_dim)
-        return cls(x_dim, **config.model_options)
-    model = cls(x_dim, config.z_dim, **config.model_options)
-    return multi_rate(model, config.beta_range) if config.multi_rate else model
-
-
-def prepare_run_dir(
-    out: str | Path | None, config: TrainConfig, resume: bool, force: bool, log: Callable[[str], None] = print
-) -> Path:
-    """Check (and for a new run, create) the run directory.
-
-    Nothing in it is touched, except with ``force``: then the files of a previous run that this
-    library wrote (:data:`OWN_FILES` and the temporary files of interrupted writes) are removed
-    before anything new is written, so a crash can never leave the new configuration beside the
-    old run's weights; the user's other files stay. Resuming also clears interrupted writes."""
-    if resume and force:
-        raise ValueError("--resume and --force exclude each other")
-    if out is None:
-        if resume:
-            raise ValueError("--resume needs the run directory (--out DIR)")
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{config.model}-{config.data}-{stamp}"
-        suffix = 1
-        while out.exists():
-            out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
-            suffix += 1
-    path = Path(out)
-    if resume:
-        if path.exists() and not path.is_dir():
-            raise FileExistsError(f"{path} exists and is not a directory")
-        if not (path / CHECKPOINT_FILE).is_file():
-            raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
-        remove_orphans(path, OWN_FILES)
-        return path
-    check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
-    if force and path.is_dir():
-        previous = [path / name for name in OWN_FILES if (path / name).exists()]
-        for file in previous:
-            file.unlink()
-        remove_orphans(path, OWN_FILES)
-        if previous:
-            log(f"--force: removed the previous run's {', '.join(f.name for f in previous)} from {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    try:
-        torch.set_rng_state(state["torch"])
-        if device.type == "cuda" and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], device)
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"the checkpoint's random-number state is damaged ({first_line(error)}); the run cannot be resumed exactly") from None
-
-
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     """The batch order of an epoch depends only on (seed, epoch), so a resumed run sees the same."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-#: Settings a resumed run may change; any other difference from the checkpoint is an error.
-RESUMABLE_CHANGES = ("epochs", "device", "data_root")
-
-
-def _check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = "") -> None:
-    current = asdict(config)
-    # a checkpoint written before a setting existed ran with that setting's default
-    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root))
-    changed = sorted(
-        k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
-    )
-    if changed:
-        what = what or "cannot resume it: the configuration differs from the checkpoint's"
-        raise ValueError(f"{run_dir}: {what} in {', '.join(changed)}")
 
 
 def _check_weights(model: SequenceModel, epoch: int) -> None:
@@ -303,10 +213,10 @@ def train(
             optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {first_line(error)}") from None
-        _check_same_run(checkpoint.get("config", {}), config, run_dir)
+        check_same_run(checkpoint.get("config", {}), config, run_dir)
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
-        _set_rng_state(checkpoint["rng"], device)
+        set_rng_state(checkpoint["rng"], device)
         atomic_write(run_dir / CONFIG_FILE, config.to_json())  # the epochs (or device) it now runs to
         # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
         atomic_write(run_dir / METRICS_FILE, "".join(strict_json(r) + "\n" for r in history))
@@ -351,7 +261,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
                 "step": step,
-                "rng": _rng_state(device),
+                "rng": rng_state(device),
                 "config": asdict(config),
                 "history": history,
             },
@@ -385,29 +295,3 @@ def train(
     atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
     return RunResult(run_dir, epoch, step, result, history)
-
-
-def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: str | Path | None = None):
-    """``(config, model, data, checkpoint)`` of a run directory: the model carries the run's last
-    checkpoint (its best one for a ``keep_best`` run) and is in eval mode on ``device``; ``data``
-    is the split ``split`` of its data set, read from ``data_root`` when given (a run trained on
-    another machine records that machine's folder) and else from the folder the run recorded."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory at {run_dir}")
-    config = TrainConfig.load(run_dir / CONFIG_FILE)
-    # a keep-best run is scored with the weights of its best validation epoch, as train() does
-    best = run_dir / BEST_FILE
-    if config.keep_best and best.is_file():
-        checkpoint = load_checkpoint(best, required=WEIGHTS_REQUIRED)
-    else:
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    if "config" in checkpoint:  # a --force run that crashed early must never be scored with another run's weights
-        _check_same_run(checkpoint["config"], config, run_dir, what="its config.json differs from the checkpoint's")
-    data = load_split(config.data, split, config.data_root if data_root is None else str(data_root)).to(resolve_device(device))
-    model = build_model(config, data.x_dim)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as error:
-        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {first_line(error)}") from None
-    return config, model.to(resolve_device(device)).eval(), data, checkpoint

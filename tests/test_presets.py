@@ -6,7 +6,7 @@ import pytest
 
 from pyrosequence.cli import main
 from pyrosequence.presets import PRESETS, get_preset, preset_config
-from pyrosequence.train import build_model
+from pyrosequence.rundir import build_model
 
 X_DIM = {"jsb": 88, "synthetic": 2}
 

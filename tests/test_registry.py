@@ -16,7 +16,8 @@ from pyrosequence.cli import main
 from pyrosequence.config import TrainConfig
 from pyrosequence.models import REGISTRY, model_class
 from pyrosequence.models import registry as registry_module
-from pyrosequence.train import load_run, train
+from pyrosequence.rundir import load_run
+from pyrosequence.train import train
 
 USER_MODULE = textwrap.dedent('''
     import torch

@@ -206,14 +206,14 @@ def test_damaged_checkpoints_fail_in_one_line(finished_run, capsys):
 
 def test_an_unwritable_run_folder_is_refused_before_evaluating(finished_run, capsys, monkeypatch):
     import pyrosequence.atomic as atomic
-    import pyrosequence.cli as cli
+    import pyrosequence.cli.evaluate as cli_evaluate
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     called = []
     monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
-    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(cli_evaluate, "evaluate", lambda *a, **k: called.append(1))
     _one_line_error(["evaluate", str(finished_run)], capsys, "cannot write into")
     assert not called
 

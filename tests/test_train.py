@@ -105,7 +105,7 @@ def test_keep_best_scores_the_best_validation_epoch(tmp_path):
     assert best["valid_elbo_per_step"] == valid[best_epoch - 1]
     # evaluate() of load_run's model reproduces the test figure: it loads best.pt, not the last epoch
     from pyrosequence.inference import evaluate, make_bound
-    from pyrosequence.train import load_run
+    from pyrosequence.rundir import load_run
     import pyro
 
     _, model, data, checkpoint = load_run(tmp_path / "run", "test")

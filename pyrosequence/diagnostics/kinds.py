@@ -49,7 +49,7 @@ class RunDiagnostics:
 
     @cached_property
     def loaded(self):
-        from pyrosequence.train import load_run
+        from pyrosequence.rundir import load_run
 
         config, model, data, checkpoint = load_run(self.run_dir, self.split, data_root=self.data_root)
         if not 0 <= self.index < min(len(data), self.sequences):

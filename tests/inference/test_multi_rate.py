@@ -23,7 +23,7 @@ from pyrosequence.inference.scaling import scale_latents
 from pyrosequence.models import MODELS
 from pyrosequence.models.multi_rate import gate_parameter_count, gates, is_multi_rate, multi_rate, open_gates, set_beta
 from pyrosequence.nn.beta_gate import DECODER, ENCODER
-from pyrosequence.train import build_model
+from pyrosequence.rundir import build_model
 
 BUILDERS = {
     "vrnn-lstm": lambda: VRNN(3, 4, likelihood="gaussian"),

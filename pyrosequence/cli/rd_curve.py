@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
-    from pyrosequence.train import load_run
+    from pyrosequence.rundir import load_run
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -83,7 +83,7 @@ def _is_pianoroll(model, data) -> bool:
 
 def run_sample(args) -> int:
     from pyrosequence.diagnostics.forecast import forecast, sample_sequences
-    from pyrosequence.train import load_run
+    from pyrosequence.rundir import load_run
 
     out = check_output_dir(args.out, args.force)
     _positive(args.num, "--num")

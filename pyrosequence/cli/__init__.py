@@ -1,0 +1,43 @@
+"""The ``pyrosequence`` command: a thin layer over :class:`TrainConfig`, :func:`train` and :func:`evaluate`.
+
+Errors print one line (``pyrosequence: error: ...``) and exit non-zero; nothing on disk is
+removed or overwritten unless ``--force`` says so.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyrosequence.cli import data, evaluate, plot, presets, rd_curve, report, sample, train
+from pyrosequence.cli.common import USER_ERRORS, Parser
+
+#: The commands, in the order ``pyrosequence --help`` lists them; each module has ``add_parser(sub)``.
+COMMANDS = (train, evaluate, plot, data, rd_curve, report, sample, presets)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="pyrosequence", description="Probabilistic sequence models on Pyro.")
+    sub = parser.add_subparsers(dest="name", metavar="COMMAND", parser_class=Parser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.command(args)
+    except USER_ERRORS as error:
+        print(f"pyrosequence: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pyrosequence: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``pyrosequence evaluate``: one bound on one split of a trained run, appended to its ``evaluations.jsonl``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyro
+
+from pyrosequence.atomic import atomic_append, check_writable, strict_json
+from pyrosequence.cli.common import filter_arguments
+from pyrosequence.inference.evaluate import evaluate, make_bound
+from pyrosequence.rundir import EVALUATIONS_FILE, load_run
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a trained run", description="Evaluate a bound on one split for a trained run.")
+    p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
+    p.add_argument("--bound", default="elbo", help="elbo, iwae or fivo")
+    p.add_argument("--particles", type=int, default=1)
+    filter_arguments(p, defaults=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
+    p.add_argument("--beta", type=float, help="multi-rate runs: evaluate the model the gates give at this KL weight (default 1)")
+    p.set_defaults(command=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root)
+    if args.beta is not None:
+        from pyrosequence.models.multi_rate import is_multi_rate, set_beta
+
+        if not is_multi_rate(model):
+            raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")
+        set_beta(model, args.beta)
+    run_dir = Path(args.run_dir)
+    check_writable(run_dir)  # before the (possibly long) evaluation, not after it
+    pyro.set_rng_seed(args.seed)
+    bound = make_bound(args.bound, args.resampler, args.ess_threshold)
+    result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
+    record = {
+        "split": args.split,
+        "bound": args.bound,
+        "particles": args.particles,
+        **{key: getattr(bound, key) for key in ("resampler", "ess_threshold") if hasattr(bound, key)},
+        "per_timestep": result.per_timestep,
+        "total": result.total,
+        "epoch": int(checkpoint["epoch"]),
+        "seed": args.seed,
+        **({"beta": args.beta} if args.beta is not None else {}),
+    }
+    atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n")
+    print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}")
+    return 0

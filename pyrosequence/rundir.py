@@ -1,0 +1,151 @@
+"""The run directory: the files a training run writes, and how a run is reopened.
+
+A run directory holds ``config.json`` (the :class:`TrainConfig`, enough to rebuild the model),
+``checkpoint.pt`` (model, optimizer, RNG state; replaced at the end of every epoch by
+write-then-rename), ``metrics.jsonl`` (one line per epoch: the learning curve), ``best.pt`` (with
+``keep_best``: the weights of the best validation epoch), ``results.json`` (the test bound, when
+training finishes) and ``evaluations.jsonl`` (one line per ``pyrosequence evaluate``). The training
+loop (:mod:`pyrosequence.train`) writes it; the CLI and the diagnostics read it through
+:func:`load_run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from pyrosequence.atomic import first_line, remove_orphans
+from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint
+from pyrosequence.config import TrainConfig
+from pyrosequence.data.registry import load_split
+from pyrosequence.device import resolve_device
+from pyrosequence.models import SequenceModel, model_class
+from pyrosequence.models.multi_rate import multi_rate
+from pyrosequence.output_dir import check_output_dir
+
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
+#: ``pyrosequence evaluate`` appends one line per evaluation here.
+EVALUATIONS_FILE = "evaluations.jsonl"
+#: With ``keep_best``: the weights of the epoch with the best validation bound so far.
+BEST_FILE = "best.pt"
+#: The files this library writes into a run directory (``--force`` removes these and nothing else).
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE)
+
+
+def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
+    """Construct the configured model for data of dimension ``x_dim``."""
+    cls = model_class(config.model)
+    if config.z_dim is None:  # a deterministic model (TrainConfig checked that it takes no z_dim)
+        return cls(x_dim, **config.model_options)
+    model = cls(x_dim, config.z_dim, **config.model_options)
+    return multi_rate(model, config.beta_range) if config.multi_rate else model
+
+
+
+def prepare_run_dir(
+    out: str | Path | None, config: TrainConfig, resume: bool, force: bool, log: Callable[[str], None] = print
+) -> Path:
+    """Check (and for a new run, create) the run directory.
+
+    Nothing in it is touched, except with ``force``: then the files of a previous run that this
+    library wrote (:data:`OWN_FILES` and the temporary files of interrupted writes) are removed
+    before anything new is written, so a crash can never leave the new configuration beside the
+    old run's weights; the user's other files stay. Resuming also clears interrupted writes."""
+    if resume and force:
+        raise ValueError("--resume and --force exclude each other")
+    if out is None:
+        if resume:
+            raise ValueError("--resume needs the run directory (--out DIR)")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{config.model}-{config.data}-{stamp}"
+        suffix = 1
+        while out.exists():
+            out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
+            suffix += 1
+    path = Path(out)
+    if resume:
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a directory")
+        if not (path / CHECKPOINT_FILE).is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
+        remove_orphans(path, OWN_FILES)
+        return path
+    check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
+    if force and path.is_dir():
+        previous = [path / name for name in OWN_FILES if (path / name).exists()]
+        for file in previous:
+            file.unlink()
+        remove_orphans(path, OWN_FILES)
+        if previous:
+            log(f"--force: removed the previous run's {', '.join(f.name for f in previous)} from {path}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+
+def rng_state(device: torch.device) -> dict:
+    """The random-number state a checkpoint stores (CPU, and the CUDA device's when on one)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore :func:`rng_state`'s output; a damaged state is a ``ValueError``."""
+    try:
+        torch.set_rng_state(state["torch"])
+        if device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], device)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"the checkpoint's random-number state is damaged ({first_line(error)}); the run cannot be resumed exactly") from None
+
+
+
+#: Settings a resumed run may change; any other difference from the checkpoint is an error.
+RESUMABLE_CHANGES = ("epochs", "device", "data_root")
+
+
+def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = "") -> None:
+    """Refuse a checkpoint whose recorded configuration differs from ``config`` outside
+    :data:`RESUMABLE_CHANGES`, naming the settings that differ."""
+    current = asdict(config)
+    # a checkpoint written before a setting existed ran with that setting's default
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root))
+    changed = sorted(
+        k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
+    )
+    if changed:
+        what = what or "cannot resume it: the configuration differs from the checkpoint's"
+        raise ValueError(f"{run_dir}: {what} in {', '.join(changed)}")
+
+
+
+def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: str | Path | None = None):
+    """``(config, model, data, checkpoint)`` of a run directory: the model carries the run's last
+    checkpoint (its best one for a ``keep_best`` run) and is in eval mode on ``device``; ``data``
+    is the split ``split`` of its data set, read from ``data_root`` when given (a run trained on
+    another machine records that machine's folder) and else from the folder the run recorded."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    # a keep-best run is scored with the weights of its best validation epoch, as train() does
+    best = run_dir / BEST_FILE
+    if config.keep_best and best.is_file():
+        checkpoint = load_checkpoint(best, required=WEIGHTS_REQUIRED)
+    else:
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    if "config" in checkpoint:  # a --force run that crashed early must never be scored with another run's weights
+        check_same_run(checkpoint["config"], config, run_dir, what="its config.json differs from the checkpoint's")
+    data = load_split(config.data, split, config.data_root if data_root is None else str(data_root)).to(resolve_device(device))
+    model = build_model(config, data.x_dim)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {first_line(error)}") from None
+    return config, model.to(resolve_device(device)).eval(), data, checkpoint
