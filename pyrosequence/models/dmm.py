@@ -151,6 +151,10 @@ class DMM(SequenceModel):
     mean-field objective without flows). The paper's sections 5-6 also study other guides
     (MF-LR, ST-L, DKS): only ST-R, the one of Pyro's example, is built here.
 
+    :func:`~pyrosequence.models.multi_rate.multi_rate` (and so ``--multi-rate``) refuses the DMM as
+    it is: the learned start vectors ``z_0``, ``z_0^q``, ``h_{T+1}`` and a plain ``nn.RNN`` have no
+    beta-gated form; ``multi_rate(DMM(...), allow_ungated=True)`` leaves them ungated.
+
     Args:
         x_dim: observation dimension.
         z_dim: latent dimension.
