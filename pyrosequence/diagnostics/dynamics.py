@@ -12,6 +12,7 @@ import pyro.poutine as poutine
 
 from pyrosequence.diagnostics.forecast import emission_moments
 from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.program import PyroProgram, pieces_error
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def step_dynamics(model: SequenceModel, x: torch.Tensor, num_samples: int = 16) 
     """Trace the guide (``num_samples`` draws at once) and replay the model on one sequence
     ``x`` of shape ``(T, D)``; average the per-step KL and the emission's moments over the draws.
     """
+    if isinstance(model, PyroProgram):  # it reads the latent sites z_t and the per-step emission by name
+        raise pieces_error(model, "step dynamics (per-step KL and emission moments)")
     if x.dim() != 2:
         raise ValueError(f"x must be one sequence of shape (time, x_dim), got {tuple(x.shape)}")
     batch = x[None]

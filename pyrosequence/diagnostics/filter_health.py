@@ -35,6 +35,11 @@ def filter_health(idata) -> FilterHealth:
     """Summarise the ``filter_stats`` group of an InferenceData made by
     :func:`~pyrosequence.diagnostics.inference_data.to_inference_data`."""
     if "filter_stats" not in idata.groups():
+        program = idata.posterior_predictive.attrs.get("program") if "posterior_predictive" in idata.groups() else None
+        if program:  # made from a plain Pyro program: no particle filter ran
+            from pyrosequence.models.program import pieces_error
+
+            raise pieces_error(None, "filter health", name=str(program))
         raise ValueError("the InferenceData has no filter_stats group (make it with pyrosequence.diagnostics.to_inference_data)")
     stats = idata.filter_stats
     ess = stats["ess"].transpose("sequence", "time").values

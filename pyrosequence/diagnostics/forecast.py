@@ -33,6 +33,7 @@ from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
 #: Emission samples per particle used for the moments of an emission without ``mean``/``variance``.
@@ -93,6 +94,7 @@ def _check_count(value, name: str) -> int:
 
 
 def _check_model(model) -> None:
+    require_pieces(model, "forecasting, predictive draws and sampling through the particle filter")
     if not isinstance(model, SequenceModel):
         raise TypeError(f"model must be a pyrosequence SequenceModel, got {type(model).__name__}")
 

@@ -6,6 +6,7 @@ issue 349); this module is one. Install ArviZ with ``pip install -e ".[diagnosti
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ import pyro.poutine as poutine
 from pyrosequence.data.checks import Sequences
 from pyrosequence.diagnostics.step_bounds import IMPORTANCE_BOUNDS, step_log_likelihood
 from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.program import PyroProgram, pieces_error
 
 #: Bounds whose per-step terms fill the ``log_likelihood`` group.
 BOUND_NAMES = ("fivo",) + IMPORTANCE_BOUNDS
@@ -86,7 +88,7 @@ def to_inference_data(
     lengths: torch.Tensor | None = None,
     num_samples: int = 100,
     num_particles: int = 100,
-    bound: str = "fivo",
+    bound: str | None = None,
     prefix_len: int | None = None,
     horizon: int | None = None,
     latents: str = "guide",
@@ -136,8 +138,26 @@ def to_inference_data(
     ``filter_stats`` group (``idata.filter_stats.attrs``): ``bound``, ``num_particles``,
     ``num_samples``, ``latents``, ``resampler``, ``ess_threshold``, ``model``.
 
+    ``bound=None`` means ``"fivo"`` for a SequenceModel and ``"iwae"`` for a plain Pyro program.
+
+    A :class:`~pyrosequence.models.PyroProgram` gets the groups that need only traces (see
+    :func:`program_inference_data`); the particle filter's groups, ``latents="filter"`` and
+    forecasts raise :class:`~pyrosequence.models.PiecesRequiredError`.
+
     Set Pyro's seed beforehand (``pyro.set_rng_seed``) for reproducible draws.
     """
+    if isinstance(model, PyroProgram):
+        if bound == "fivo":
+            raise pieces_error(model, "the fivo bound")
+        if latents == "filter":
+            raise pieces_error(model, "latents='filter' (draws from the particle filter)")
+        if prefix_len is not None or horizon is not None:
+            raise pieces_error(model, "forecasting through the particle filter")
+        return program_inference_data(
+            model, x, lengths, num_samples=num_samples, num_particles=num_particles,
+            bound=bound or "iwae", feature_names=feature_names,
+        )
+    bound = bound or "fivo"
     az = require_arviz()
     import xarray as xr
 
@@ -222,3 +242,121 @@ def to_inference_data(
         groups = {"posterior": dataset({"z": (draws + ("sequence", "time", "latent"), _nan_beyond(z, valid, lead=1)[None])}), **groups}
     return az.InferenceData(**groups)
 
+
+
+def _stack_steps(names: Sequence[str], steps: int) -> tuple[dict[str, list[str]], list[str]]:
+    """Sites named ``base_0 ... base_{T-1}`` (one per step) grouped under ``base``; the others alone."""
+    by_base: dict[str, dict[int, str]] = {}
+    for name in names:
+        match = re.fullmatch(r"(.+)_(\d+)", name)
+        if match:
+            by_base.setdefault(match.group(1), {})[int(match.group(2))] = name
+    stacked = {
+        base: [sites[t] for t in range(steps)]
+        for base, sites in by_base.items()
+        if sorted(sites) == list(range(steps)) and base not in names
+    }
+    grouped = {name for sites in stacked.values() for name in sites}
+    return stacked, [name for name in names if name not in grouped]
+
+
+def _program_variables(draws: dict[str, torch.Tensor], names: Sequence[str], seqs: Sequences, valid: torch.Tensor) -> tuple[dict, dict]:
+    """ArviZ variables ``(dims, array)`` of site draws ``(S, B, ...)``; per-step sites stacked
+    over time and NaN beyond each length. Returns the variables and extra coordinates."""
+    batch, steps = seqs.batch_size, seqs.num_steps
+    stacked, single = _stack_steps(list(names), steps)
+    values = {base: torch.stack([draws[n] for n in sites], dim=2) for base, sites in stacked.items()}
+    values.update({name: draws[name] for name in single})
+    variables, coords = {}, {}
+    for name, value in values.items():
+        if value.dim() >= 2 and value.shape[1] == batch:
+            timed = value.dim() >= 3 and value.shape[2] == steps
+            head = ("sequence", "time") if timed else ("sequence",)
+            rest = [f"{name}_dim_{i}" for i in range(value.dim() - 1 - len(head))]
+            array = _nan_beyond(value, valid, lead=1) if timed else value.detach().to("cpu", torch.float64).numpy()
+        else:  # not laid out per sequence (a program with several plate levels): its own dims
+            head, rest = (), [f"{name}_dim_{i}" for i in range(value.dim() - 1)]
+            array = value.detach().to("cpu", torch.float64).numpy()
+        for dim, size in zip(rest, value.shape[1 + len(head):]):
+            coords[dim] = np.arange(size)
+        variables[name] = (("chain", "draw") + head + tuple(rest), array[None])
+    return variables, coords
+
+
+def program_inference_data(
+    model: PyroProgram,
+    x: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    num_samples: int = 100,
+    num_particles: int = 100,
+    bound: str = "iwae",
+    feature_names: Sequence[str] | None = None,
+):
+    """A plain Pyro program (:class:`~pyrosequence.models.PyroProgram`) and its data as an
+    :class:`arviz.InferenceData`, from traces only.
+
+    ``S = num_samples`` draws; ``B`` sequences of ``T`` steps. Sites named ``name_0 ...
+    name_{T-1}`` (one per step) are stacked into one variable ``name`` with a ``time`` dimension
+    and are NaN beyond each sequence's length; other sites keep their own shape (a dimension of
+    size ``T`` right after ``sequence`` is taken as ``time`` and masked too).
+
+    Groups:
+
+    - ``posterior``: every latent site of the guide, ``(chain, draw, sequence, ...)``: joint draws
+      ``z ~ q(z | x)`` (the guide run once under a plate of ``S`` draws, or ``S`` times).
+    - ``posterior_predictive``: every observed site of the model, redrawn given those latent draws
+      by ``pyro.infer.Predictive`` with the observations released (``poutine.uncondition``); its
+      attributes say ``program``, ``bound``, ``num_particles`` and ``num_samples``.
+    - ``log_likelihood``: ``x_sequence``: ``(chain, draw, sequence)``, ``(1, 1, B)``: the
+      ``bound`` (``"elbo"`` or ``"iwae"``) of each sequence with ``num_particles`` importance samples.
+      A whole program has no per-step split of the bound, so there is no per-step ``x`` variable.
+    - ``observed_data``: ``x``: ``(sequence, time, feature)``; ``constant_data``: ``lengths``.
+
+    There is no ``filter_stats`` group: no particle filter runs (``filter_health`` refuses).
+    """
+    az = require_arviz()
+    import xarray as xr
+
+    from pyrosequence.inference.evaluate import evaluate
+
+    seqs = model.prepare(x, lengths)
+    batch, steps, dim = seqs.batch_size, seqs.num_steps, seqs.x.shape[-1]
+    _check_options(num_samples, num_particles, bound, "guide", None, None, steps)
+    if bound not in IMPORTANCE_BOUNDS:
+        raise pieces_error(model, f"the {bound} bound")
+    if feature_names is not None and len(feature_names) != dim:
+        raise ValueError(f"feature_names has {len(feature_names)} names for {dim} features")
+    valid = seqs.mask if seqs.mask is not None else torch.ones(batch, steps, dtype=torch.bool, device=seqs.x.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            draws = model.guide_draws(seqs, num_samples)
+            predicted = model.posterior_predictive(seqs, draws, num_samples)
+        ll = evaluate(model, seqs.x, seqs.lengths, bound=bound, num_particles=num_particles).log_likelihood
+    finally:
+        model.train(was_training)
+    coords = {
+        "chain": [0], "draw": np.arange(num_samples), "sequence": np.arange(batch), "time": np.arange(steps),
+        "feature": list(feature_names) if feature_names is not None else np.arange(dim),
+    }
+    posterior, extra = _program_variables(draws, model.latent_names, seqs, valid)
+    predictive, extra_pp = _program_variables(predicted, model.observed_names, seqs, valid)
+    coords.update(extra)
+    coords.update(extra_pp)
+    attrs = {"program": type(model).__name__, "bound": bound, "num_particles": num_particles, "num_samples": num_samples}
+
+    def dataset(variables: dict, **kw) -> "xr.Dataset":
+        sizes = {d: n for dims, array in variables.values() for d, n in zip(dims, array.shape)}
+        own = {k: (np.arange(sizes[k]) if k == "draw" else v) for k, v in coords.items() if k in sizes}
+        return xr.Dataset(variables, coords=own, **kw)
+
+    groups = {
+        "posterior_predictive": dataset(predictive, attrs=attrs),
+        "log_likelihood": dataset({"x_sequence": (("chain", "draw", "sequence"), ll.detach().cpu().double().numpy()[None, None])}),
+        "observed_data": dataset({"x": (("sequence", "time", "feature"), _nan_beyond(seqs.x, valid))}),
+        "constant_data": dataset({"lengths": (("sequence",), seqs.lengths.cpu().numpy())}),
+    }
+    if posterior:
+        groups = {"posterior": dataset(posterior), **groups}
+    return az.InferenceData(**groups)

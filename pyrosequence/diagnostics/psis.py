@@ -9,6 +9,7 @@ import torch
 
 from pyrosequence.inference.evaluate import PARTICLE_STEP_BUDGET, log_importance_weights
 from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.program import PyroProgram
 
 #: Vehtari et al.'s reading of k-hat: below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -40,17 +41,22 @@ class PSISDiagnostic:
 def psis_khat(model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor | None = None, num_particles: int = 1000) -> PSISDiagnostic:
     """Draw ``num_particles`` importance weights per sequence from the guide
     (:func:`~pyrosequence.inference.evaluate.log_importance_weights`) and fit their Pareto tail
-    with ``arviz.psislw``. Needs a model with latents (``z_dim > 0``); a few hundred weights or
+    with ``arviz.psislw``. Needs a model with latents (``z_dim > 0``; for a
+    :class:`~pyrosequence.models.PyroProgram`, a guide with latent sites); a few hundred weights or
     more give a stable k-hat.
     """
     from pyrosequence.diagnostics.inference_data import require_arviz
 
     az = require_arviz()
-    if not model.z_dim:
-        raise ValueError(f"{type(model).__name__} has no latent variables: its weights are all equal and PSIS does not apply")
+    program = isinstance(model, PyroProgram)
+    no_latents = f"{type(model).__name__} has no latent variables: its weights are all equal and PSIS does not apply"
+    if not program and not model.z_dim:
+        raise ValueError(no_latents)
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 10:
         raise ValueError(f"num_particles must be an integer of at least 10 to fit a tail, got {num_particles!r}")
     seqs = model.prepare(x, lengths)
+    if program and not model.has_latents(seqs):
+        raise ValueError(no_latents)
     chunk = max(1, PARTICLE_STEP_BUDGET // (seqs.num_steps * seqs.batch_size))
     parts, done = [], 0
     while done < num_particles:

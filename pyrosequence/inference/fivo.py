@@ -10,10 +10,12 @@ import torch
 import pyro
 from pyro.infer import ELBO
 
+from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.particle_filter import FilterResult, check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
 from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.program import PyroProgram, has_pieces, pieces_error
 
 
 def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, float | torch.Tensor]:
@@ -25,6 +27,8 @@ def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, 
     inner_model, model_scale = unwrap_scaled(model)
     inner_guide, guide_scale = unwrap_scaled(guide)
     owner = getattr(inner_model, "__self__", None)
+    if isinstance(owner, PyroProgram):
+        raise pieces_error(owner, "FIVO")
     if (
         not isinstance(owner, SequenceModel)
         or getattr(inner_model, "__name__", None) != "model"
@@ -35,13 +39,8 @@ def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, 
             "FIVO drives the per-step pieces of a pyrosequence SequenceModel and needs its bound "
             f"methods: FIVO(...).loss(m.model, m.guide, x, lengths); got model={model!r}, guide={guide!r}"
         )
-    cls = type(owner)
-    overridden = cls.model is not SequenceModel.model or cls.guide is not SequenceModel.guide
-    if overridden and not cls.overrides_match_pieces:
-        raise TypeError(
-            f"{cls.__name__} overrides model() or guide(); FIVO runs the per-step pieces and cannot "
-            "know that they describe the overridden program"
-        )
+    if not has_pieces(owner):
+        raise pieces_error(owner, "FIVO")
     if not (model_scale is guide_scale or bool(torch.all(torch.as_tensor(model_scale == guide_scale)))):
         raise ValueError("FIVO needs the same latent scale on model and guide")
     return owner, model_scale
@@ -73,12 +72,24 @@ class FIVO(ELBO):
             function ``log_weights (..., K) -> ancestors (..., K)``.
         ess_threshold: resample when ESS < ``ess_threshold * K``; 0 = never, 1 = always (the
             paper and reference code use 0.5).
+        compile: run the filter's step compiled with ``torch.compile`` (``True``, a mode such as
+            ``"reduce-overhead"`` for CUDA graphs, or
+            :class:`~pyrosequence.inference.engine.CompileOptions`); the eager step (default) is
+            the reference. See :mod:`pyrosequence.inference.engine` for what changes (warm-up,
+            random draws, fallback).
     """
 
     normalized_loss = True
 
-    def __init__(self, num_particles: int = 4, resampler: str | Resampler = "multinomial", ess_threshold: float = 0.5):
+    def __init__(
+        self,
+        num_particles: int = 4,
+        resampler: str | Resampler = "multinomial",
+        ess_threshold: float = 0.5,
+        compile: bool | str | CompileOptions = False,
+    ):
         check_filter_options(num_particles, ess_threshold)
+        self.compile = compile_options(compile)
         self.resampler = get_resampler(resampler)
         self.resampler_name = resampler if isinstance(resampler, str) else getattr(resampler, "__name__", "custom")
         self.ess_threshold = float(ess_threshold)
@@ -93,7 +104,8 @@ class FIVO(ELBO):
         pyro.module(seq_model.pyro_name, seq_model)  # lets SVI find the parameters
         seqs = seq_model.prepare(x, lengths)
         return particle_filter(
-            seq_model, seqs, self.num_particles, self.resampler, self.ess_threshold, scale, initial, start
+            seq_model, seqs, self.num_particles, self.resampler, self.ess_threshold, scale, initial, start,
+            compile=self.compile,
         )
 
     def differentiable_loss(self, model, guide, x, lengths=None, initial=None, start: int = 0) -> torch.Tensor:
@@ -116,4 +128,6 @@ class FIVO(ELBO):
         raise NotImplementedError("FIVO runs a particle filter over the model's steps, not Pyro traces")
 
     def __repr__(self) -> str:
-        return f"FIVO(num_particles={self.num_particles}, resampler={self.resampler_name!r}, ess_threshold={self.ess_threshold})"
+        compiled = "" if self.compile is None else f", compile={self.compile!r}"
+        return (f"FIVO(num_particles={self.num_particles}, resampler={self.resampler_name!r}, "
+                f"ess_threshold={self.ess_threshold}{compiled})")

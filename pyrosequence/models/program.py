@@ -45,10 +45,11 @@ class PiecesRequiredError(TypeError):
     declaring ``overrides_match_pieces = True``."""
 
 
-def pieces_error(model, purpose: str) -> PiecesRequiredError:
-    """The one error for ``purpose`` (e.g. ``"the fivo bound"``) applied to a whole-sequence ``model``."""
-    name = type(model).__name__
-    if isinstance(model, PyroProgram):
+def pieces_error(model, purpose: str, name: str | None = None) -> PiecesRequiredError:
+    """The one error for ``purpose`` (e.g. ``"the fivo bound"``) applied to a whole-sequence ``model``
+    (``None`` with the ``name`` of a plain program known only by name, e.g. from an InferenceData)."""
+    name = name or type(model).__name__
+    if model is None or isinstance(model, PyroProgram):
         what = f"{name} is a plain Pyro program (a whole-sequence model/guide pair), which has no per-step pieces"
     else:
         what = (
@@ -56,7 +57,7 @@ def pieces_error(model, purpose: str) -> PiecesRequiredError:
             "(set overrides_match_pieces = True on the class if they do)"
         )
     return PiecesRequiredError(
-        f"{purpose} drives a model's per-step pieces (initial_state, transition, proposal, emission, update); {what}. "
+        f"{purpose} needs a model's per-step pieces (initial_state, transition, proposal, emission, update); {what}. "
         "Write the model as a pyrosequence SequenceModel with per-step pieces to use it (docs/writing-a-model.md). "
         "A whole program gets the elbo and iwae bounds, psis_khat, to_inference_data with bound='elbo' or 'iwae', "
         "and training with the elbo, mean-field and iwae objectives."
