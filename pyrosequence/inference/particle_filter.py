@@ -18,6 +18,7 @@ import torch
 from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -105,6 +106,7 @@ def particle_filter(
     Raises ``ValueError`` naming the step and sequence if all weights of a filter become zero
     (or NaN/inf).
     """
+    require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
     ctx = model.context(seqs.x)
