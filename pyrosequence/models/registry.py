@@ -14,7 +14,8 @@ every command that reopens a run directory in one of three ways:
   (``[project.entry-points."pyrosequence.models"] dmm = "mypkg.dmm:DMM"``), found by name.
 
 A model class is built as ``Class(x_dim, z_dim, **model_options)`` (without ``z_dim`` when its
-constructor takes none: a deterministic model).
+constructor takes none: a deterministic model). A :class:`~pyrosequence.models.PyroProgram`
+subclass (a plain Pyro model/guide pair) is registered and built the same way.
 """
 
 from __future__ import annotations
@@ -36,12 +37,10 @@ class ModelRegistry:
         return sorted({**self._builtins, **self._registered, **{ep.name: None for ep in _entry_points()}})
 
     def register(self, name: str, cls, replace: bool = False):
-        from pyrosequence.models.base import SequenceModel
-
         if not isinstance(name, str) or not name or ":" in name or name != name.strip():
             raise ValueError(f"a model name must be a non-empty string without ':' or surrounding spaces, got {name!r}")
-        if not (isinstance(cls, type) and issubclass(cls, SequenceModel)):
-            raise TypeError(f"register_model({name!r}, ...) needs a SequenceModel subclass, got {cls!r}")
+        if not _is_model_class(cls):
+            raise TypeError(f"register_model({name!r}, ...) needs a SequenceModel subclass (or a PyroProgram subclass), got {cls!r}")
         if name in self._builtins:
             raise ValueError(f"{name!r} is a built-in model; register yours under another name")
         if name in self._registered and self._registered[name] is not cls and not replace:
@@ -94,11 +93,18 @@ def _entry_points():
         return []
 
 
-def _checked(cls, where: str):
+def _is_model_class(cls) -> bool:
+    """A :class:`SequenceModel` subclass, or a :class:`~pyrosequence.models.PyroProgram` subclass
+    (a plain Pyro program; its constructor takes ``x_dim`` first, as every model's does)."""
     from pyrosequence.models.base import SequenceModel
+    from pyrosequence.models.program import PyroProgram
 
-    if not (isinstance(cls, type) and issubclass(cls, SequenceModel)):
-        raise TypeError(f"{where} is not a SequenceModel subclass (got {cls!r})")
+    return isinstance(cls, type) and issubclass(cls, (SequenceModel, PyroProgram))
+
+
+def _checked(cls, where: str):
+    if not _is_model_class(cls):
+        raise TypeError(f"{where} is not a SequenceModel subclass (nor a PyroProgram subclass; got {cls!r})")
     return cls
 
 
