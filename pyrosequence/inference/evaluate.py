@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,10 +16,11 @@ import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
+from pyrosequence.inference.engine import CompileOptions, compile_options
+from pyrosequence.inference.particle_filter import check_filter_options, particle_filter, run_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, require_pieces
+from pyrosequence.models.program import PyroProgram, has_pieces, require_pieces
 
 #: Default cap on particles x sequences x steps evaluated at once by importance bounds.
 PARTICLE_STEP_BUDGET = 2**18
@@ -84,23 +87,55 @@ class ImportanceBound:
 
     ``reduce_chunk`` turns a ``(k, batch)`` chunk into a ``(1, batch)`` summary, so memory does not
     grow with K; ``finish`` combines the summaries of all K particles into a ``(batch,)`` bound.
+
+    The weights come from Pyro traces of the model's ``model``/``guide`` (the reference), or,
+    with ``compile`` set, from the per-step engine: a particle filter that never resamples
+    (:func:`~pyrosequence.inference.particle_filter.run_filter` with ``ess_threshold = 0``), its
+    step compiled (see :mod:`pyrosequence.inference.engine`). Both draw the same distribution of
+    weights; a model without per-step pieces describing its program keeps the trace path (with
+    a warning).
     """
 
     name: str
     reduce_chunk: Callable[[torch.Tensor], torch.Tensor]
     finish: Callable[[torch.Tensor, int], torch.Tensor]
+    #: Compute the weights with the compiled per-step engine; None = Pyro traces.
+    compile: CompileOptions | None = None
 
     def batch_size(self, num_sequences: int, num_steps: int, num_particles: int) -> int:
+        if self.compile is not None:  # the filter streams over time: memory is K x batch states
+            return max(1, min(num_sequences, FILTER_PARTICLE_BUDGET // num_particles))
         return max(1, min(num_sequences, PARTICLE_STEP_BUDGET // (num_steps * min(num_particles, 16))))
 
     def per_sequence(self, model: SequenceModel, seqs: Sequences, num_particles: int, particle_chunk: int | None) -> torch.Tensor:
-        chunk = particle_chunk or max(1, min(num_particles, PARTICLE_STEP_BUDGET // (seqs.num_steps * seqs.batch_size)))
+        by_filter = self.compile is not None and _runs_its_pieces(model)
+        if by_filter:
+            chunk = particle_chunk or num_particles
+        else:
+            chunk = particle_chunk or max(1, min(num_particles, PARTICLE_STEP_BUDGET // (seqs.num_steps * seqs.batch_size)))
         summaries, done = [], 0
         while done < num_particles:
             k = min(chunk, num_particles - done)
-            summaries.append(self.reduce_chunk(log_importance_weights(model, seqs, k)))
+            if by_filter:  # no resampling: the final weights are K independent importance weights
+                log_w = run_filter(model, seqs, k, get_resampler("multinomial"), 0.0, compile=self.compile)[1]
+            else:
+                log_w = log_importance_weights(model, seqs, k)
+            summaries.append(self.reduce_chunk(log_w))
             done += k
         return self.finish(torch.cat(summaries), num_particles)
+
+
+def _runs_its_pieces(model) -> bool:
+    """Whether the per-step engine can compute ``model``'s importance weights (else warn)."""
+    if has_pieces(model):
+        return True
+    warnings.warn(
+        f"compile: {type(model).__name__} has no per-step pieces describing its program, so its importance "
+        "weights come from Pyro traces, not from the compiled per-step engine",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
 
 
 @dataclass(frozen=True)
@@ -115,6 +150,8 @@ class FilteringBound:
     resampler: str | Resampler = "multinomial"
     ess_threshold: float = 0.5
     name: str = "fivo"
+    #: Compile the filter's step (see :mod:`pyrosequence.inference.engine`); None = eager.
+    compile: CompileOptions | None = None
 
     def __post_init__(self) -> None:
         check_filter_options(1, self.ess_threshold)
@@ -124,29 +161,45 @@ class FilteringBound:
         return max(1, min(num_sequences, FILTER_PARTICLE_BUDGET // num_particles))
 
     def per_sequence(self, model: SequenceModel, seqs: Sequences, num_particles: int, particle_chunk: int | None) -> torch.Tensor:
-        return particle_filter(model, seqs, num_particles, get_resampler(self.resampler), self.ess_threshold).log_z
+        resampler = get_resampler(self.resampler)
+        return particle_filter(model, seqs, num_particles, resampler, self.ess_threshold, compile=self.compile).log_z
 
 
 Bound = ImportanceBound | FilteringBound
 
-#: name -> factory(resampler=..., ess_threshold=...) -> bound; importance bounds ignore the options.
+#: name -> factory(resampler=..., ess_threshold=..., compile=...) -> bound; importance bounds
+#: ignore the filter options.
 BOUNDS: dict[str, Callable[..., Bound]] = {
     # mean of K one-sample ELBOs
-    "elbo": lambda **_: ImportanceBound("elbo", lambda w: w.sum(0, keepdim=True), lambda s, k: s.sum(0) / k),
+    "elbo": lambda compile=None, **_: ImportanceBound(
+        "elbo", lambda w: w.sum(0, keepdim=True), lambda s, k: s.sum(0) / k, compile
+    ),
     # log (1/K) sum_k w_k  (Burda et al., 2016)
-    "iwae": lambda **_: ImportanceBound(
-        "iwae", lambda w: w.logsumexp(0, keepdim=True), lambda s, k: s.logsumexp(0) - math.log(k)
+    "iwae": lambda compile=None, **_: ImportanceBound(
+        "iwae", lambda w: w.logsumexp(0, keepdim=True), lambda s, k: s.logsumexp(0) - math.log(k), compile
     ),
     # log p_hat(x) of a particle filter (Maddison et al., 2017)
-    "fivo": lambda resampler="multinomial", ess_threshold=0.5: FilteringBound(resampler, ess_threshold),
+    "fivo": lambda resampler="multinomial", ess_threshold=0.5, compile=None: FilteringBound(
+        resampler, ess_threshold, compile=compile
+    ),
 }
 
 
-def make_bound(name: str, resampler: str | Resampler = "multinomial", ess_threshold: float = 0.5) -> Bound:
-    """The bound called ``name`` (see :data:`BOUNDS`); the filter options apply to ``"fivo"``."""
+def make_bound(
+    name: str,
+    resampler: str | Resampler = "multinomial",
+    ess_threshold: float = 0.5,
+    compile: bool | str | CompileOptions = False,
+) -> Bound:
+    """The bound called ``name`` (see :data:`BOUNDS`); the filter options apply to ``"fivo"``.
+
+    ``compile`` computes the bound with the compiled per-step engine
+    (:mod:`pyrosequence.inference.engine`): the particle filter for ``"fivo"``, a filter that
+    never resamples for ``"elbo"`` and ``"iwae"``; default: eager, and Pyro traces for the
+    importance bounds."""
     if name not in BOUNDS:
         raise ValueError(f"unknown bound {name!r}; choose one of: {', '.join(sorted(BOUNDS))}")
-    return BOUNDS[name](resampler=resampler, ess_threshold=ess_threshold)
+    return BOUNDS[name](resampler=resampler, ess_threshold=ess_threshold, compile=compile_options(compile))
 
 
 @contextlib.contextmanager
@@ -170,6 +223,7 @@ def evaluate(
     batch_size: int | None = None,
     particle_chunk: int | None = None,
     seed: int | None = None,
+    compile: bool | str | CompileOptions = False,
 ) -> EvaluationResult:
     """Evaluate ``bound`` with ``num_particles`` particles on every sequence of ``x``.
 
@@ -191,11 +245,16 @@ def evaluate(
             own stream, seeded with :func:`block_seed` ``(seed, j)``, and the global stream is
             left untouched; the result then depends only on (seed, batch_size), not on which
             process scores which block (:func:`pyrosequence.distributed.evaluate_sharded`).
+        compile: compute the bound with the compiled per-step engine (see :func:`make_bound`);
+            with a bound object, a true value replaces that object's setting.
 
     Returns:
         :class:`EvaluationResult` with ``log_likelihood`` per sequence and ``per_timestep``.
     """
-    rule = make_bound(bound) if isinstance(bound, str) else bound
+    if isinstance(bound, str):
+        rule = make_bound(bound, compile=compile)
+    else:
+        rule = dataclasses.replace(bound, compile=compile_options(compile)) if compile else bound
     check_filter_options(num_particles, 0.0)
     if isinstance(rule, FilteringBound):
         require_pieces(model, f"the {rule.name} bound")

@@ -16,14 +16,11 @@ from dataclasses import dataclass
 import torch
 
 from pyrosequence.data.checks import Sequences
+from pyrosequence.inference.engine import PARTICLE_DIM, CompileOptions, StepRunner, compile_options, gather_particles
 from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.base import SequenceModel, context_steps
 from pyrosequence.models.program import require_pieces
 from pyrosequence.nn.cells import map_state
-
-#: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
-PARTICLE_DIM = 0
-
 
 @dataclass(frozen=True)
 class FilterResult:
@@ -53,22 +50,19 @@ def check_filter_options(num_particles, ess_threshold) -> None:
         raise ValueError(f"ess_threshold must lie in [0, 1] (0 = never resample, 1 = always), got {ess_threshold!r}")
 
 
-def _gather(state, ancestors: torch.Tensor):
-    """Select particles ``ancestors`` (K, B) along the particle dimension of a (tuple) state."""
-
-    def pick(tensor: torch.Tensor) -> torch.Tensor:
-        index = ancestors.reshape(ancestors.shape + (1,) * (tensor.dim() - 2)).expand_as(tensor)
-        return tensor.gather(PARTICLE_DIM, index)
-
-    return map_state(pick, state)
+#: The gather of particle states by ancestor indices (kept under its old name for callers).
+_gather = gather_particles
 
 
-def _report_bad_weights(lse: torch.Tensor, t: int) -> None:
-    bad = (~torch.isfinite(lse)).nonzero()
-    if len(bad):
-        b = int(bad[0, 0])
-        what = "NaN" if torch.isnan(lse[b]) else ("-inf: every particle has zero weight" if lse[b] < 0 else "+inf")
-        raise ValueError(f"particle filter: the log-weights of sequence {b} are {what} at step {t}")
+def _report_bad_weights(lse: torch.Tensor) -> None:
+    """Raise naming the first step and sequence whose log-weights are not finite (``lse`` is
+    ``(T, B)``, the log-sum of each filter's weights after every step); nothing if all are."""
+    if bool(torch.isfinite(lse).all()):
+        return
+    t, b = (int(i) for i in (~torch.isfinite(lse)).nonzero()[0])
+    value = lse[t, b]
+    what = "NaN" if torch.isnan(value) else ("-inf: every particle has zero weight" if value < 0 else "+inf")
+    raise ValueError(f"particle filter: the log-weights of sequence {b} are {what} at step {t}")
 
 
 def particle_filter(
@@ -81,6 +75,7 @@ def particle_filter(
     initial=None,
     start: int = 0,
     on_step=None,
+    compile: bool | str | CompileOptions = False,
 ) -> FilterResult:
     """Run one particle filter per sequence of ``seqs`` (already validated by ``model.prepare``).
 
@@ -91,6 +86,14 @@ def particle_filter(
     weight and do not resample. Gradients flow through the weights and the resampled states but
     not through the choice of ancestors (the FIVO paper's estimator, section 4: the
     score-function term of resampling is dropped). Log-sum-exp is used throughout.
+
+    The time loop never reads a value back to the host: with ``ess_threshold > 0`` ancestors are
+    drawn for every filter at every step and kept only where the filter resamples (so the random
+    stream differs from a filter that draws only when resampling, not the estimator's
+    distribution), and the weights are checked for NaN/inf once, after the loop. Each step is
+    :func:`pyrosequence.inference.engine.filter_step`; ``compile`` (``True``, a
+    ``torch.compile`` mode or :class:`~pyrosequence.inference.engine.CompileOptions`) runs it
+    compiled (see :mod:`pyrosequence.inference.engine`).
 
     ``initial`` (a state of batch shape ``(B,)``) and ``start`` continue sequences from an earlier
     window (truncated backpropagation through time): every particle starts from ``initial`` and the
@@ -103,9 +106,28 @@ def particle_filter(
     particles of the whole batch). It must not modify them (forecasting and predictive checks
     read the filter through it; see :mod:`pyrosequence.diagnostics.forecast`).
 
-    Raises ``ValueError`` naming the step and sequence if all weights of a filter become zero
-    (or NaN/inf).
+    Raises ``ValueError`` naming the first step and sequence whose weights all became zero (or
+    NaN/inf).
     """
+    return run_filter(model, seqs, num_particles, resampler, ess_threshold, latent_scale, initial, start, on_step,
+                      compile)[0]
+
+
+def run_filter(
+    model: SequenceModel,
+    seqs: Sequences,
+    num_particles: int,
+    resampler: Resampler,
+    ess_threshold: float,
+    latent_scale: float | torch.Tensor = 1.0,
+    initial=None,
+    start: int = 0,
+    on_step=None,
+    compile: bool | str | CompileOptions = False,
+) -> tuple[FilterResult, torch.Tensor]:
+    """:func:`particle_filter`, also returning the final log-weights ``(K, B)`` (since each
+    filter's last resampling; with ``ess_threshold = 0`` they are the log importance weights
+    ``log p(x, z_k) - log q(z_k | x)`` of ``K`` independent particles)."""
     require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
@@ -122,59 +144,37 @@ def particle_filter(
     log_w = seqs.x.new_zeros(particles)
     log_z = seqs.x.new_zeros(batch)
     reference = seqs.x.new_full((batch,), log_k)  # log-sum of the weights at the last reset
-    last_step = seqs.lengths - 1
-    identity = torch.arange(k, device=seqs.x.device)[:, None].expand(particles)
-    increments, ess_steps, resampled_steps = [], [], []
-    for t in range(steps):
-        if on_step is not None:
-            on_step(t, state, log_w)
-        if model.z_dim:
-            proposal = model.proposal(state, start + t, q_steps[t])
-            if proposal.batch_shape != particles:
-                proposal = proposal.expand(particles)
-            if not proposal.has_rsample:
-                raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
-            z = proposal.rsample()
-            log_latent = model.transition(state, start + t).log_prob(z) - proposal.log_prob(z)
-            if not (isinstance(latent_scale, float) and latent_scale == 1.0):
-                log_latent = latent_scale * log_latent
-        else:  # a deterministic model: every particle carries the exact likelihood
-            z, log_latent = seqs.x.new_zeros(particles + (0,)), 0.0
-        features = model.latent_features(z)
-        increment = model.emission(state, features).log_prob(x_steps[t]) + log_latent
-        active = seqs.step_mask(t)
-        if active is not None:
-            increment = increment.masked_fill(~active, 0.0)
-        log_w = log_w + increment
-        lse = log_w.logsumexp(PARTICLE_DIM)
-        ess = (2 * lse - (2 * log_w).logsumexp(PARTICLE_DIM)).exp()
-        resample = (ess < ess_threshold * k) & (t < last_step)
-        finite, any_resample = torch.stack([torch.isfinite(lse).all(), resample.any()]).tolist()
-        if not finite:
-            _report_bad_weights(lse, t)
-        increments.append(lse - reference)
-        ess_steps.append(ess.detach())
-        resampled_steps.append(resample)
-        state = model.update(state, features, ctx_steps[t], start + t)
-        if any_resample:
-            drawn = resampler(log_w.detach().transpose(0, 1)).transpose(0, 1)
-            state = _gather(state, torch.where(resample, drawn, identity))
-            log_z = log_z + (lse - log_k).masked_fill(~resample, 0.0)
-            log_w = log_w.masked_fill(resample, 0.0)
-            reference = lse.masked_fill(resample, log_k)
-        else:
-            reference = lse
+    time = torch.arange(steps, device=seqs.x.device)[:, None]
+    lengths = seqs.lengths.to(seqs.x.device)[None]
+    active_steps = (time < lengths).unbind(0)  # (B,) per step: t < length
+    may_resample_steps = (time < lengths - 1).unbind(0)  # never after a sequence's last step
+    scale = None if isinstance(latent_scale, numbers.Real) and latent_scale == 1.0 else latent_scale
+    increments, ess_steps, resampled_steps, lse_steps = [], [], [], []
+    with StepRunner(model, resampler, ess_threshold, compile_options(compile)) as step:
+        for t in range(steps):
+            if on_step is not None:
+                on_step(t, state, log_w)
+            state, log_w, log_z, reference, increment, ess, resampled, lse = step(
+                state, log_w, log_z, reference, x_steps[t], ctx_steps[t], q_steps[t], active_steps[t],
+                may_resample_steps[t], scale, start + t,
+            )
+            increments.append(increment)
+            ess_steps.append(ess)
+            resampled_steps.append(resampled)
+            lse_steps.append(lse)
+    _report_bad_weights(torch.stack(lse_steps))  # the loop's only host synchronisation
     if on_step is not None:
         on_step(steps, state, log_w)
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
-    model.final_state = map_state(lambda s: s[0], _gather(state, chosen.expand(particles)))
-    return FilterResult(
+    model.final_state = map_state(lambda s: s[0], gather_particles(state, chosen.expand(particles)))
+    result = FilterResult(
         log_z=log_z,
         log_increments=torch.stack(increments),
         ess=torch.stack(ess_steps),
         resampled=torch.stack(resampled_steps),
         lengths=seqs.lengths,
     )
+    return result, log_w

@@ -47,6 +47,7 @@ class FilteringRNN(SequenceModel):
     """
 
     homogeneous_transition = True
+    time_invariant_pieces = True  # t only names VHRNN's deterministic sites
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ class SRNN(SequenceModel):
     """
 
     homogeneous_transition = True
+    time_invariant_pieces = True
 
     def __init__(
         self,

@@ -232,12 +232,16 @@ def test_callables_it_cannot_drive():
 
 
 def test_evaluate_fivo_with_k_1024_in_batches():
+    pyro.set_rng_seed(0)
     m = LinearGaussianSSM(2, 2, proposal="prior")
     x = m.sample(6, 12)
     result = evaluate(m, x, bound="fivo", num_particles=1024, batch_size=2)
     exact = m.exact_log_prob(x).detach()
     assert result.log_likelihood.shape == (6,)
-    assert torch.all((result.log_likelihood - exact).abs() < 0.5)
+    # With the prior as proposal, log Z_hat - log Z has a standard deviation of about 0.25 per
+    # sequence here (measured over 120 filters): within 5 of them; the mean of 6 within 5 / sqrt(6).
+    error = result.log_likelihood - exact
+    assert torch.all(error.abs() < 1.25) and abs(float(error.mean())) < 0.51
     assert result.per_timestep == pytest.approx(float(result.log_likelihood.sum()) / 72, rel=1e-6)
 
 

@@ -1,0 +1,252 @@
+"""The particle filter's step as one function of tensors, and its opt-in compilation.
+
+:func:`filter_step` is one step of the filter of :mod:`pyrosequence.inference.particle_filter`
+(proposal, prior, emission, reweighting, state update, resampling) written without a host
+synchronisation: whether a filter resamples is a boolean tensor, ancestors are drawn for every
+filter and ``torch.where`` keeps the identity where it does not resample, and the state is
+gathered unconditionally. Being a pure function of tensors (plus the model and constants), it can
+be compiled with ``torch.compile``; the eager call of the same function is the reference.
+
+Compilation is opt-in: ``FIVO(..., compile=True)``, ``make_bound(..., compile=True)``,
+``evaluate(..., compile=True)``, ``TrainConfig(compile=True)`` (``--compile`` in the CLI). What it
+does and does not do:
+
+* The step is compiled with ``fullgraph=True`` (one graph per step, no breaks). A model whose
+  step cannot be compiled whole, or whose pieces do not declare
+  :attr:`~pyrosequence.models.base.SequenceModel.time_invariant_pieces`, runs eagerly with a
+  ``RuntimeWarning`` that names the model and the reason (once per model instance): the bound is
+  the same, only the speed differs.
+* Pieces that compute the same function at every step (``time_invariant_pieces = True``) are
+  called with ``t = 0`` inside the compiled step, so one graph serves every step. ``t`` then only
+  names Pyro sites, which nobody records there: the compiled step runs outside any Pyro handler
+  (``pyro.deterministic`` records nothing) and with distribution validation off.
+* Random draws: Inductor generates its own random numbers by default, so a compiled run draws
+  different (identically distributed) noise than an eager run from the same seed. With
+  ``torch._inductor.config.fallback_random = True`` it calls the same random kernels as eager
+  mode and the two agree to rounding (the equality tests do this).
+* ``CompileOptions(mode="reduce-overhead")`` asks for CUDA graphs on a CUDA device
+  (``torch.compiler.cudagraph_mark_step_begin()`` is called before every filter run); on a CPU
+  the mode is accepted and has no CUDA-graph effect. Shapes are static per compiled graph: a new
+  batch size or particle count compiles again (Dynamo marks the dimension dynamic after it has
+  seen it change).
+* The first run compiles (tens of seconds on a CPU for a VRNN, forward and backward each);
+  gradient mode, particle count, resampling on/off and the model instance each have their own
+  graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+import pyro
+from pyro.poutine.runtime import _PYRO_STACK
+
+from pyrosequence.nn.cells import map_state
+
+#: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
+PARTICLE_DIM = 0
+#: Dynamo's limit of graphs per compiled function, raised while the filter runs: each model
+#: instance, particle count, gradient mode and resampling setting is a graph of its own.
+RECOMPILE_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How :func:`filter_step` is compiled (the arguments of ``torch.compile``).
+
+    Attributes:
+        backend: ``"inductor"`` (generated C++/Triton kernels), or e.g. ``"aot_eager"`` (traced
+            graphs run by eager kernels: checks the tracing without code generation).
+        mode: ``None`` (default), ``"reduce-overhead"`` (CUDA graphs on CUDA devices),
+            ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``.
+        fullgraph: compile the step as one graph; a graph break then falls back to the eager
+            step with a warning instead of running a partly compiled step.
+        dynamic: passed to ``torch.compile`` (``None``: Dynamo decides, marking a size dynamic
+            once it has seen it change).
+    """
+
+    backend: str = "inductor"
+    mode: str | None = None
+    fullgraph: bool = True
+    dynamic: bool | None = None
+
+    def __post_init__(self) -> None:
+        modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.mode not in modes:
+            raise ValueError(f"unknown compile mode {self.mode!r}; choose one of: {', '.join(map(str, modes))}")
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ValueError(f"the compile backend must be a backend name such as 'inductor', got {self.backend!r}")
+
+    @property
+    def uses_cuda_graphs(self) -> bool:
+        return self.mode == "reduce-overhead"
+
+
+def compile_options(value) -> CompileOptions | None:
+    """``False``/``None`` -> no compilation; ``True`` -> default :class:`CompileOptions`; a mode
+    string (``"reduce-overhead"``...) -> those options with that mode; options pass through."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CompileOptions()
+    if isinstance(value, str):
+        return CompileOptions(mode=value)
+    if isinstance(value, CompileOptions):
+        return value
+    raise ValueError(f"compile must be a bool, a torch.compile mode or CompileOptions, got {value!r}")
+
+
+def gather_particles(state, ancestors: torch.Tensor):
+    """Select particles ``ancestors`` (K, B) along the particle dimension of a (tuple) state."""
+
+    def pick(tensor: torch.Tensor) -> torch.Tensor:
+        index = ancestors.reshape(ancestors.shape + (1,) * (tensor.dim() - 2)).expand_as(tensor)
+        return tensor.gather(PARTICLE_DIM, index)
+
+    return map_state(pick, state)
+
+
+def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
+                active, may_resample, latent_scale, t: int):
+    """One step of the particle filter, without reading anything back to the host.
+
+    Args:
+        model: the :class:`~pyrosequence.models.base.SequenceModel` whose pieces run.
+        resampler: ``log_weights (B, K) -> ancestors (B, K)``; unused when ``ess_threshold == 0``.
+        ess_threshold: resample the filters whose ESS is below ``ess_threshold * K``.
+        state: the particles' states ``s_{t-1}`` (particle dimension first).
+        log_w: ``(K, B)`` log-weights since each filter's last resampling.
+        log_z: ``(B,)`` the log-normalisers accumulated at earlier resamplings.
+        reference: ``(B,)`` log-sum of the weights after the previous step (``log K`` after a
+            resampling): the previous step's term of the increments.
+        x_t, context_t, proposal_t: step ``t`` of the data, the model's context and the
+            proposal's context.
+        active: ``(B,)`` bool, ``t < length``: ended sequences add no weight.
+        may_resample: ``(B,)`` bool, ``t < length - 1``: never resample after the last step.
+        latent_scale: ``None``, or the factor of the latent terms (a number or 0-d tensor).
+        t: the step index handed to the pieces.
+
+    Returns:
+        ``(state, log_w, log_z, reference, increment, ess, resampled, lse)`` with the updated
+        (and resampled) state and weights, ``increment = log p_hat(x_t | x_<t)`` ``(B,)``, the ESS
+        after reweighting ``(B,)``, whether each filter resampled ``(B,)`` and the log-sum of the
+        weights ``(B,)`` (non-finite where a filter's weights broke down; the caller checks that
+        once, after the loop).
+    """
+    particles = log_w.shape
+    k = particles[0]
+    if model.z_dim:
+        proposal = model.proposal(state, t, proposal_t)
+        if proposal.batch_shape != particles:
+            proposal = proposal.expand(particles)
+        if not proposal.has_rsample:
+            raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
+        z = proposal.rsample()
+        log_latent = model.transition(state, t).log_prob(z) - proposal.log_prob(z)
+        if latent_scale is not None:
+            log_latent = latent_scale * log_latent
+    else:  # a deterministic model: every particle carries the exact likelihood
+        z, log_latent = x_t.new_zeros(particles + (0,)), 0.0
+    features = model.latent_features(z)
+    increment = model.emission(state, features).log_prob(x_t) + log_latent
+    log_w = log_w + increment.masked_fill(~active, 0.0)
+    lse = log_w.logsumexp(PARTICLE_DIM)
+    ess = (2 * lse - (2 * log_w).logsumexp(PARTICLE_DIM)).exp()
+    state = model.update(state, features, context_t, t)
+    step_increment = lse - reference
+    if ess_threshold > 0 and k > 1:  # one particle has ESS = 1 = K: it never resamples
+        resample = (ess < ess_threshold * k) & may_resample
+        # A filter whose weights broke down draws from uniform weights: its result is discarded
+        # (the caller raises naming the step), but the resampler must not fail on it first.
+        weights = torch.where(torch.isfinite(lse), log_w.detach(), 0.0)
+        drawn = resampler(weights.transpose(0, 1)).transpose(0, 1)
+        identity = torch.arange(k, device=log_w.device)[:, None]
+        state = gather_particles(state, torch.where(resample, drawn, identity))
+        log_k = math.log(k)
+        log_z = log_z + (lse - log_k).masked_fill(~resample, 0.0)
+        log_w = log_w.masked_fill(resample, 0.0)
+        reference = lse.masked_fill(resample, log_k)
+    else:
+        resample = torch.zeros_like(active)
+        reference = lse
+    return state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse
+
+
+_COMPILED: dict[CompileOptions, object] = {}
+#: model -> why its step runs eagerly although compilation was asked for (warned once)
+_EAGER_ONLY: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def _compiled_step(options: CompileOptions):
+    if options not in _COMPILED:
+        mode = None if options.mode == "default" else options.mode
+        _COMPILED[options] = torch.compile(
+            filter_step, backend=options.backend, mode=mode, fullgraph=options.fullgraph, dynamic=options.dynamic
+        )
+    return _COMPILED[options]
+
+
+def _fall_back(model, reason: str) -> None:
+    if model not in _EAGER_ONLY:
+        warnings.warn(
+            f"compile: the particle-filter step of {type(model).__name__} runs eagerly ({reason}); "
+            "the bound is the same, only slower",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    _EAGER_ONLY[model] = reason
+
+
+class StepRunner:
+    """Calls :func:`filter_step` for one filter run: eagerly, or compiled with ``options``.
+
+    Use as a context manager around the time loop. When compiled, the loop runs outside any Pyro
+    handler, with distribution validation off and Dynamo's RNN tracing and recompile limit
+    raised; on exit everything is restored. A step that fails to compile runs eagerly from then
+    on (see the module docstring).
+    """
+
+    def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None) -> None:
+        self.model, self.resampler, self.ess_threshold = model, resampler, float(ess_threshold)
+        self.options = options
+        if options is not None and not getattr(model, "time_invariant_pieces", False):
+            _fall_back(model, "its pieces do not declare time_invariant_pieces = True, so one compiled graph "
+                              "cannot serve every step")
+        self.compiled = options is not None and model not in _EAGER_ONLY
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "StepRunner":
+        if self.compiled:
+            saved = list(_PYRO_STACK)
+            _PYRO_STACK.clear()
+            self._stack.callback(_PYRO_STACK.extend, saved)
+            self._stack.enter_context(pyro.validation_enabled(False))
+            self._stack.enter_context(torch._dynamo.config.patch(allow_rnn=True, recompile_limit=RECOMPILE_LIMIT))
+            device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+            if self.options.uses_cuda_graphs and device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def __call__(self, state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample, latent_scale, t):
+        args = (state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample)
+        if self.compiled:
+            if latent_scale is not None and not torch.is_tensor(latent_scale):
+                latent_scale = log_w.new_tensor(latent_scale)  # a float would be a constant of the graph
+            try:
+                return _compiled_step(self.options)(
+                    self.model, self.resampler, self.ess_threshold, *args, latent_scale, 0
+                )
+            except Exception as error:  # a graph break, an unsupported op, a compiler failure
+                self.compiled = False
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                _fall_back(self.model, f"torch.compile failed: {type(error).__name__}: {first_line}")
+        return filter_step(self.model, self.resampler, self.ess_threshold, *args, latent_scale, t)
