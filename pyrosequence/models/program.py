@@ -116,7 +116,7 @@ class _ProgramParams(Messenger):
 
 
 class PyroProgram(nn.Module):
-    """A plain Pyro ``model(x, lengths)`` / ``guide(x, lengths)`` pair as a pyrosequence model.
+    r"""A plain Pyro ``model(x, lengths)`` / ``guide(x, lengths)`` pair as a pyrosequence model.
 
     The program sees ``x`` of shape ``(batch, time, x_dim)`` (validated: finite, floating, cut to
     the longest sequence, zero beyond each sequence's length) and ``lengths`` of shape
@@ -128,19 +128,20 @@ class PyroProgram(nn.Module):
 
     Parameters: ``pyro.param(name, init, constraint=...)`` sites are owned by this module (not by
     Pyro's global param store): they are created on the first run, appear in ``parameters()`` and
-    ``state_dict()`` and are trained by :func:`pyrosequence.train`. ``nn.Module``\\s the program uses
-    must be reachable from this module: pass ``PyroModule``\\s as ``model``/``guide`` (they are
+    ``state_dict()`` and are trained by :func:`pyrosequence.train`. ``nn.Module``\s the program uses
+    must be reachable from this module: pass ``PyroModule``\s as ``model``/``guide`` (they are
     registered as submodules), assign them as attributes of a subclass, or register them inside the
     program with ``pyro.module(name, net)`` (their parameters are then adopted by reference).
-    ``PyroModule`` parameters are local to their modules while the program runs here
-    (``pyro.settings`` ``module_local_params``).
+    A ``PyroModule``'s ``PyroParam``\s go through a param-store scope private to this instance
+    while the program runs (``ParamStoreDict.scope``), so two programs never share a parameter by name.
 
     Usage::
 
         import torch, pyro, pyro.distributions as dist
         from pyro import poutine
         from torch.distributions import constraints
-        from pyrosequence import PyroProgram, evaluate
+        from pyrosequence import PyroProgram
+        from pyrosequence.inference import evaluate
 
         def model(x, lengths):
             a = pyro.param("a", torch.tensor(0.5))
@@ -178,7 +179,7 @@ class PyroProgram(nn.Module):
     sequences), as for every built-in model.
 
     Args:
-        model, guide: callables ``(x, lengths) -> None``; ``nn.Module``\\s become submodules.
+        model, guide: callables ``(x, lengths) -> None``; ``nn.Module``\s become submodules.
         x_dim: the data dimension the program expects (checked), or ``None`` for any.
         sequence_plate: the name of the program's plate over sequences.
         vectorize_particles: see above.
@@ -210,6 +211,7 @@ class PyroProgram(nn.Module):
         self.sequence_plate = sequence_plate
         self.vectorize_particles = vectorize_particles
         self._constraints: dict[str, constraints.Constraint] = {}
+        self._store_state: dict = {"params": {}, "constraints": {}}
         self._inspected = False
         self.plate_nesting = 1
         self.latent_names: tuple[str, ...] = ()
@@ -222,6 +224,10 @@ class PyroProgram(nn.Module):
         if param is None:
             if isinstance(init, nn.Parameter) and id(init) in submodule_params:
                 return init if constraint is constraints.real else transform_to(constraint)(init)
+            if init is None and name in pyro.get_param_store():  # a PyroModule's PyroParam, synced to the store
+                value = pyro.get_param_store().get_param(name)
+                if id(value.unconstrained()) in submodule_params:
+                    return value
             if init is None:
                 raise ValueError(
                     f"the program reads pyro.param({name!r}) without an initial value, and it is not a parameter of "
@@ -266,8 +272,10 @@ class PyroProgram(nn.Module):
 
     # ------------------------------------------------------------------ running the program
     def _running(self):
+        # A private param-store scope: what PyroModules sync into Pyro's store while the program runs
+        # stays with this instance (never shared by name with another program or the user's store).
         stack = contextlib.ExitStack()
-        stack.enter_context(pyro.settings.context(module_local_params=True))
+        stack.enter_context(pyro.get_param_store().scope(state=self._store_state))
         stack.enter_context(_ProgramParams(self))
         return stack
 
