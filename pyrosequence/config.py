@@ -73,9 +73,17 @@ class TrainConfig:
     #: length, so batch-mates have similar lengths and less padding is computed; None = off.
     length_buckets: int | None = None
 
+    #: Set by ``train(config, model=instance)`` when the instance cannot be rebuilt from ``model``,
+    #: ``z_dim`` and ``model_options`` (pyrosequence.models.rebuild): why. The run trains, but every
+    #: command that rebuilds its model (evaluate, sample, plot, report, --resume) refuses it.
+    model_not_rebuildable: str | None = None
+
     def __post_init__(self) -> None:
-        cls = model_class(self.model)
-        self.model = REGISTRY.recorded_name(self.model)  # a run-time registration is recorded by import path
+        if self.model_not_rebuildable is not None:
+            cls = None  # recorded for information only: nothing is looked up or rebuilt
+        else:
+            cls = model_class(self.model)
+            self.model = REGISTRY.recorded_name(self.model)  # a run-time registration is recorded by import path
         source = data_source(self.data)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
@@ -84,7 +92,7 @@ class TrainConfig:
                 raise ValueError(f"unknown bound {getattr(self, name)!r}; choose one of: {', '.join(sorted(BOUNDS))}")
         get_resampler(self.resampler)
         check_filter_options(1, self.ess_threshold)
-        takes_latents = "z_dim" in inspect.signature(cls.__init__).parameters
+        takes_latents = self.z_dim is not None if cls is None else "z_dim" in inspect.signature(cls.__init__).parameters
         if not takes_latents and self.z_dim is not None:
             raise ValueError(f"model {self.model!r} has no latent variables; do not give it a z_dim")
         if takes_latents and self.z_dim is None:
@@ -114,6 +122,8 @@ class TrainConfig:
         for name, value in self.model_options.items():
             if name in SIZE_OPTIONS and value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if cls is None:
+            return
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "x_dim", "z_dim", "name"}
         unknown = sorted(set(self.model_options) - accepted)
         if unknown:

@@ -11,7 +11,7 @@ loop (:mod:`pyrosequence.train`) writes it; the CLI and the diagnostics read it 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -38,12 +38,40 @@ OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE
 
 def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
     """Construct the configured model for data of dimension ``x_dim``."""
+    if config.model_not_rebuildable is not None:
+        raise ValueError(
+            f"the model of this run cannot be rebuilt from its configuration: {config.model_not_rebuildable} "
+            "(it was trained from a model instance, train(config, model=...))"
+        )
     cls = model_class(config.model)
     if config.z_dim is None:  # a deterministic model (TrainConfig checked that it takes no z_dim)
         return cls(x_dim, **config.model_options)
     model = cls(x_dim, config.z_dim, **config.model_options)
     return multi_rate(model, config.beta_range) if config.multi_rate else model
 
+
+
+def adopt_model(model, config: TrainConfig, x_dim: int):
+    """For ``train(config, model=instance)``: check the instance against the data and return
+    ``(model, config)``, the config's ``model``, ``z_dim`` and ``model_options`` replaced by the
+    instance's recipe (:mod:`pyrosequence.models.rebuild`), or, when it cannot be rebuilt, with
+    ``model_not_rebuildable`` saying why. With ``config.multi_rate`` the instance is gated here,
+    as :func:`build_model` gates a built model."""
+    from pyrosequence.models.multi_rate import is_multi_rate
+    from pyrosequence.models.program import PyroProgram
+    from pyrosequence.models.rebuild import recipe
+
+    if not isinstance(model, (SequenceModel, PyroProgram)):
+        raise TypeError(f"train(config, model=...) needs a SequenceModel or PyroProgram instance, got {type(model).__name__}")
+    model_x_dim = getattr(model, "x_dim", None)
+    if model_x_dim is not None and model_x_dim != x_dim:
+        raise ValueError(f"the model instance has x_dim {model_x_dim} but the data set {config.data!r} has x_dim {x_dim}")
+    if is_multi_rate(model):
+        raise ValueError("give train() the plain model and set multi_rate=True in the config, so the run can rebuild its gates")
+    found = recipe(model)
+    config = replace(config, model=found.model, z_dim=found.z_dim, model_options=found.model_options,
+                     model_not_rebuildable=found.reason)
+    return (multi_rate(model, config.beta_range) if config.multi_rate else model), config
 
 
 def prepare_run_dir(
@@ -115,7 +143,8 @@ def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = 
     :data:`RESUMABLE_CHANGES`, naming the settings that differ."""
     current = asdict(config)
     # a checkpoint written before a setting existed ran with that setting's default
-    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root))
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root,
+                                  model_not_rebuildable=config.model_not_rebuildable))
     changed = sorted(
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
     )
@@ -134,6 +163,11 @@ def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: st
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory at {run_dir}")
     config = TrainConfig.load(run_dir / CONFIG_FILE)
+    if config.model_not_rebuildable is not None:
+        raise ValueError(
+            f"{run_dir}: its model cannot be rebuilt: {config.model_not_rebuildable} "
+            "(it was trained from a model instance, train(config, model=...))"
+        )
     # a keep-best run is scored with the weights of its best validation epoch, as train() does
     best = run_dir / BEST_FILE
     if config.keep_best and best.is_file():

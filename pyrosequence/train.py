@@ -35,6 +35,7 @@ from pyrosequence.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
+    adopt_model,
     build_model,
     check_same_run,
     prepare_run_dir,
@@ -176,12 +177,20 @@ def train(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    model: SequenceModel | None = None,
 ) -> RunResult:
     """Train ``config``'s model on its data, writing the run to ``out`` (see module docstring).
 
     Everything that can be checked (configuration, data, device, run directory, checkpoint) is
     checked before the first update. ``resume=True`` continues the run in ``out`` from its last
     checkpoint up to ``config.epochs`` and reproduces an uninterrupted run exactly on the CPU.
+
+    ``model``: an already-built model instance to train instead of building ``config.model``
+    (its ``x_dim`` must match the data; it is initialised from the data like a built model).
+    ``config.json`` records how to rebuild it (its class's import path and constructor arguments,
+    :mod:`pyrosequence.models.rebuild`), so ``evaluate``, ``sample``, ``plot``, ``report`` and
+    ``--resume`` reopen the run; when it cannot be rebuilt the run still trains, and those commands
+    refuse it saying why (``model_not_rebuildable``).
     """
     device = resolve_device(config.device)
     train_set = load_split(config.data, "train", config.data_root)
@@ -189,7 +198,13 @@ def train(
         train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
     valid_set = load_split(config.data, "valid", config.data_root)
     pyro.set_rng_seed(config.seed)
-    model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
+    if model is None:
+        model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
+    else:
+        model, config = adopt_model(model, config, train_set.x_dim)
+        if config.model_not_rebuildable is not None:
+            log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
+                "evaluate, sample, plot, report and --resume will refuse the run")
     model.init_from_data(train_set.x, train_set.lengths, center=config.center_inputs)
     objective = make_objective(
         config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold

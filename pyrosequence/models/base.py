@@ -19,6 +19,8 @@ lengths, validation) lives here.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,26 @@ from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.models.time_slicing import Context, context_steps, stack_states, time_slices
 from pyrosequence.nn.cells import State
 from pyrosequence.nn.support import AllOf, check_support, element_support
+
+
+def _recording_init(init):
+    """Wrap a model class's ``__init__`` so that the outermost call (the class actually built)
+    records the arguments it was called with (see :attr:`SequenceModel.init_arguments`)."""
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        if "_init_arguments" not in self.__dict__:
+            try:
+                bound = inspect.signature(init).bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                recorded = dict(list(bound.arguments.items())[1:])  # without self
+            except TypeError:  # a wrong call: the constructor itself raises the error
+                recorded = None
+            object.__setattr__(self, "_init_arguments", recorded)
+        init(self, *args, **kwargs)
+
+    wrapped._records_arguments = True
+    return wrapped
 
 
 def _masked(mask: torch.Tensor | None):
@@ -103,6 +125,22 @@ class SequenceModel(nn.Module):
     beyond each sequence's length. Handlers such as ``poutine.scale`` or
     :func:`pyrosequence.inference.scale_latents` find the latent sites by type (unobserved).
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_records_arguments", False):
+            cls.__init__ = _recording_init(init)
+
+    @property
+    def init_arguments(self) -> dict | None:
+        """The arguments this instance's class constructor was called with, defaults filled in
+        (``{"x_dim": 4, "z_dim": 2, "hidden_dim": 64, ...}``; a ``**kwargs`` parameter appears
+        under its own name as a dict), or ``None`` when they were not recorded. Recorded
+        automatically for every subclass that defines ``__init__``; :func:`pyrosequence.train`
+        reads them to record in the run directory how to rebuild a model instance it is given."""
+        recorded = self.__dict__.get("_init_arguments")
+        return None if recorded is None else dict(recorded)
 
     latent_name = "z"
     obs_name = "x"
