@@ -72,6 +72,9 @@ class TrainConfig:
     #: Length-bucketed batches (pyrosequence.data.buckets): sort pools of this many batches by
     #: length, so batch-mates have similar lengths and less padding is computed; None = off.
     length_buckets: int | None = None
+    #: Processes of a data-parallel run (pyrosequence.distributed): set by train() from the torchrun
+    #: launch, and recorded so that resuming with another number of processes is refused.
+    world_size: int = 1
 
     #: Set by ``train(config, model=instance)`` when the instance cannot be rebuilt from ``model``,
     #: ``z_dim`` and ``model_options`` (pyrosequence.models.rebuild): why. The run trains, but every
@@ -97,7 +100,7 @@ class TrainConfig:
             raise ValueError(f"model {self.model!r} has no latent variables; do not give it a z_dim")
         if takes_latents and self.z_dim is None:
             self.z_dim = 8
-        for name in ("particles", "epochs", "batch_size", "valid_particles", "eval_particles"):
+        for name in ("particles", "epochs", "batch_size", "valid_particles", "eval_particles", "world_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,16 @@ from pyrosequence.models.multi_rate import is_multi_rate
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
 from pyrosequence.device import resolve_device
+from pyrosequence.distributed import (
+    DataParallel,
+    check_world_size,
+    evaluate_sharded,
+    evaluation_seed,
+    gather_rng_states,
+    rank_rng_state,
+    rank_seed,
+    setup as setup_processes,
+)
 from pyrosequence.rundir import (
     BEST_FILE,
     CHECKPOINT_FILE,
@@ -102,6 +112,13 @@ def _carry(state, reference, rows: torch.Tensor):
     return map_state(one, state, reference)
 
 
+def _window_size(batch_lengths: torch.Tensor, start: int, window: int | None) -> tuple[int, int]:
+    """(time steps, sequences) of the whole batch in the window that starts at ``start``."""
+    alive = batch_lengths > start
+    steps = batch_lengths[alive] - start
+    return int((steps if window is None else steps.clamp(max=window)).sum()), int(alive.sum())
+
+
 def train_epoch(
     model: SequenceModel,
     data: SequenceDataset,
@@ -112,6 +129,7 @@ def train_epoch(
     epoch: int,
     step: int,
     progress: bool = False,
+    group: DataParallel | None = None,
 ) -> tuple[float, int]:
     """One pass over ``data``; returns (mean loss per time step, updated step count).
 
@@ -121,15 +139,18 @@ def train_epoch(
     FIVO: each sequence's bound over its length, averaged over the batch) are used as they are.
     With ``config.tbptt = W`` each batch is cut into windows of W steps and every window is an
     update; a window starts from the (detached) state the previous one ended in.
+
+    With a multi-process ``group`` (:mod:`pyrosequence.distributed`) this process computes its
+    shard of every batch and the gradients are summed over the processes with the weights that
+    make them the gradient of the whole batch's loss, normalised as above.
     """
+    group = group or DataParallel()
     params = [p for p in model.parameters() if p.requires_grad]
     normalized = getattr(objective, "normalized_loss", False)
     total_loss, total_steps = 0.0, 0
-    batches = data.batches(
-        config.batch_size, shuffle=True, generator=_shuffle_generator(config.seed, epoch), bucket_pool=config.length_buckets
-    )
+    batches = group.batches(data, config.batch_size, _shuffle_generator(config.seed, epoch), config.length_buckets)
     bar = tqdm(batches, total=math.ceil(len(data) / config.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
-    for x, lengths in bar:
+    for x, lengths, batch_lengths in bar:
         carried = None
         for start, rows, x_w, lengths_w in _windows(x, lengths, config.tbptt):
             beta = schedule(step)
@@ -138,15 +159,18 @@ def train_epoch(
             fn_model, fn_guide = model.model, model.guide
             if beta != 1.0:
                 fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
-            if start == 0:
+            if start == 0 or not len(x_w):
                 continuation = {}
             else:
                 reference = model.initial_state(torch.Size([1]), x_w)
                 continuation = {"initial": _carry(carried, reference, rows), "start": start}
             optimizer.zero_grad(set_to_none=True)
-            loss = objective.loss_and_grads(fn_model, fn_guide, x_w, lengths_w, **continuation)
-            carried = model.final_state
-            num_steps = int(lengths_w.sum())
+            loss = 0.0
+            if len(x_w):  # one process's shard of a short last batch (or late window) may be empty
+                loss = objective.loss_and_grads(fn_model, fn_guide, x_w, lengths_w, **continuation)
+                carried = model.final_state
+            num_steps, num_sequences = _window_size(batch_lengths, start, config.tbptt)
+            loss = group.sum_gradients(params, loss, len(x_w) / num_sequences if normalized else 1.0)
             if not math.isfinite(loss):
                 kept = f"the checkpoint of epoch {epoch} is kept" if epoch else "no checkpoint was written"
                 raise FloatingPointError(
@@ -191,8 +215,34 @@ def train(
     :mod:`pyrosequence.models.rebuild`), so ``evaluate``, ``sample``, ``plot``, ``report`` and
     ``--resume`` reopen the run; when it cannot be rebuilt the run still trains, and those commands
     refuse it saying why (``model_not_rebuildable``).
+
+    Started by torchrun (``RANK``/``WORLD_SIZE``/... set), every process calls this and the run is
+    data-parallel (:mod:`pyrosequence.distributed`): each process computes its shard of every
+    batch, process 0 alone writes the run directory and prints, ``config.world_size`` records
+    the number of processes, and every process returns the same :class:`RunResult`.
     """
-    device = resolve_device(config.device)
+    group, device = setup_processes(resolve_device(config.device), config.batch_size)
+    if config.world_size != group.world_size:
+        config = replace(config, world_size=group.world_size)
+    try:
+        return _train(
+            config, group, device, out, resume, force, progress and group.is_main,
+            log if group.is_main else (lambda message: None), model,
+        )
+    finally:
+        group.close()
+
+
+def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particles: int, seed: int):
+    """One process: :func:`evaluate` on the global stream (as always); several: the blocks shared
+    by the processes, each drawing from its own seeded stream."""
+    if not group.active:
+        return evaluate(model, data.x, data.lengths, bound, particles)
+    return evaluate_sharded(group, model, data.x, data.lengths, bound, particles, seed)[0]
+
+
+def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,
+           log: Callable[[str], None], model: SequenceModel | None) -> RunResult:
     train_set = load_split(config.data, "train", config.data_root)
     if config.train_subset is not None:
         train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
@@ -206,6 +256,8 @@ def train(
             log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
                 "evaluate, sample, plot, report and --resume will refuse the run")
     model.init_from_data(train_set.x, train_set.lengths, center=config.center_inputs)
+    if group.active:  # each process draws from its own stream; the initial weights are the one-process ones
+        pyro.set_rng_seed(rank_seed(config.seed, group.rank))
     objective = make_objective(
         config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold
     )
@@ -217,12 +269,14 @@ def train(
         schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
     else:
         schedule = ConstantBeta(config.beta)
-    run_dir = prepare_run_dir(out, config, resume, force, log)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None
+    run_dir = group.on_main(lambda: prepare_run_dir(out, config, resume, force, log))
+    checkpoint = group.on_main(lambda: load_checkpoint(run_dir / CHECKPOINT_FILE)) if resume else None
     model.to(device)
+    group.broadcast_module(model)  # the same start everywhere, whatever a user's model does at construction
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epoch, step, history = 0, 0, []
     if checkpoint is not None:
+        check_world_size(checkpoint.get("config", {}), group.world_size, run_dir)
         try:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -231,26 +285,28 @@ def train(
         check_same_run(checkpoint.get("config", {}), config, run_dir)
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
-        set_rng_state(checkpoint["rng"], device)
-        atomic_write(run_dir / CONFIG_FILE, config.to_json())  # the epochs (or device) it now runs to
+        set_rng_state(rank_rng_state(checkpoint["rng"], group), device)
+
+    def start_files() -> None:
+        atomic_write(run_dir / CONFIG_FILE, config.to_json())  # resumed: the epochs (or device) it now runs to
         # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
         atomic_write(run_dir / METRICS_FILE, "".join(strict_json(r) + "\n" for r in history))
-    else:
-        atomic_write(run_dir / CONFIG_FILE, config.to_json())
-        atomic_write(run_dir / METRICS_FILE, "")
+
+    group.on_main(start_files)
     train_set, valid_set = train_set.to(device), valid_set.to(device)
 
-    log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device})")
+    processes = f", {group.world_size} processes" if group.active else ""
+    log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device}{processes})")
     valid_key = f"valid_{config.valid_bound}_per_step"
     best_valid = max((r[valid_key] for r in history), default=-math.inf)
     while epoch < config.epochs:
         start = time.perf_counter()
         model.train()
         with pyro.validation_enabled(config.pyro_validation):
-            loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress)
+            loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress, group)
             _check_weights(model, epoch + 1)
             model.eval()
-            valid = evaluate(model, valid_set.x, valid_set.lengths, valid_bound, config.valid_particles)
+            valid = _evaluate(group, model, valid_set, valid_bound, config.valid_particles, evaluation_seed(config.seed, epoch))
         epoch += 1
         record = {
             "epoch": epoch,
@@ -261,40 +317,48 @@ def train(
             "seconds": round(time.perf_counter() - start, 3),
         }
         history.append(record)
-        if config.keep_best and valid.per_timestep > best_valid:
-            # written before the checkpoint: a crash between the two redoes this epoch exactly
-            best_valid = valid.per_timestep
+        improved = config.keep_best and valid.per_timestep > best_valid
+        best_valid = valid.per_timestep if improved else best_valid
+        rng = gather_rng_states(group, rng_state(device))  # every process's stream, for an exact resume
+
+        def epoch_files() -> None:
+            if improved:  # written before the checkpoint: a crash between the two redoes this epoch exactly
+                save_checkpoint(
+                    run_dir / BEST_FILE,
+                    {"model": model.state_dict(), "epoch": epoch, "step": step, valid_key: best_valid, "config": asdict(config)},
+                )
+            atomic_append(run_dir / METRICS_FILE, strict_json(record) + "\n")
             save_checkpoint(
-                run_dir / BEST_FILE,
-                {"model": model.state_dict(), "epoch": epoch, "step": step, valid_key: best_valid, "config": asdict(config)},
+                run_dir / CHECKPOINT_FILE,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "rng": rng,
+                    "config": asdict(config),
+                    "history": history,
+                },
             )
-        atomic_append(run_dir / METRICS_FILE, strict_json(record) + "\n")
-        save_checkpoint(
-            run_dir / CHECKPOINT_FILE,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "rng": rng_state(device),
-                "config": asdict(config),
-                "history": history,
-            },
-        )
+
+        group.on_main(epoch_files)
         log(
             f"epoch {epoch}/{config.epochs}  train loss/step {loss:.4f}  "
             f"valid {config.valid_bound}/step {valid.per_timestep:.4f}  ({record['seconds']:.1f}s)"
         )
 
     selected = epoch
-    if config.keep_best and (run_dir / BEST_FILE).is_file():
-        best = load_checkpoint(run_dir / BEST_FILE, required=WEIGHTS_REQUIRED)
+    best = None
+    if config.keep_best:
+        best_file = run_dir / BEST_FILE
+        best = group.on_main(lambda: load_checkpoint(best_file, required=WEIGHTS_REQUIRED) if best_file.is_file() else None)
+    if best is not None:
         model.load_state_dict(best["model"])
         selected = int(best["epoch"])
         log(f"evaluating the weights of epoch {selected} (best {valid_key} {best[valid_key]:.4f})")
     test_set = load_split(config.data, "test", config.data_root).to(device)
     with pyro.validation_enabled(config.pyro_validation):
-        test = evaluate(model, test_set.x, test_set.lengths, eval_bound, config.eval_particles)  # raises if non-finite
+        test = _evaluate(group, model, test_set, eval_bound, config.eval_particles, evaluation_seed(config.seed, -1))  # raises if non-finite
     result = {
         "split": "test",
         "bound": config.eval_bound,
@@ -307,6 +371,6 @@ def train(
         "selected_epoch": selected,
         "seed": config.seed,
     }
-    atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2))
+    group.on_main(lambda: atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2)))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
     return RunResult(run_dir, epoch, step, result, history)

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.command(args)
     except USER_ERRORS as error:
-        print(f"pyrosequence: error: {error}", file=sys.stderr)
+        if not getattr(error, "raised_on_main", False):  # under torchrun process 0 prints an error they share
+            print(f"pyrosequence: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pyrosequence: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)

@@ -8,6 +8,8 @@ import pyro
 
 from pyrosequence.atomic import atomic_append, check_writable, strict_json
 from pyrosequence.cli.common import filter_arguments
+from pyrosequence.device import resolve_device
+from pyrosequence.distributed import evaluate_sharded, setup as setup_processes
 from pyrosequence.inference.evaluate import evaluate, make_bound
 from pyrosequence.rundir import EVALUATIONS_FILE, load_run
 
@@ -27,7 +29,15 @@ def add_parser(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root)
+    group, device = setup_processes(resolve_device(args.device))  # under torchrun: the blocks are shared
+    try:
+        return _evaluate_run(args, group, device)
+    finally:
+        group.close()
+
+
+def _evaluate_run(args, group, device) -> int:
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, str(device), args.data_root)
     if args.beta is not None:
         from pyrosequence.models.multi_rate import is_multi_rate, set_beta
 
@@ -35,10 +45,15 @@ def run_evaluate(args) -> int:
             raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")
         set_beta(model, args.beta)
     run_dir = Path(args.run_dir)
-    check_writable(run_dir)  # before the (possibly long) evaluation, not after it
-    pyro.set_rng_seed(args.seed)
+    group.on_main(lambda: check_writable(run_dir))  # before the (possibly long) evaluation, not after it
     bound = make_bound(args.bound, args.resampler, args.ess_threshold)
-    result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
+    sharded = {}
+    if group.active:  # block j draws from its own stream seeded by (seed, j): see distributed.evaluate_sharded
+        result, block = evaluate_sharded(group, model, data.x, data.lengths, bound, args.particles, seed=args.seed)
+        sharded = {"world_size": group.world_size, "block": block}
+    else:
+        pyro.set_rng_seed(args.seed)
+        result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)
     record = {
         "split": args.split,
         "bound": args.bound,
@@ -49,7 +64,9 @@ def run_evaluate(args) -> int:
         "epoch": int(checkpoint["epoch"]),
         "seed": args.seed,
         **({"beta": args.beta} if args.beta is not None else {}),
+        **sharded,
     }
-    atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n")
-    print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}")
+    group.on_main(lambda: atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n"))
+    if group.is_main:
+        print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}")
     return 0

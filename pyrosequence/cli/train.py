@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyrosequence.cli.common import filter_arguments
 from pyrosequence.config import TrainConfig
+from pyrosequence.distributed import is_main_process
 from pyrosequence.rundir import CONFIG_FILE, RESUMABLE_CHANGES
 from pyrosequence.train import train
 
@@ -144,5 +145,6 @@ def model_options(pairs: list[str]) -> dict:
 def run_train(args) -> int:
     config = config_from_args(args)
     result = train(config, out=args.out, resume=args.resume, force=args.force, progress=args.progress)
-    print(f"results written to {result.run_dir}")
+    if is_main_process():  # under torchrun: process 0 alone
+        print(f"results written to {result.run_dir}")
     return 0

@@ -82,20 +82,30 @@ class SequenceDataset:
         makes batches of similar lengths, sorting pools of P batches
         (:mod:`pyrosequence.data.buckets`: less padding, same per-sequence estimator).
         """
+        for index in self.index_batches(batch_size, shuffle, generator, bucket_pool):
+            index = index.to(self.x.device)
+            lengths = self.lengths[index]
+            yield self.x[index, : int(lengths.max())], lengths
+
+    def index_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        bucket_pool: int | None = None,
+    ) -> list[torch.Tensor]:
+        """The (CPU) index tensors of the batches :meth:`batches` yields, in order: the same
+        draws from ``generator``, so every process of a data-parallel run, seeded alike, agrees
+        on them (:mod:`pyrosequence.distributed` shards each one)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         n = len(self)
         if bucket_pool is not None and shuffle:
             from pyrosequence.data.buckets import bucketed_order
 
-            index_batches = bucketed_order(self.lengths, batch_size, bucket_pool, generator)
-        else:
-            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-            index_batches = order.split(batch_size)
-        for index in index_batches:
-            index = index.to(self.x.device)
-            lengths = self.lengths[index]
-            yield self.x[index, : int(lengths.max())], lengths
+            return bucketed_order(self.lengths, batch_size, bucket_pool, generator)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        return list(order.split(batch_size))
 
     def mean(self) -> torch.Tensor:
         """Per-dimension mean over all valid steps, ``(x_dim,)``."""
