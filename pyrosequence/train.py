@@ -259,10 +259,11 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     if group.active:  # each process draws from its own stream; the initial weights are the one-process ones
         pyro.set_rng_seed(rank_seed(config.seed, group.rank))
     objective = make_objective(
-        config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold
+        config.objective, config.particles, resampler=config.resampler, ess_threshold=config.ess_threshold,
+        compile=config.compile,
     )
-    valid_bound = make_bound(config.valid_bound, config.resampler, config.ess_threshold)
-    eval_bound = make_bound(config.eval_bound, config.resampler, config.ess_threshold)
+    valid_bound = make_bound(config.valid_bound, config.resampler, config.ess_threshold, compile=config.compile)
+    eval_bound = make_bound(config.eval_bound, config.resampler, config.ess_threshold, compile=config.compile)
     if config.multi_rate:
         schedule = LogUniformBeta(*config.beta_range, seed=config.seed)
     elif config.kl_anneal:

@@ -59,3 +59,19 @@ def test_length_bucket_benchmark_runs(shared_data, capsys):
                                         "--pools", "8", "--epochs", "1"])
     row = result["counts"]["jsb/batch4"]
     assert row["pool_8"]["loop_steps"] < row["plain"]["loop_steps"] and row["real_steps"] > 0
+
+
+def test_engine_benchmark_runs_with_tiny_sizes(shared_data):
+    import bench_engine
+
+    result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "4", "--x-dim", "88",
+                                "--vrnn-dim", "3", "--vhrnn-z", "3", "--vhrnn-h", "4", "--omega-dim", "4",
+                                "--backend", "aot_eager", "--data-root", str(shared_data), "--eval-sequences", "2",
+                                "--eval-particles", "4", "--eval-rounds", "1"])
+    vrnn = result["training"]["vrnn-b4"]
+    assert set(vrnn["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "iwae", "plain"}
+    assert set(result["training"]["vhrnn-b4"]["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "iwae"}
+    assert vrnn["ratio_compiled_vs_plain"] > 0 and vrnn["warmup"]["fivo_compiled_first_update_s"] >= 0
+    evaluation = result["evaluation"]
+    assert evaluation["sequences"] == 2 and evaluation["ratio_compiled_vs_eager"] > 0
+    assert evaluation["per_timestep"]["eager"] < 0 and evaluation["per_timestep"]["compiled"] < 0

@@ -10,6 +10,7 @@ from pyrosequence.inference.evaluate import (
     log_importance_weights,
     make_bound,
 )
+from pyrosequence.inference.engine import CompileOptions
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.objectives import OBJECTIVES, ObjectiveOptions, make_objective
 from pyrosequence.inference.particle_filter import FilterResult, particle_filter
@@ -31,6 +32,7 @@ __all__ = [
     "FilteringBound",
     "log_importance_weights",
     "FIVO",
+    "CompileOptions",
     "particle_filter",
     "FilterResult",
     "RESAMPLERS",

@@ -31,7 +31,8 @@ does and does not do:
   seen it change).
 * The first run compiles (tens of seconds on a CPU for a VRNN, forward and backward each);
   gradient mode, particle count, resampling on/off and the model instance each have their own
-  graph.
+  graph. The filter's first step runs eagerly: its inputs (zero weights and states without
+  gradients, an initial state whose parts are one tensor) would need a graph of their own.
 """
 
 from __future__ import annotations
@@ -236,9 +237,12 @@ class StepRunner:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def __call__(self, state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample, latent_scale, t):
+    def __call__(self, state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample, latent_scale, t,
+                 eager: bool = False):
+        """One step; ``eager=True`` runs this one eagerly (the filter's first step: its inputs
+        carry no gradient and alias one another, so a graph of its own would be compiled)."""
         args = (state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample)
-        if self.compiled:
+        if self.compiled and not eager:
             if latent_scale is not None and not torch.is_tensor(latent_scale):
                 latent_scale = log_w.new_tensor(latent_scale)  # a float would be a constant of the graph
             try:

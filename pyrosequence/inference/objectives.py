@@ -7,6 +7,7 @@ from typing import Callable
 
 from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
+from pyrosequence.inference.engine import CompileOptions
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.resamplers import Resampler
 
@@ -21,6 +22,8 @@ class ObjectiveOptions:
     vectorize_particles: bool = True
     resampler: str | Resampler = "multinomial"
     ess_threshold: float = 0.5
+    #: FIVO only: compile the filter's step (:mod:`pyrosequence.inference.engine`).
+    compile: bool | str | CompileOptions = False
 
 
 def _elbo(num_particles: int, options: ObjectiveOptions) -> ELBO:
@@ -45,7 +48,7 @@ def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
 
 
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return FIVO(num_particles, options.resampler, options.ess_threshold)
+    return FIVO(num_particles, options.resampler, options.ess_threshold, compile=options.compile)
 
 
 #: name -> factory(num_particles, ObjectiveOptions) -> pyro.infer.ELBO
@@ -63,16 +66,19 @@ def make_objective(
     vectorize_particles: bool = True,
     resampler: str | Resampler = "multinomial",
     ess_threshold: float = 0.5,
+    compile: bool | str | CompileOptions = False,
 ) -> ELBO:
     """Build the objective called ``name`` (see :data:`OBJECTIVES`).
 
     ``"elbo"`` is ``Trace_ELBO``; ``"mean-field"`` is ``TraceMeanField_ELBO`` (analytic KL per
     step); ``"iwae"`` is ``RenyiELBO(alpha=0)``, the importance-weighted bound of Burda et al.;
     ``"fivo"`` is :class:`~pyrosequence.inference.FIVO` with ``resampler`` and ``ess_threshold``.
+    ``compile`` compiles FIVO's per-step engine; the Pyro ELBOs run their traces eagerly and
+    ignore it (their model/guide are ordinary Pyro programs).
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
     if isinstance(num_particles, bool) or int(num_particles) != num_particles or num_particles < 1:
         raise ValueError(f"the number of particles must be an integer of at least 1, got {num_particles}")
-    options = ObjectiveOptions(bool(vectorize_particles), resampler, ess_threshold)
+    options = ObjectiveOptions(bool(vectorize_particles), resampler, ess_threshold, compile)
     return OBJECTIVES[name](int(num_particles), options)

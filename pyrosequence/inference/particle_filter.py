@@ -156,7 +156,7 @@ def run_filter(
                 on_step(t, state, log_w)
             state, log_w, log_z, reference, increment, ess, resampled, lse = step(
                 state, log_w, log_z, reference, x_steps[t], ctx_steps[t], q_steps[t], active_steps[t],
-                may_resample_steps[t], scale, start + t,
+                may_resample_steps[t], scale, start + t, eager=t == 0,
             )
             increments.append(increment)
             ess_steps.append(ess)

@@ -151,6 +151,11 @@ class SequenceModel(nn.Module):
     #: per-step pieces (e.g. a batched fast path; training-only extras such as an auxiliary factor
     #: aside), so that FIVO may drive the pieces instead.
     overrides_match_pieces = False
+    #: Set to True when every piece computes the same function at every step ``t`` (``t`` only
+    #: names ``pyro.deterministic`` sites): a compiled particle filter
+    #: (:mod:`pyrosequence.inference.engine`) then compiles one step for all ``t``; without it the
+    #: compiled filter runs this model's step eagerly, with a warning.
+    time_invariant_pieces = False
 
     def __init__(self, x_dim: int, z_dim: int, name: str | None = None) -> None:
         super().__init__()

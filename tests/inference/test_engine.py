@@ -157,7 +157,7 @@ def _assert_compiled_equals_eager(model, options, x, lengths):
 
 
 @pytest.mark.compile
-def test_compiled_step_equals_eager_for_vrnn_with_inductor():
+def test_compiled_step_equals_eager_for_vrnn():
     _assert_compiled_equals_eager(VRNN(**TINY, architecture="fivo"), CompileOptions(), *_data())
 
 

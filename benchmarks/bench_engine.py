@@ -1,0 +1,189 @@
+"""The compiled per-step engine against the eager filter, IWAE and a hand-written loop.
+
+Part 1 (training updates, Adam, K = 4, 100 steps, Bernoulli emissions, x_dim 88) for each
+configuration: the VRNN with z = h = 32 at batch 4 and batch 32, and the VHRNN with z = 14,
+h = 28 at batch 4. Runners, timed in alternating rounds in one process (ratios of medians):
+
+- ``fivo_eager``: ``FIVO(4)`` with the eager step (the reference; the filter without host syncs);
+- ``fivo_compiled``: ``FIVO(4, compile=True)`` (Inductor), after a warm-up reported separately;
+- ``iwae``: ``RenyiELBO(alpha=0, num_particles=4)`` over the model's Pyro model/guide (vectorized);
+- ``plain`` (VRNN, compact architecture only): ``plain_vrnn.plain_vrnn_loss`` over the batch
+  repeated K times: the hand-written eager PyTorch loop doing the same network work per step
+  as K particles (without resampling).
+
+Part 2 (evaluation): FIVO(128) of the JSB Chorales test split with the VRNN, eager against
+compiled, alternating; the compiled run's first call (which compiles) reported separately.
+
+    python benchmarks/bench_engine.py [--rounds 5] [--steps 3] [--configs vrnn-b4 vrnn-b32 vhrnn-b4]
+        [--eval-rounds 2] [--eval-sequences N] [--data-root /work/shared/data] [--skip-eval]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import pyro
+from pyro.infer import RenyiELBO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_vrnn import plain_vrnn_loss  # noqa: E402
+
+from pyrosequence.inference import FIVO, evaluate, make_bound  # noqa: E402
+from pyrosequence.inference.engine import CompileOptions  # noqa: E402
+from pyrosequence.models import VHRNN, VRNN  # noqa: E402
+
+CONFIGS = {
+    "vrnn-b4": ("vrnn", 4),
+    "vrnn-b32": ("vrnn", 32),
+    "vhrnn-b4": ("vhrnn", 4),
+}
+
+
+def _model(kind: str, args):
+    if kind == "vrnn":
+        return VRNN(args.x_dim, args.vrnn_dim, args.vrnn_dim, architecture=args.architecture)
+    return VHRNN(args.x_dim, args.vhrnn_z, hidden_dim=args.vhrnn_h, likelihood="bernoulli",
+                 architecture=args.architecture, omega_dim=args.omega_dim)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_ratios(name: str, args) -> dict:
+    kind, batch = CONFIGS[name]
+    batch = args.batch or batch
+    torch._dynamo.reset()  # static shapes for this configuration's graphs
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    model = _model(kind, args)
+    x = (torch.rand(batch, args.time, args.x_dim) < 0.1).float()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    k = args.particles
+
+    def update(objective):
+        def run():
+            optimizer.zero_grad()
+            objective.loss_and_grads(model.model, model.guide, x)
+            optimizer.step()
+
+        return run
+
+    runners = {
+        "fivo_eager": update(FIVO(k)),
+        "fivo_compiled": update(FIVO(k, compile=CompileOptions(backend=args.backend))),
+        "iwae": update(RenyiELBO(alpha=0.0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)),
+    }
+    if kind == "vrnn" and args.architecture == "compact":
+        repeated = x.repeat(k, 1, 1)
+
+        def plain():
+            optimizer.zero_grad()
+            plain_vrnn_loss(model, repeated).backward()
+            optimizer.step()
+
+        runners["plain"] = plain
+    warmup = {"fivo_compiled_first_update_s": round(_timed(runners["fivo_compiled"]), 1),
+              "fivo_compiled_second_update_s": round(_timed(runners["fivo_compiled"]), 2)}
+    for name_, run in runners.items():
+        if name_ != "fivo_compiled":
+            run()
+    times = {name_: [] for name_ in runners}
+    for _ in range(args.rounds):
+        for name_, run in runners.items():
+            times[name_].append(_timed(lambda: [run() for _ in range(args.steps)]) / args.steps)
+    ms = {name_: statistics.median(t) * 1000 for name_, t in times.items()}
+    out = {
+        "batch": batch,
+        "ms_per_update": {key: round(v, 1) for key, v in ms.items()},
+        "warmup": warmup,
+        "ratio_compiled_vs_eager": round(ms["fivo_compiled"] / ms["fivo_eager"], 3),
+        "ratio_compiled_fivo_vs_iwae": round(ms["fivo_compiled"] / ms["iwae"], 3),
+        "ratio_eager_fivo_vs_iwae": round(ms["fivo_eager"] / ms["iwae"], 3),
+    }
+    if "plain" in ms:
+        out["ratio_compiled_vs_plain"] = round(ms["fivo_compiled"] / ms["plain"], 3)
+        out["ratio_eager_vs_plain"] = round(ms["fivo_eager"] / ms["plain"], 3)
+    return out
+
+
+def evaluation_ratio(args) -> dict:
+    from pyrosequence.data import load_split
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    data = load_split("jsb", "test", args.data_root)
+    x, lengths = data.x, data.lengths
+    if args.eval_sequences:
+        x, lengths = x[: args.eval_sequences], lengths[: args.eval_sequences]
+        x = x[:, : int(lengths.max())]
+    model = VRNN(args.x_dim, args.vrnn_dim, args.vrnn_dim, architecture=args.architecture)
+    k = args.eval_particles
+    eager, compiled = make_bound("fivo"), make_bound("fivo", compile=CompileOptions(backend=args.backend))
+    first = _timed(lambda: evaluate(model, x, lengths, compiled, k))
+    values = {}
+    times = {"eager": [], "compiled": []}
+    for _ in range(args.eval_rounds):
+        for name, rule in (("eager", eager), ("compiled", compiled)):
+            times[name].append(_timed(lambda: values.__setitem__(name, evaluate(model, x, lengths, rule, k).per_timestep)))
+    s = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "sequences": int(len(lengths)),
+        "steps": int(lengths.sum()),
+        "particles": k,
+        "seconds": {key: round(v, 2) for key, v in s.items()},
+        "compiled_first_call_s": round(first, 1),
+        "per_timestep": {key: round(v, 3) for key, v in values.items()},
+        "ratio_compiled_vs_eager": round(s["compiled"] / s["eager"], 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
+    parser.add_argument("--steps", type=int, default=3, help="updates per round and runner")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--batch", type=int, default=None, help="override every configuration's batch size")
+    parser.add_argument("--time", type=int, default=100)
+    parser.add_argument("--x-dim", type=int, default=88)
+    parser.add_argument("--particles", type=int, default=4)
+    parser.add_argument("--vrnn-dim", type=int, default=32, help="VRNN z and h")
+    parser.add_argument("--vhrnn-z", type=int, default=14)
+    parser.add_argument("--vhrnn-h", type=int, default=28)
+    parser.add_argument("--omega-dim", type=int, default=64)
+    parser.add_argument("--architecture", default="compact", choices=["compact", "fivo"],
+                        help="the models' reading (the hand-written loop exists for 'compact' only)")
+    parser.add_argument("--eval-particles", type=int, default=128)
+    parser.add_argument("--eval-rounds", type=int, default=2)
+    parser.add_argument("--eval-sequences", type=int, default=None, help="the first N test sequences only")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled runners")
+    args = parser.parse_args(argv)
+    pyro.enable_validation(False)  # as pyrosequence train runs its updates
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, cpu",
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "architecture": args.architecture,
+        "backend": args.backend,
+        "training": {name: training_ratios(name, args) for name in args.configs},
+    }
+    if not args.skip_eval:
+        result["evaluation"] = evaluation_ratio(args)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
