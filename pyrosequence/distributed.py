@@ -38,12 +38,17 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping
 
 import torch
 import torch.distributed as dist
+
+from pyrosequence.inference.evaluate import EvaluationResult, FilteringBound, check_bounds, make_bound, score_blocks
+from pyrosequence.inference.particle_filter import check_filter_options
+from pyrosequence.models.program import require_pieces
 
 #: What torchrun sets in every process it starts.
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -259,8 +264,6 @@ class DataParallel:
 def _portable(error: Exception) -> Exception:
     """``error`` if it survives pickling (to be sent to the other processes), else a RuntimeError
     with its message."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(error))
         return error
@@ -401,10 +404,6 @@ def evaluate_sharded(
     ``ceil(n / world_size)`` so every process has work. Returns ``(EvaluationResult, batch_size)``:
     the block size used, which a one-process evaluation needs to reproduce the figure.
     """
-    from pyrosequence.inference.evaluate import EvaluationResult, FilteringBound, check_bounds, make_bound, score_blocks
-    from pyrosequence.models.program import require_pieces
-    from pyrosequence.inference.particle_filter import check_filter_options
-
     rule = make_bound(bound) if isinstance(bound, str) else bound
     check_filter_options(num_particles, 0.0)
     if isinstance(rule, FilteringBound):

@@ -376,3 +376,14 @@ def test_killed_rank_resumes_exactly_through_torchrun(tmp_path, music):
     assert strip(a["history"]) == strip(b["history"])
     full, again = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "full", killed))
     assert again["per_timestep"] == full["per_timestep"]
+
+
+def test_benchmark_runs_with_tiny_sizes(capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_distributed
+
+    result = bench_distributed.main(["--procs", "2", "--train-subset", "4", "--batch", "2", "--epochs", "1", "--z-dim", "2",
+                                     "--hidden-dim", "4", "--eval-particles", "2", "--eval-sequences", "4"])
+    (row,) = result["rows"]
+    assert row["processes"] == 2 and row["updates"] == 2 and row["eval_block"] == 2
+    assert row["updates_per_second"] > 0 and row["eval_seconds"] > 0 and row["eval_per_timestep"] < 0
