@@ -177,24 +177,27 @@ def test_bad_launches_fail_in_one_line(tmp_path, music):
 
 def test_a_model_that_draws_nothing_trains_to_the_one_process_weights(tmp_path, music):
     """FRNN draws no random numbers, so two processes must reproduce plain train() itself: the
-    batch order, the shards (padded to the batch's length), the sum-based loss divided by the
-    global batch's steps, truncated-backpropagation windows in which one shard is already empty,
-    the validation and the test evaluation."""
+    batch order (length buckets included), the shards (padded to the batch's length), the
+    sum-based loss divided by the global batch's steps, truncated-backpropagation windows in which
+    one shard is already empty, the validation, keep-best selection and the test evaluation."""
     args = ["--model", "frnn", "--hidden-dim", "8", "--batch-size", "5", "--tbptt", "4", "--epochs", "2",
-            "--lr", "1e-3", "--eval-particles", "2", "--no-progress"]
+            "--lr", "1e-3", "--eval-particles", "2", "--length-buckets", "2", "--keep-best", "--no-progress"]
     _ok(_launch(["train", "--data", "jsb", "--data-root", str(music), "--out", str(tmp_path / "two"), *args], tmp_path))
     config = TrainConfig(model="frnn", data="jsb", data_root=str(music), model_options={"hidden_dim": 8}, batch_size=5,
-                         tbptt=4, epochs=2, lr=1e-3, eval_particles=2)
+                         tbptt=4, epochs=2, lr=1e-3, eval_particles=2, length_buckets=2, keep_best=True)
     one = train(config, out=tmp_path / "one", progress=False, log=lambda s: None)
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5, msg=key)
+    best_one, best_two = (load_checkpoint(d / "best.pt", required=("model", "epoch")) for d in (tmp_path / "one", tmp_path / "two"))
+    assert best_two["epoch"] == best_one["epoch"]
     two_history = load_checkpoint(tmp_path / "two" / "checkpoint.pt")["history"]
     for r1, r2 in zip(one.history, two_history):
         assert r2["train_loss_per_step"] == pytest.approx(r1["train_loss_per_step"], rel=1e-5)
         assert r2["valid_elbo_per_step"] == pytest.approx(r1["valid_elbo_per_step"], rel=1e-5)
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     assert results["per_timestep"] == pytest.approx(one.test["per_timestep"], rel=1e-5)
+    assert results["selected_epoch"] == one.test["selected_epoch"]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     assert json.loads((tmp_path / "one" / "config.json").read_text())["world_size"] == 1
 
