@@ -175,3 +175,32 @@ def test_another_process_reopens_a_run_trained_from_an_instance(tmp_path, monkey
     assert done.returncode == 0, done.stderr[-500:]
     record = json.loads((run / "evaluations.jsonl").read_text().splitlines()[-1])
     assert record["bound"] == "iwae" and record["per_timestep"] < 0
+
+
+def test_a_plain_pyro_program_instance_trains_and_is_recorded_as_not_rebuildable(tmp_path):
+    import pyro
+    from pyro import poutine
+
+    from pyrosequence import PyroProgram
+
+    def model(x, lengths):
+        w = pyro.param("w", torch.zeros(2))
+        with pyro.plate("sequences", x.shape[0]):
+            for t in pyro.markov(range(x.shape[1])):
+                with poutine.mask(mask=t < lengths):
+                    z = pyro.sample(f"z_{t}", dist.Normal(0.0, 1.0))
+                    pyro.sample(f"x_{t}", dist.Normal(w * z[..., None], 1.0).to_event(1), obs=x[:, t])
+
+    def guide(x, lengths):
+        with pyro.plate("sequences", x.shape[0]):
+            for t in pyro.markov(range(x.shape[1])):
+                with poutine.mask(mask=t < lengths):
+                    pyro.sample(f"z_{t}", dist.Normal(0.0, 1.0))
+
+    program = PyroProgram(model, guide, x_dim=2)
+    result = train(TrainConfig(**QUICK), out=tmp_path / "run", progress=False, log=quiet, model=program)
+    assert result.test["per_timestep"] < 0 and not torch.equal(program.state_dict()["param:w"], torch.zeros(2))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "PyroProgram is not a SequenceModel subclass" in saved["model_not_rebuildable"]
+    with pytest.raises(ValueError, match="its model cannot be rebuilt: PyroProgram is not a SequenceModel"):
+        load_run(tmp_path / "run", "test")
