@@ -170,6 +170,16 @@ def test_bad_launches_fail_in_one_line(tmp_path, music):
         assert code == 1 and err.strip().count("\n") == 0, err
         assert "2 processes cannot share batches of 1 sequences" in err
     assert not (tmp_path / "b").exists()
+    # an error on process 0 alone (its run directory is someone's folder) reaches every process:
+    # none waits for the others, process 0 prints the one line, the rest exit quietly
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    results = _launch(["train", "--data", "jsb", "--data-root", str(music), "--out", str(precious), *SMALL], tmp_path,
+                      stop_on_failure=False, timeout=120)
+    assert [code for code, _, _ in results] == [1, 1]
+    assert results[0][2].strip().count("\n") == 0 and "--resume" in results[0][2] and results[1][2] == ""
+    assert [f.name for f in precious.iterdir()] == ["notes.txt"]
 
 
 # ------------------------------------------------------------------------------------ training
