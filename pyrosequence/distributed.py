@@ -18,8 +18,9 @@ Training (what makes N processes compute the one-process update of every global 
 * gradients are summed by one ``all_reduce`` per update over a flat buffer (see
   :meth:`DataParallel.sum_gradients` for why not ``DistributedDataParallel``), with the weights
   that make the sum the gradient of the global batch's loss: the ELBO family sums its loss over
-  sequences, so shard gradients are summed as they are and divided by the global batch's number
-  of time steps; FIVO averages ``bound / length`` over the batch, so shard r's gradient is
+  sequences (``Trace_ELBO``, ``TraceMeanField_ELBO``, and ``RenyiELBO``, whose log-mean-exp over
+  particles keeps the sequence plate: one IWAE bound per sequence), so shard gradients are summed
+  as they are and divided by the global batch's number of time steps; FIVO averages ``bound / length`` over the batch, so shard r's gradient is
   weighted by ``B_r / B`` (its share of the batch's sequences). The clipped, averaged gradient is
   identical on every process, so the parameters stay identical without further communication;
 * the random draws (latent samples, resampling) of process r come from its own stream, seeded by
