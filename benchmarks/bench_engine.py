@@ -16,6 +16,8 @@ compiled, alternating; the compiled run's first call (which compiles) reported s
 
     python benchmarks/bench_engine.py [--rounds 5] [--steps 3] [--configs vrnn-b4 vrnn-b32 vhrnn-b4]
         [--eval-rounds 2] [--eval-sequences N] [--data-root /work/shared/data] [--skip-eval]
+
+``--rounds 0`` runs the evaluation part only.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def evaluation_ratio(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (0: skip part 1)")
     parser.add_argument("--steps", type=int, default=3, help="updates per round and runner")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--batch", type=int, default=None, help="override every configuration's batch size")
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         "pyro": pyro.__version__,
         "architecture": args.architecture,
         "backend": args.backend,
-        "training": {name: training_ratios(name, args) for name in args.configs},
+        "training": {name: training_ratios(name, args) for name in args.configs} if args.rounds else {},
     }
     if not args.skip_eval:
         result["evaluation"] = evaluation_ratio(args)
