@@ -205,3 +205,19 @@ def test_a_step_that_cannot_compile_runs_eagerly_with_a_warning():
     with pytest.warns(RuntimeWarning, match="Chatty runs eagerly.*torch.compile failed"):
         compiled = FIVO(3, compile=CompileOptions(backend="aot_eager")).loss(m.model, m.guide, x, lengths)
     assert compiled == pytest.approx(eager, rel=1e-6)
+
+
+def test_train_hands_compile_to_the_objective_and_the_bounds(tmp_path):
+    """TrainConfig(compile=True) reaches the engine from train's FIVO objective and its bounds; a
+    model without time_invariant_pieces then runs eagerly, so the updates equal an eager run's."""
+    from pyrosequence.config import TrainConfig
+    from pyrosequence.train import train
+
+    options = dict(model="lgssm", z_dim=2, objective="fivo", particles=2, epochs=1, batch_size=32, train_subset=64,
+                   valid_bound="fivo", valid_particles=2, eval_bound="iwae", eval_particles=2)
+    quiet = dict(progress=False, log=lambda s: None)
+    eager = train(TrainConfig(**options), out=tmp_path / "eager", **quiet)
+    with pytest.warns(RuntimeWarning, match="LinearGaussianSSM runs eagerly"):
+        compiled = train(TrainConfig(compile=True, **options), out=tmp_path / "compiled", **quiet)
+    assert [r["train_loss_per_step"] for r in compiled.history] == [r["train_loss_per_step"] for r in eager.history]
+    assert compiled.history[0]["valid_fivo_per_step"] == pytest.approx(eager.history[0]["valid_fivo_per_step"])
