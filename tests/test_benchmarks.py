@@ -64,7 +64,7 @@ def test_length_bucket_benchmark_runs(shared_data, capsys):
 def test_engine_benchmark_runs_with_tiny_sizes(shared_data):
     import bench_engine
 
-    result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "4", "--x-dim", "88",
+    result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "6", "--x-dim", "88",
                                 "--vrnn-dim", "3", "--vhrnn-z", "3", "--vhrnn-h", "4", "--omega-dim", "4",
                                 "--backend", "aot_eager", "--data-root", str(shared_data), "--eval-sequences", "2",
                                 "--eval-particles", "4", "--eval-rounds", "1"])

@@ -31,8 +31,12 @@ does and does not do:
   seen it change).
 * The first run compiles (tens of seconds on a CPU for a VRNN, forward and backward each);
   gradient mode, particle count, resampling on/off and the model instance each have their own
-  graph. The filter's first step runs eagerly: its inputs (zero weights and states without
-  gradients, an initial state whose parts are one tensor) would need a graph of their own.
+  graph. One compiled call runs ``CompileOptions.unroll`` steps (default 4,
+  :func:`filter_steps`): a compiled call costs a fixed overhead (guards, autograd wrappers)
+  that the steps then share, and the kernels fuse across steps. The filter's first step runs
+  eagerly (its inputs, zero weights and states without gradients and an initial state whose
+  parts are one tensor, would need a graph of their own), and so do the last
+  ``(T - 1) mod unroll`` steps.
 """
 
 from __future__ import annotations
@@ -70,14 +74,21 @@ class CompileOptions:
             step with a warning instead of running a partly compiled step.
         dynamic: passed to ``torch.compile`` (``None``: Dynamo decides, marking a size dynamic
             once it has seen it change).
+        unroll: steps per compiled call (:func:`filter_steps`): fewer calls, so less per-call
+            overhead (guards, autograd wrappers) and fusion across steps, for a longer first
+            compilation. The last ``(T - 1) mod unroll`` steps of a filter run eagerly. A filter
+            with an ``on_step`` callback compiles single steps.
     """
 
     backend: str = "inductor"
     mode: str | None = None
     fullgraph: bool = True
     dynamic: bool | None = None
+    unroll: int = 4
 
     def __post_init__(self) -> None:
+        if isinstance(self.unroll, bool) or not isinstance(self.unroll, int) or self.unroll < 1:
+            raise ValueError(f"unroll must be an integer of at least 1 (steps per compiled call), got {self.unroll!r}")
         modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         if self.mode not in modes:
             raise ValueError(f"unknown compile mode {self.mode!r}; choose one of: {', '.join(map(str, modes))}")
@@ -179,6 +190,24 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     return state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse
 
 
+def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_steps, context_steps,
+                 proposal_steps, active_steps, may_resample_steps, latent_scale):
+    """Consecutive :func:`filter_step` s, one per element of the per-step tuples (``t = 0`` for
+    every one: compiled steps need :attr:`time_invariant_pieces`). Returns the carried
+    ``(state, log_w, log_z, reference)`` and a tuple of each step's
+    ``(increment, ess, resampled, lse)``."""
+    outputs = []
+    for x_t, context_t, proposal_t, active, may_resample in zip(
+        x_steps, context_steps, proposal_steps, active_steps, may_resample_steps
+    ):
+        state, log_w, log_z, reference, *per_step = filter_step(
+            model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
+            may_resample, latent_scale, 0,
+        )
+        outputs.append(tuple(per_step))
+    return state, log_w, log_z, reference, tuple(outputs)
+
+
 _COMPILED: dict[CompileOptions, object] = {}
 #: model -> why its step runs eagerly although compilation was asked for (warned once)
 _EAGER_ONLY: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
@@ -188,7 +217,7 @@ def _compiled_step(options: CompileOptions):
     if options not in _COMPILED:
         mode = None if options.mode == "default" else options.mode
         _COMPILED[options] = torch.compile(
-            filter_step, backend=options.backend, mode=mode, fullgraph=options.fullgraph, dynamic=options.dynamic
+            filter_steps, backend=options.backend, mode=mode, fullgraph=options.fullgraph, dynamic=options.dynamic
         )
     return _COMPILED[options]
 
@@ -213,9 +242,11 @@ class StepRunner:
     on (see the module docstring).
     """
 
-    def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None) -> None:
+    def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None,
+                 single_steps: bool = False) -> None:
         self.model, self.resampler, self.ess_threshold = model, resampler, float(ess_threshold)
         self.options = options
+        self.unroll = 1 if options is None or single_steps else options.unroll
         if options is not None and not getattr(model, "time_invariant_pieces", False):
             _fall_back(model, "its pieces do not declare time_invariant_pieces = True, so one compiled graph "
                               "cannot serve every step")
@@ -237,20 +268,37 @@ class StepRunner:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def __call__(self, state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample, latent_scale, t,
-                 eager: bool = False):
-        """One step; ``eager=True`` runs this one eagerly (the filter's first step: its inputs
-        carry no gradient and alias one another, so a graph of its own would be compiled)."""
-        args = (state, log_w, log_z, reference, x_t, context_t, proposal_t, active, may_resample)
-        if self.compiled and not eager:
+    def block_length(self, t: int, steps: int) -> int:
+        """How many steps the call at step ``t`` of ``steps`` runs: ``unroll`` compiled ones, or
+        one eager step (the first step, whose inputs carry no gradient and alias one another,
+        the last ``(steps - 1) mod unroll`` steps, and everything when not compiled)."""
+        if self.compiled and t > 0 and t + self.unroll <= steps:
+            return self.unroll
+        return 1
+
+    def __call__(self, state, log_w, log_z, reference, x_steps, context_steps, proposal_steps, active_steps,
+                 may_resample_steps, latent_scale, t: int, first: bool = False):
+        """Steps ``t ... t + n - 1`` (``n`` = the length of the per-step tuples, from
+        :meth:`block_length`): the carried ``(state, log_w, log_z, reference)`` and each step's
+        ``(increment, ess, resampled, lse)``. ``first``: the filter's first step (always eager)."""
+        carry = (state, log_w, log_z, reference)
+        if self.compiled and not first and len(x_steps) == self.unroll:
             if latent_scale is not None and not torch.is_tensor(latent_scale):
                 latent_scale = log_w.new_tensor(latent_scale)  # a float would be a constant of the graph
             try:
                 return _compiled_step(self.options)(
-                    self.model, self.resampler, self.ess_threshold, *args, latent_scale, 0
+                    self.model, self.resampler, self.ess_threshold, *carry, tuple(x_steps), tuple(context_steps),
+                    tuple(proposal_steps), tuple(active_steps), tuple(may_resample_steps), latent_scale,
                 )
             except Exception as error:  # a graph break, an unsupported op, a compiler failure
                 self.compiled = False
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 _fall_back(self.model, f"torch.compile failed: {type(error).__name__}: {first_line}")
-        return filter_step(self.model, self.resampler, self.ess_threshold, *args, latent_scale, t)
+        outputs = []
+        for i, x_t in enumerate(x_steps):
+            *carry, increment, ess, resampled, lse = filter_step(
+                self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
+                active_steps[i], may_resample_steps[i], latent_scale, t + i,
+            )
+            outputs.append((increment, ess, resampled, lse))
+        return (*carry, tuple(outputs))

@@ -150,18 +150,22 @@ def run_filter(
     may_resample_steps = (time < lengths - 1).unbind(0)  # never after a sequence's last step
     scale = None if isinstance(latent_scale, numbers.Real) and latent_scale == 1.0 else latent_scale
     increments, ess_steps, resampled_steps, lse_steps = [], [], [], []
-    with StepRunner(model, resampler, ess_threshold, compile_options(compile)) as step:
-        for t in range(steps):
+    with StepRunner(model, resampler, ess_threshold, compile_options(compile), single_steps=on_step is not None) as run:
+        t = 0
+        while t < steps:
             if on_step is not None:
                 on_step(t, state, log_w)
-            state, log_w, log_z, reference, increment, ess, resampled, lse = step(
-                state, log_w, log_z, reference, x_steps[t], ctx_steps[t], q_steps[t], active_steps[t],
-                may_resample_steps[t], scale, start + t, eager=t == 0,
+            block = slice(t, t + run.block_length(t, steps))
+            state, log_w, log_z, reference, outputs = run(
+                state, log_w, log_z, reference, x_steps[block], ctx_steps[block], q_steps[block], active_steps[block],
+                may_resample_steps[block], scale, start + t, first=t == 0,
             )
-            increments.append(increment)
-            ess_steps.append(ess)
-            resampled_steps.append(resampled)
-            lse_steps.append(lse)
+            for increment, ess, resampled, lse in outputs:
+                increments.append(increment)
+                ess_steps.append(ess)
+                resampled_steps.append(resampled)
+                lse_steps.append(lse)
+            t += len(outputs)
     _report_bad_weights(torch.stack(lse_steps))  # the loop's only host synchronisation
     if on_step is not None:
         on_step(steps, state, log_w)
