@@ -135,7 +135,7 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 #: Settings a resumed run may change; any other difference from the checkpoint is an error.
-RESUMABLE_CHANGES = ("epochs", "device", "data_root")
+RESUMABLE_CHANGES = ("epochs", "device", "data_root", "compile")
 
 
 def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = "") -> None:

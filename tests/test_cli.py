@@ -28,7 +28,7 @@ def test_resume_extends_a_run(tmp_path, capsys):
     assert "epoch 2/2" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["epochs"] == 2  # the run's config says how far it ran
     assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 1
-    assert "only --epochs and --device" in capsys.readouterr().err
+    assert "only --epochs, --device and --compile" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -161,3 +161,36 @@ def _help(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     return capsys.readouterr().out
+
+
+def test_compile_flag_reaches_training_and_evaluation(tmp_path, capsys, monkeypatch):
+    """--compile sets TrainConfig.compile (a setting a resumed run may change) and hands compile=True
+    to the evaluation's bound; the compiled engine itself is tested in tests/inference/test_engine.py."""
+    import pyrosequence.cli.evaluate as cli_evaluate
+    import pyrosequence.cli.train as cli_train
+    from pyrosequence.inference.evaluate import make_bound
+
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["compile"] is False
+    seen = {}
+    real_train = cli_train.train
+
+    def spy_train(config, **kwargs):
+        seen["config"] = config.compile
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(cli_train, "train", spy_train)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "1", "--compile", "--no-progress"]) == 0
+    assert seen["config"] is True
+
+    def spy_bound(*args, **kwargs):
+        seen["bound"] = kwargs.get("compile")
+        return make_bound(*args)  # scored eagerly here: compiling takes a minute on a CPU
+
+    monkeypatch.setattr(cli_evaluate, "make_bound", spy_bound)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--bound", "iwae", "--particles", "2", "--compile"]) == 0
+    assert seen["bound"] is True
+    record = json.loads((out / "evaluations.jsonl").read_text().splitlines()[-1])
+    assert record["compile"] is True

@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the particle filter's step with torch.compile (same bound; faster for long evaluations)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
     p.add_argument("--beta", type=float, help="multi-rate runs: evaluate the model the gates give at this KL weight (default 1)")
     p.set_defaults(command=run_evaluate)
@@ -46,7 +48,7 @@ def _evaluate_run(args, group, device) -> int:
         set_beta(model, args.beta)
     run_dir = Path(args.run_dir)
     group.on_main(lambda: check_writable(run_dir))  # before the (possibly long) evaluation, not after it
-    bound = make_bound(args.bound, args.resampler, args.ess_threshold)
+    bound = make_bound(args.bound, args.resampler, args.ess_threshold, compile=args.compile)
     sharded = {}
     if group.active:  # block j draws from its own stream seeded by (seed, j): see distributed.evaluate_sharded
         result, block = evaluate_sharded(group, model, data.x, data.lengths, bound, args.particles, seed=args.seed)
@@ -64,6 +66,7 @@ def _evaluate_run(args, group, device) -> int:
         "epoch": int(checkpoint["epoch"]),
         "seed": args.seed,
         **({"beta": args.beta} if args.beta is not None else {}),
+        **({"compile": True} if args.compile else {}),
         **sharded,
     }
     group.on_main(lambda: atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n"))

@@ -81,6 +81,9 @@ def add_parser(sub) -> None:
                    help="keep Pyro's distribution validation on during updates (slower; for debugging a model)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--compile", action="store_const", const=True,
+                   help="compile the particle filter's step with torch.compile (the fivo objective and the "
+                   "validation/test bounds; a warm-up of about a minute on a CPU); eager is the reference")
     p.add_argument("--out", help="run directory (default: runs/MODEL-DATA-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out (replaces a previous run's files)")
@@ -106,7 +109,7 @@ def config_from_args(args) -> TrainConfig:
         )
         if ignored:
             raise ValueError(
-                "a resumed run keeps its configuration; only --epochs and --device may change, and --data-root "
+                "a resumed run keeps its configuration; only --epochs, --device and --compile may change, and --data-root "
                 f"to read its data from another folder (got {', '.join(ignored)})"
             )
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
