@@ -438,3 +438,32 @@ def test_pyro_modules_and_pyro_module_nets_are_trained_and_saved():
     assert torch.equal(nets["encoder"].weight, state["param:encoder$$$weight"])
     assert fresh.get_parameter("param:encoder$$$weight") is nets["encoder"].weight
     pyro.clear_param_store()
+
+
+def test_the_other_commands_on_a_program_run(tmp_path, capsys):
+    """rd-curve reads rate and distortion from traces, so a program's run gives its point (rate > 0,
+    D + R = the ELBO's negative); the commands that need per-step pieces (sample, report, plot of
+    step curves) fail in one line with the one PiecesRequiredError message, writing nothing."""
+    from pyrosequence.cli import main
+    from pyrosequence.models import REGISTRY
+
+    register_model("walk-program", WalkProgram, replace=True)
+    try:
+        run = tmp_path / "run"
+        common = ["--data", "synthetic", "--batch-size", "8", "--train-subset", "16", "--eval-particles", "2", "--no-progress"]
+        assert main(["train", "--model", "walk-program", "--epochs", "1", "--out", str(run), *common]) == 0
+        capsys.readouterr()
+        assert main(["rd-curve", str(run), "--out", str(tmp_path / "rd")]) == 0
+        import json
+
+        (point,) = json.loads((tmp_path / "rd" / "rd_curve.json").read_text())
+        assert point["rate"] > 0 and point["distortion"] > 0
+        for argv in (["sample", str(run), "--out", str(tmp_path / "s")], ["report", str(run), "--out", str(tmp_path / "r")],
+                     ["plot", str(run), "--kind", "kl", "--out", str(tmp_path / "k.png")]):
+            capsys.readouterr()
+            assert main(argv) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "needs a model's per-step pieces" in err
+        assert not (tmp_path / "s").exists() and not (tmp_path / "k.png").exists()
+    finally:
+        REGISTRY.unregister("walk-program")
