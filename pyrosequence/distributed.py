@@ -146,9 +146,14 @@ class DataParallel:
         """Process 0: the one that writes files and prints."""
         return self.rank == 0
 
-    def close(self) -> None:
-        """Leave the process group if :func:`setup` joined it."""
+    def close(self, synchronise: bool = False) -> None:
+        """Leave the process group if :func:`setup` joined it. ``synchronise`` (the work ended
+        normally on every process): wait for every process first, so that none tears its
+        connections down while a peer still uses them (gloo may then abort the process at exit,
+        "terminate called without an active exception"). After an error no process waits."""
         if self.owns_group and dist.is_initialized():
+            if synchronise:
+                dist.barrier()
             dist.destroy_process_group()
         self.owns_group = False
 

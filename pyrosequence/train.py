@@ -225,12 +225,15 @@ def train(
     if config.world_size != group.world_size:
         config = replace(config, world_size=group.world_size)
     try:
-        return _train(
+        result = _train(
             config, group, device, out, resume, force, progress and group.is_main,
             log if group.is_main else (lambda message: None), model,
         )
-    finally:
+    except BaseException:
         group.close()
+        raise
+    group.close(synchronise=True)
+    return result
 
 
 def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particles: int, seed: int):

@@ -33,9 +33,12 @@ def add_parser(sub) -> None:
 def run_evaluate(args) -> int:
     group, device = setup_processes(resolve_device(args.device))  # under torchrun: the blocks are shared
     try:
-        return _evaluate_run(args, group, device)
-    finally:
+        status = _evaluate_run(args, group, device)
+    except BaseException:
         group.close()
+        raise
+    group.close(synchronise=True)
+    return status
 
 
 def _evaluate_run(args, group, device) -> int:
