@@ -169,6 +169,7 @@ class DMM(SequenceModel):
     """
 
     homogeneous_transition = True
+    time_invariant_pieces = True  # no piece reads t: a compiled filter compiles one step for all t
 
     def __init__(
         self,

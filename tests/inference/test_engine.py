@@ -224,3 +224,14 @@ def test_train_hands_compile_to_the_objective_and_the_bounds(tmp_path):
         compiled = train(TrainConfig(compile=True, **options), out=tmp_path / "compiled", **quiet)
     assert [r["train_loss_per_step"] for r in compiled.history] == [r["train_loss_per_step"] for r in eager.history]
     assert compiled.history[0]["valid_fivo_per_step"] == pytest.approx(eager.history[0]["valid_fivo_per_step"])
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("iafs", [0, 1])
+def test_compiled_dmm_step_equals_eager(iafs):
+    """The DMM declares time-invariant pieces; its step (with and without a flow in the guide)
+    traces whole (aot_eager: the graph capture without Inductor's code generation)."""
+    from pyrosequence import DMM
+
+    model = DMM(4, 3, hidden_dim=5, transition_dim=6, emission_dim=6, iafs=iafs)
+    _assert_compiled_equals_eager(model, CompileOptions(backend="aot_eager"), *_data())
