@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -174,14 +175,13 @@ def test_compile_flag_reaches_training_and_evaluation(tmp_path, capsys, monkeypa
     assert main(["train", *FAST, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["compile"] is False
     seen = {}
-    real_train = cli_train.train
 
-    def spy_train(config, **kwargs):
+    def spy_train(config, **kwargs):  # the resumed configuration, not run: compiling takes a minute on a CPU
         seen["config"] = config.compile
-        return real_train(config, **kwargs)
+        return SimpleNamespace(run_dir=kwargs["out"])
 
     monkeypatch.setattr(cli_train, "train", spy_train)
-    assert main(["train", "--out", str(out), "--resume", "--epochs", "1", "--compile", "--no-progress"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--compile", "--no-progress"]) == 0
     assert seen["config"] is True
 
     def spy_bound(*args, **kwargs):
