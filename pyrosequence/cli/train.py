@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", help="a named configuration of a paper's experiment (see `pyrosequence presets`); "
                    "other flags override its settings")
     p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
-                   "srnn-simple, srnn-hier, srnn-flat, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random; "
+                   "srnn-simple, srnn-hier, srnn-flat, dmm, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random; "
                    "a plugin's name; or your own SequenceModel as package.module:Class")
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
                    "stock, htsensor, speech (read from --data-root)")
