@@ -48,3 +48,22 @@ def test_dai_table4_plan_matches_parameter_budgets():
     record = {"row": "F-RNN", "dataset": "jsb", "params": 1234, "per_timestep": -8.5, "bound": "elbo",
               "particles": 1, "seconds": 3.0}
     assert "| F-RNN | -8.500 (elbo1; 1.2k; 3 s) | -3.4 | -6.991 |" in dai_table4.table([record], ["jsb"])
+
+
+def test_dmm_jsb_curve_summarises_a_run(tmp_path):
+    """The learning-curve script lists every --every-th epoch, the best and the last, with the
+    running wall time, and draws the PNG."""
+    import dmm_jsb_curve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"epoch": e, "step": 12 * e, "train_loss_per_step": 9.0 - e / 10, "valid_elbo_per_step": v,
+             "beta": min(1.0, 0.2 + e / 10), "seconds": 3.0} for e, v in zip(range(1, 8), [-9, -8.5, -8, -7.9, -7.7, -7.8, -7.95])]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md, png = tmp_path / "curve.md", tmp_path / "curve.png"
+    assert dmm_jsb_curve.main([str(run), "--md", str(md), "--png", str(png), "--every", "3"]) == 0
+    text = md.read_text()
+    assert "best valid_elbo_per_step -7.700 at epoch 5 (update 60)" in text
+    table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert table == ["3", "5 (best)", "6", "7"]  # every 3rd, the best and the last
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
