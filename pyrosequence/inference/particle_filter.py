@@ -50,10 +50,6 @@ def check_filter_options(num_particles, ess_threshold) -> None:
         raise ValueError(f"ess_threshold must lie in [0, 1] (0 = never resample, 1 = always), got {ess_threshold!r}")
 
 
-#: The gather of particle states by ancestor indices (kept under its old name for callers).
-_gather = gather_particles
-
-
 def _report_bad_weights(lse: torch.Tensor) -> None:
     """Raise naming the first step and sequence whose log-weights are not finite (``lse`` is
     ``(T, B)``, the log-sum of each filter's weights after every step); nothing if all are."""
