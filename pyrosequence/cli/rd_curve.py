@@ -37,18 +37,9 @@ def add_parser(sub) -> None:
     p.set_defaults(command=run)
 
 
-def has_latents(model, data) -> bool:
-    """Whether ``model`` draws latents: a SequenceModel says so by its ``z_dim``; a plain Pyro
-    program (whose rate and distortion are read from its traces like any model's) by its guide."""
-    from pyrosequence.models import PyroProgram
-
-    if isinstance(model, PyroProgram):
-        return model.has_latents(model.prepare(data.x, data.lengths))
-    return bool(model.z_dim)
-
-
 def run(args) -> int:
     from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
+    from pyrosequence.models.program import draws_latents
     from pyrosequence.rundir import load_run
 
     out = Path(args.out)
@@ -62,7 +53,7 @@ def run(args) -> int:
     points = []
     for run_dir in args.runs:
         config, model, data, _ = load_run(run_dir, args.split, args.device)
-        if not has_latents(model, data):
+        if not draws_latents(model, model.prepare(data.x, data.lengths)):  # a program: its guide says
             raise ValueError(f"{run_dir}: model {config.model!r} has no latent variables, so no rate to measure")
         if args.betas is not None and not config.multi_rate:
             print(f"note: {run_dir} is not a multi-rate run; it gives one point at its training beta {config.beta:g}")

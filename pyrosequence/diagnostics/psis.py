@@ -9,7 +9,7 @@ import torch
 
 from pyrosequence.inference.evaluate import PARTICLE_STEP_BUDGET, log_importance_weights
 from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram
+from pyrosequence.models.program import PyroProgram, draws_latents
 
 #: Vehtari et al.'s reading of k-hat: below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -55,7 +55,7 @@ def psis_khat(model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor | Non
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 10:
         raise ValueError(f"num_particles must be an integer of at least 10 to fit a tail, got {num_particles!r}")
     seqs = model.prepare(x, lengths)
-    if program and not model.has_latents(seqs):
+    if not draws_latents(model, seqs):
         raise ValueError(no_latents)
     chunk = max(1, PARTICLE_STEP_BUDGET // (seqs.num_steps * seqs.batch_size))
     parts, done = [], 0

@@ -83,6 +83,14 @@ def require_pieces(model, purpose: str) -> None:
         raise pieces_error(model, purpose)
 
 
+def draws_latents(model, seqs) -> bool:
+    """Whether ``model`` draws latent variables for the batch ``seqs`` (from ``model.prepare``): a
+    SequenceModel says so by its ``z_dim``, a :class:`PyroProgram` by the sites its guide samples."""
+    if isinstance(model, PyroProgram):
+        return model.has_latents(seqs)
+    return bool(model.z_dim)
+
+
 def _key(name: str) -> str:
     """A parameter name as an ``nn.Module`` attribute name (no dots), reversibly."""
     return PARAM_PREFIX + name.replace("%", "%25").replace(".", "%2E")
