@@ -15,6 +15,9 @@ from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import REGISTRY, model_class
 from pyrosequence.nn.beta_gate import check_beta_range
+from pyrosequence.optim.init import check_init
+from pyrosequence.optim.optimizers import check_optimizer
+from pyrosequence.optim.schedules import check_schedule
 
 
 #: Model options that are sizes: positive integers (0 would otherwise silently mean "the default").
@@ -42,7 +45,29 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 32
     lr: float = 3e-3
+    #: Global-norm gradient clipping (None = off); applied before the optimizer's own clamp.
     grad_clip: float | None = 10.0
+    #: The optimizer by name (pyrosequence.optim.optimizers: adam, adamw, clipped-adam, sgd) and
+    #: its options (betas, eps, weight_decay, clip_norm, lrd, momentum, nesterov), completed with
+    #: the optimizer's defaults when the configuration is built.
+    optimizer: str = "adam"
+    optimizer_options: dict = field(default_factory=dict)
+    #: Learning-rate schedule: a list of factors (pyrosequence.optim.schedules); [] = constant.
+    schedule: list = field(default_factory=list)
+    #: Initialisation applied to the built model (pyrosequence.optim.init): default, xavier, fivo.
+    init: str = "default"
+    #: What a gradient is the gradient of: "mean-step" (the batch's summed loss divided by its
+    #: number of time steps, so the rate does not depend on batch size or length) or "sum" (the
+    #: batch's summed loss, as Pyro's examples train; weight decay and clamps then act on that
+    #: scale). Objectives that normalise their own loss (FIVO) are unaffected.
+    loss_reduction: str = "mean-step"
+    #: Stop when the validation bound has not improved for this many epochs (None = never).
+    patience: int | None = None
+    #: Stop at the end of the epoch in which the run's update count reaches this (None = never).
+    max_updates: int | None = None
+    #: Wall-clock budget in seconds for this invocation: before an epoch that would end past it
+    #: (judged by the last epoch's duration) the run checkpoints and exits, resumable (--resume).
+    time_limit: float | None = None
     beta: float = 1.0
     kl_anneal: bool = False
     anneal_start: float = 0.2
@@ -120,6 +145,18 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        self.optimizer_options = check_optimizer(self.optimizer, self.optimizer_options)
+        self.schedule = check_schedule(self.schedule)
+        check_init(self.init)
+        if self.loss_reduction not in ("mean-step", "sum"):
+            raise ValueError(f"loss_reduction must be 'mean-step' or 'sum', got {self.loss_reduction!r}")
+        for name in ("patience", "max_updates"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.time_limit is not None and (isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float))
+                                            or not self.time_limit > 0 or not math.isfinite(self.time_limit)):
+            raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         self.beta_range = list(check_beta_range(self.beta_range))

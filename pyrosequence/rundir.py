@@ -32,8 +32,11 @@ CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "check
 EVALUATIONS_FILE = "evaluations.jsonl"
 #: With ``keep_best``: the weights of the epoch with the best validation bound so far.
 BEST_FILE = "best.pt"
+#: One line per start and resume of the run: when, at which epoch and update, and which
+#: settings a resume changed (``{"lr": [old, new], ...}``), so a run's protocol stays explainable.
+HISTORY_FILE = "history.jsonl"
 #: The files this library writes into a run directory (``--force`` removes these and nothing else).
-OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE)
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE, HISTORY_FILE)
 
 
 def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
@@ -134,8 +137,22 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 
-#: Settings a resumed run may change; any other difference from the checkpoint is an error.
-RESUMABLE_CHANGES = ("epochs", "device", "data_root", "compile")
+#: Settings a resumed run may change; any other difference from the checkpoint is an error
+#: (the model, its data and its objective define the run; the optimizer's kind defines its state).
+RESUMABLE_CHANGES = ("epochs", "device", "data_root", "compile", "lr", "optimizer_options", "schedule", "grad_clip",
+                     "patience", "max_updates", "time_limit")
+#: Of those, the ones whose change starts the learning-rate schedule again at the resume.
+SCHEDULE_SETTINGS = ("lr", "optimizer_options", "schedule")
+
+
+def protocol_changes(saved: dict, config: TrainConfig) -> dict:
+    """What a resume changes: ``{"changed": {setting: [old, new]}, "restarts_schedule": bool}``
+    over :data:`RESUMABLE_CHANGES` (a setting the checkpoint predates counts at its default)."""
+    current = asdict(config)
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root,
+                                  model_not_rebuildable=config.model_not_rebuildable, optimizer=config.optimizer))
+    changed = {k: [saved.get(k, defaults[k]), current[k]] for k in RESUMABLE_CHANGES if saved.get(k, defaults[k]) != current[k]}
+    return {"changed": changed, "restarts_schedule": any(k in changed for k in SCHEDULE_SETTINGS)}
 
 
 def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = "") -> None:

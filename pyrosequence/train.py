@@ -28,6 +28,9 @@ from pyrosequence.models import SequenceModel
 from pyrosequence.models.multi_rate import is_multi_rate
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
+from pyrosequence.optim.init import initialize
+from pyrosequence.optim.optimizers import apply_options, build_optimizer, per_update_decay
+from pyrosequence.optim.schedules import LearningRate
 from pyrosequence.device import resolve_device
 from pyrosequence.distributed import (
     DataParallel,
@@ -43,11 +46,13 @@ from pyrosequence.rundir import (
     BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    HISTORY_FILE,
     METRICS_FILE,
     RESULTS_FILE,
     adopt_model,
     build_model,
     check_same_run,
+    protocol_changes,
     prepare_run_dir,
     rng_state,
     set_rng_state,
@@ -64,6 +69,9 @@ class RunResult:
     steps: int
     test: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    #: Why the run stopped: "epochs" (all of them ran), "patience", "max_updates", or
+    #: "time_limit" (checkpointed and not evaluated on test: continue it with --resume).
+    stopped: str = "epochs"
 
 
 def _shuffle_generator(seed: int, epoch: int) -> torch.Generator:
@@ -130,6 +138,7 @@ def train_epoch(
     step: int,
     progress: bool = False,
     group: DataParallel | None = None,
+    rate: LearningRate | None = None,
 ) -> tuple[float, int]:
     """One pass over ``data``; returns (mean loss per time step, updated step count).
 
@@ -143,6 +152,10 @@ def train_epoch(
     With a multi-process ``group`` (:mod:`pyrosequence.distributed`) this process computes its
     shard of every batch and the gradients are summed over the processes with the weights that
     make them the gradient of the whole batch's loss, normalised as above.
+
+    ``rate`` sets the learning rate of every update (:class:`~pyrosequence.optim.LearningRate`);
+    without it the optimizer keeps the rate it has. With ``config.loss_reduction == "sum"`` the
+    gradients are those of the batch's summed loss, not divided by its number of steps.
     """
     group = group or DataParallel()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -178,12 +191,14 @@ def train_epoch(
                 )
             if normalized:
                 loss = loss * num_steps  # back to a sum over steps, for the running average
-            else:
+            elif config.loss_reduction == "mean-step":
                 for p in params:
                     if p.grad is not None:
                         p.grad.div_(num_steps)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            if rate is not None:
+                rate.apply(optimizer, step, epoch)
             optimizer.step()
             step += 1
             total_loss += loss
@@ -202,6 +217,7 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     model: SequenceModel | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Train ``config``'s model on its data, writing the run to ``out`` (see module docstring).
 
@@ -220,6 +236,12 @@ def train(
     data-parallel (:mod:`pyrosequence.distributed`): each process computes its shard of every
     batch, process 0 alone writes the run directory and prints, ``config.world_size`` records
     the number of processes, and every process returns the same :class:`RunResult`.
+
+    ``on_epoch(record)`` is called (on process 0) with every epoch's metrics record after the
+    epoch's checkpoint is written; an exception it raises (e.g. ``optuna.TrialPruned``) ends the
+    run there, resumable. The run stops after ``config.epochs`` epochs, or earlier on
+    ``config.patience``, ``config.max_updates`` or ``config.time_limit``
+    (:attr:`RunResult.stopped` says which; a time limit skips the test evaluation).
     """
     group, device = setup_processes(resolve_device(config.device), config.batch_size)
     if config.world_size != group.world_size:
@@ -227,7 +249,7 @@ def train(
     try:
         result = _train(
             config, group, device, out, resume, force, progress and group.is_main,
-            log if group.is_main else (lambda message: None), model,
+            log if group.is_main else (lambda message: None), model, on_epoch,
         )
     except BaseException:
         group.close()
@@ -245,7 +267,8 @@ def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particle
 
 
 def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,
-           log: Callable[[str], None], model: SequenceModel | None) -> RunResult:
+           log: Callable[[str], None], model: SequenceModel | None, on_epoch=None) -> RunResult:
+    started = time.perf_counter()
     train_set = load_split(config.data, "train", config.data_root)
     if config.train_subset is not None:
         train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
@@ -253,11 +276,13 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     pyro.set_rng_seed(config.seed)
     if model is None:
         model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
+        initialize(model, config.init)
     else:
         model, config = adopt_model(model, config, train_set.x_dim)
         if config.model_not_rebuildable is not None:
             log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
                 "evaluate, sample, plot, report and --resume will refuse the run")
+        initialize(model, config.init)
     model.init_from_data(train_set.x, train_set.lengths, center=config.center_inputs)
     if group.active:  # each process draws from its own stream; the initial weights are the one-process ones
         pyro.set_rng_seed(rank_seed(config.seed, group.rank))
@@ -277,8 +302,10 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     checkpoint = group.on_main(lambda: load_checkpoint(run_dir / CHECKPOINT_FILE)) if resume else None
     model.to(device)
     group.broadcast_module(model)  # the same start everywhere, whatever a user's model does at construction
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_options)
+    rate = LearningRate(config.lr, config.schedule, per_update_decay(config.optimizer, config.optimizer_options))
     epoch, step, history = 0, 0, []
+    event = {"event": "start"}
     if checkpoint is not None:
         check_world_size(checkpoint.get("config", {}), group.world_size, run_dir)
         try:
@@ -290,6 +317,15 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
         set_rng_state(rank_rng_state(checkpoint["rng"], group), device)
+        apply_options(optimizer, config.optimizer, config.optimizer_options)  # the options given now
+        changes = protocol_changes(checkpoint.get("config", {}), config)
+        if "schedule" in checkpoint and not changes["restarts_schedule"]:
+            rate.load_state_dict(checkpoint["schedule"])
+        else:  # a new rate, schedule or optimizer options (or a run from before schedules): they start here
+            rate.origin_step, rate.origin_epoch = step, epoch
+        event = {"event": "resume", "changes": changes["changed"]}
+        if changes["restarts_schedule"]:
+            event["schedule_restarted"] = True
 
     def start_files() -> None:
         atomic_write(run_dir / CONFIG_FILE, config.to_json())  # resumed: the epochs (or device) it now runs to
@@ -297,27 +333,38 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         atomic_write(run_dir / METRICS_FILE, "".join(strict_json(r) + "\n" for r in history))
 
     group.on_main(start_files)
+    event.update(epoch=epoch, step=step, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    group.on_main(lambda: atomic_append(run_dir / HISTORY_FILE, strict_json(event) + "\n"))
     train_set, valid_set = train_set.to(device), valid_set.to(device)
 
     processes = f", {group.world_size} processes" if group.active else ""
     log(f"run directory: {run_dir}  ({model.num_parameters()} parameters, {type(model).__name__} on {device}{processes})")
     valid_key = f"valid_{config.valid_bound}_per_step"
     best_valid = max((r[valid_key] for r in history), default=-math.inf)
-    while epoch < config.epochs:
+    epochs_run, last_seconds = 0, 0.0
+    while True:
+        stopped = _stop_reason(config, history, valid_key, epoch, step)
+        if stopped is None and config.time_limit is not None and epochs_run:
+            elapsed = time.perf_counter() - started  # decided on process 0 alone, so every process stops together
+            stopped = group.on_main(lambda: "time_limit" if elapsed + last_seconds > config.time_limit else None)
+        if stopped is not None:
+            break
         start = time.perf_counter()
         model.train()
         with pyro.validation_enabled(config.pyro_validation):
-            loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress, group)
+            loss, step = train_epoch(model, train_set, config, optimizer, objective, schedule, epoch, step, progress, group, rate)
             _check_weights(model, epoch + 1)
             model.eval()
             valid = _evaluate(group, model, valid_set, valid_bound, config.valid_particles, evaluation_seed(config.seed, epoch))
         epoch += 1
+        rate.end_epoch(valid.per_timestep)
         record = {
             "epoch": epoch,
             "step": step,
             "train_loss_per_step": loss,
             f"valid_{config.valid_bound}_per_step": valid.per_timestep,
             "beta": schedule(step),
+            "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - start, 3),
         }
         history.append(record)
@@ -342,14 +389,27 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
                     "rng": rng,
                     "config": asdict(config),
                     "history": history,
+                    "schedule": rate.state_dict(),
                 },
             )
 
         group.on_main(epoch_files)
+        epochs_run, last_seconds = epochs_run + 1, time.perf_counter() - start
         log(
             f"epoch {epoch}/{config.epochs}  train loss/step {loss:.4f}  "
-            f"valid {config.valid_bound}/step {valid.per_timestep:.4f}  ({record['seconds']:.1f}s)"
+            f"valid {config.valid_bound}/step {valid.per_timestep:.4f}  lr {record['lr']:.3g}  ({record['seconds']:.1f}s)"
         )
+        if on_epoch is not None:
+            group.on_main(lambda: on_epoch(dict(record)))
+
+    if stopped == "time_limit":
+        log(f"time limit of {config.time_limit:g} s reached after epoch {epoch} (update {step}); "
+            f"the checkpoint is in {run_dir}: continue with --resume")
+        return RunResult(run_dir, epoch, step, {}, history, stopped)
+    if stopped in ("patience", "max_updates"):
+        why = (f"no better validation bound for {config.patience} epochs" if stopped == "patience"
+               else f"{step} updates reached (max_updates {config.max_updates})")
+        log(f"stopped after epoch {epoch}: {why}")
 
     selected = epoch
     best = None
@@ -374,7 +434,21 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         "epochs": epoch,
         "selected_epoch": selected,
         "seed": config.seed,
+        "stopped": stopped,
     }
     group.on_main(lambda: atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2)))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
-    return RunResult(run_dir, epoch, step, result, history)
+    return RunResult(run_dir, epoch, step, result, history, stopped)
+
+
+def _stop_reason(config: TrainConfig, history: list, valid_key: str, epoch: int, step: int) -> str | None:
+    """Why the run must not start another epoch (the time limit aside), or None."""
+    if epoch >= config.epochs:
+        return "epochs"
+    if config.max_updates is not None and step >= config.max_updates:
+        return "max_updates"
+    if config.patience is not None and history:
+        values = [r[valid_key] for r in history if valid_key in r]
+        if values and len(values) - 1 - max(range(len(values)), key=values.__getitem__) >= config.patience:
+            return "patience"
+    return None

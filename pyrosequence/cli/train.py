@@ -16,6 +16,25 @@ from pyrosequence.train import train
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
                  "architecture", "proposal", "backward_dim", "aux_alpha", "aux_beta", "posterior")
 
+#: CLI flags that become options of the optimizer (TrainConfig.optimizer_options).
+OPTIMIZER_OPTIONS = ("betas", "eps", "weight_decay", "clip_norm", "lrd", "momentum", "nesterov")
+
+
+#: Flags whose value 0 means "off" (None in the configuration), so a resumed run can drop them.
+OFF_WHEN_ZERO = ("grad_clip", "patience", "max_updates", "time_limit")
+
+
+def duration(text: str) -> float:
+    """``"3600"``, ``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` -> seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d*)?)h)?\s*(?:(\d+(?:\.\d*)?)m)?\s*(?:(\d+(?:\.\d*)?)s?)?\s*", text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"--time-limit takes a duration such as 3600, 45m, 2h or 1h30m, got {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -36,8 +55,31 @@ def add_parser(sub) -> None:
     filter_arguments(p, defaults=False)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--grad-clip", dest="grad_clip", type=float, help="clip the gradient norm (0 = off)")
+    p.add_argument("--lr", type=float, help="learning rate (the schedule multiplies it)")
+    p.add_argument("--grad-clip", dest="grad_clip", type=float, help="clip the global gradient norm (0 = off)")
+    p.add_argument("--optimizer", help="adam (default), adamw (decoupled weight decay), clipped-adam (Pyro's ClippedAdam: "
+                   "element-wise --clip-norm, per-update --lrd, L2 --weight-decay) or sgd (--momentum)")
+    p.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam's moment decays (default 0.9 0.999)")
+    p.add_argument("--eps", type=float, help="Adam's epsilon (default 1e-8)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help="weight decay: an L2 term for adam/clipped-adam/sgd, decoupled for adamw")
+    p.add_argument("--clip-norm", dest="clip_norm", type=float, help="clipped-adam: clamp every gradient element to [-C, C] (default 10)")
+    p.add_argument("--lrd", type=float, help="clipped-adam: multiply the learning rate by this at every update (e.g. 0.99996)")
+    p.add_argument("--momentum", type=float, help="sgd: momentum")
+    p.add_argument("--nesterov", action="store_const", const=True, help="sgd: Nesterov momentum")
+    p.add_argument("--schedule", action="append", metavar="NAME:K=V,...",
+                   help="a learning-rate schedule factor (repeat to multiply several): constant, warmup:steps=N, "
+                   "exponential:gamma=G (per update), cosine:steps=N,floor=LR,warmup=W, step:every=E,gamma=G (per epoch), "
+                   "plateau:factor=F,patience=P,threshold=T,cooldown=C,min_lr=LR (on the validation bound)")
+    p.add_argument("--init", help="initialisation: default (PyTorch's), xavier (Xavier weights, zero biases) or fivo "
+                   "(xavier plus LSTM forget-gate bias 1, as the FIVO reference code)")
+    p.add_argument("--loss-reduction", dest="loss_reduction",
+                   help="mean-step (default: gradient of the batch loss per time step) or sum (of the batch's summed loss, as Pyro's examples)")
+    p.add_argument("--patience", type=int, help="stop after N epochs without a better validation bound (0 = off)")
+    p.add_argument("--max-updates", dest="max_updates", type=int, help="stop at the end of the epoch that reaches N updates (0 = off)")
+    p.add_argument("--time-limit", dest="time_limit", type=duration, metavar="DURATION",
+                   help="wall-clock budget of this command (3600, 45m, 2h): checkpoint and exit before an epoch "
+                   "would end past it; continue with --resume (0 = off)")
     p.add_argument("--z-dim", dest="z_dim", type=int)
     p.add_argument("--hidden-dim", dest="hidden_dim", type=int)
     p.add_argument("--likelihood", help="bernoulli or gaussian (default: the dataset's)")
@@ -68,7 +110,10 @@ def add_parser(sub) -> None:
     p.add_argument("--center-inputs", dest="center_inputs", action="store_const", const=True,
                    help="mean-centre the network inputs with the training mean (targets stay raw)")
     p.add_argument("--beta", type=float, help="weight of the KL (latent) terms (beta-VAE)")
-    p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True, help="anneal the KL weight 0.2 -> 1 by 5e-5 per update")
+    p.add_argument("--kl-anneal", dest="kl_anneal", action="store_const", const=True,
+                   help="anneal the KL weight linearly to 1 (from --anneal-start, default 0.2, by --anneal-increment per update, default 5e-5)")
+    p.add_argument("--anneal-start", dest="anneal_start", type=float, help="with --kl-anneal: the first update's KL weight")
+    p.add_argument("--anneal-increment", dest="anneal_increment", type=float, help="with --kl-anneal: added to the KL weight per update")
     p.add_argument("--multi-rate", dest="multi_rate", action="store_const", const=True,
                    help="train the Multi-Rate VAE of the model: beta-gated layers, beta drawn log-uniformly per update")
     p.add_argument("--beta-range", dest="beta_range", type=float, nargs=2, metavar=("A", "B"),
@@ -94,6 +139,7 @@ def add_parser(sub) -> None:
 def config_from_args(args) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if v is not None}
     extra = model_options(given.pop("model_option", None) or [])
+    optimizer_options = {k: given.pop(k) for k in OPTIMIZER_OPTIONS if k in given}
     if args.resume:
         if args.out is None:
             raise ValueError("--resume needs the run directory (--out DIR)")
@@ -109,20 +155,28 @@ def config_from_args(args) -> TrainConfig:
         )
         if ignored:
             raise ValueError(
-                "a resumed run keeps its configuration; only --epochs, --device and --compile may change, and --data-root "
-                f"to read its data from another folder (got {', '.join(ignored)})"
+                "a resumed run keeps its model, data and objective; only the learning rate, schedule, optimizer options, "
+                "--grad-clip, --patience, --max-updates, --time-limit, --epochs, --device, --compile and --data-root may change "
+                f"(got {', '.join(ignored)})"
             )
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
+        for key in OFF_WHEN_ZERO:
+            if values.get(key) == 0:
+                values[key] = None
+        values["optimizer_options"] = {**config.optimizer_options, **optimizer_options}
         return TrainConfig(**values)
     options = {k: given.pop(k) for k in MODEL_OPTIONS if k in given}
     for key, value in extra.items():
         if key in options and options[key] != value:
             raise ValueError(f"--model-option {key} contradicts --{key.replace('_', '-')}")
         options[key] = value
-    if given.get("grad_clip") == 0:
-        given["grad_clip"] = None
+    for key in OFF_WHEN_ZERO:
+        if given.get(key) == 0:
+            given[key] = None
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in given.items() if k in known}
+    if optimizer_options:
+        values["optimizer_options"] = optimizer_options
     if args.preset is not None:
         from pyrosequence.presets import get_preset
 
@@ -149,5 +203,8 @@ def run_train(args) -> int:
     config = config_from_args(args)
     result = train(config, out=args.out, resume=args.resume, force=args.force, progress=args.progress)
     if is_main_process():  # under torchrun: process 0 alone
-        print(f"results written to {result.run_dir}")
+        if result.stopped == "time_limit":
+            print(f"stopped at the time limit; continue with: pyrosequence train --out {result.run_dir} --resume")
+        else:
+            print(f"results written to {result.run_dir}")
     return 0

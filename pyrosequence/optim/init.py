@@ -1,0 +1,90 @@
+"""Initialisation schemes applied to a built model, whatever its architecture.
+
+==========  ====================================================================================
+``default`` the weights the modules were constructed with (PyTorch's defaults)
+``xavier``  Xavier/Glorot-uniform weight matrices (Glorot & Bengio 2010) and zero biases
+``fivo``    the FIVO reference code's (tensorflow/models, research/fivo): ``xavier``, plus a
+            forget-gate bias of 1 on every LSTM (TensorFlow's ``LSTMCell`` adds
+            ``forget_bias=1`` to a zero-initialised bias; starting the trainable bias at 1 is
+            the same function at the start of training)
+==========  ====================================================================================
+
+What counts as a weight matrix: the ``weight`` of every ``nn.Linear`` (masked and hyper layers
+included) and the input and recurrent matrices of every recurrent cell or layer (``weight_ih*``
+with ``weight_hh*``: PyTorch's LSTM/GRU/RNN and the library's hyper cells). A recurrent layer's
+two matrices are drawn as the one ``[input + hidden, gates * hidden]`` kernel TensorFlow keeps,
+so the Xavier bound is ``sqrt(6 / (input + hidden + gates * hidden))`` for both. Every parameter
+named ``bias*`` is zeroed. Other parameters (learned initial states, scale parameters) keep their
+constructed values. Buffers are never touched.
+
+Order in training: the scheme is applied right after the model is built and *before*
+``init_from_data``, so a Bernoulli output bias started at the logit of the data's rate (as the
+FIVO code also does) wins over the zero bias.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+INITS = ("default", "xavier", "fivo")
+
+
+def check_init(name: str) -> str:
+    if name not in INITS:
+        raise ValueError(f"unknown initialisation {name!r}; choose one of: {', '.join(INITS)}")
+    return name
+
+
+@torch.no_grad()
+def initialize(model: nn.Module, scheme: str, generator: torch.Generator | None = None) -> nn.Module:
+    """Apply initialisation ``scheme`` (see the module docstring) to ``model`` in place; returns it."""
+    check_init(scheme)
+    if scheme == "default":
+        return model
+    for module in model.modules():
+        own = dict(module.named_parameters(recurse=False))
+        recurrent = sorted(name for name in own if name.startswith("weight_ih"))
+        for name_ih in recurrent:
+            name_hh = "weight_hh" + name_ih[len("weight_ih"):]
+            if name_hh in own:
+                _xavier_kernel(own[name_ih], own[name_hh], generator)
+        for name, param in own.items():
+            if name.startswith("bias"):
+                param.zero_()
+            elif name == "weight" and isinstance(module, nn.Linear):
+                _uniform(param, math.sqrt(6.0 / (param.shape[0] + param.shape[1])), generator)
+        if scheme == "fivo":
+            for name_ih in recurrent:
+                _forget_bias(module, name_ih, own)
+    return model
+
+
+def _uniform(param: torch.Tensor, bound: float, generator) -> None:
+    param.copy_(torch.empty_like(param).uniform_(-bound, bound, generator=generator))
+
+
+def _xavier_kernel(w_ih: torch.Tensor, w_hh: torch.Tensor, generator) -> None:
+    """Both matrices as one Xavier-uniform kernel ``[in + hidden, gates * hidden]``."""
+    fan_in = w_ih.shape[1] + w_hh.shape[1]
+    fan_out = w_ih.shape[0]
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    _uniform(w_ih, bound, generator)
+    _uniform(w_hh, bound, generator)
+
+
+def _forget_bias(module: nn.Module, name_ih: str, own: dict) -> None:
+    """Forget-gate bias 1 on an LSTM (4 gates: input, forget, cell, output in PyTorch's order):
+    on its first bias vector; a second one (PyTorch's ``bias_hh``) stays zero."""
+    w_hh = own["weight_hh" + name_ih[len("weight_ih"):]]
+    hidden = w_hh.shape[1]
+    if w_hh.shape[0] != 4 * hidden:
+        return  # a GRU or plain RNN: no forget gate
+    suffix = name_ih[len("weight_ih"):]
+    bias = own.get("bias_ih" + suffix)
+    if bias is None:
+        bias = own.get("bias_hh" + suffix)
+    if bias is not None:
+        bias[hidden : 2 * hidden] = 1.0
