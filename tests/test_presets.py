@@ -32,10 +32,26 @@ def test_jsb_presets_follow_the_papers_protocol():
     assert build_model(latent, 88).decoder[0].generator[0].out_features == 64  # omega MLPs of 64 units (appendix B)
 
 
+def test_jsb_presets_take_the_reference_codes_protocol_and_v1_keeps_the_old_one():
+    config = preset_config("vrnn-jsb-z32")
+    assert (config.optimizer, config.lr, config.grad_clip, config.init) == ("adam", 1e-4, None, "fivo")
+    assert config.optimizer_options == {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}
+    assert config.schedule == [] and config.keep_best
+    options = config.model_options
+    assert (options["proposal"], options["scale_offset"], options["proposal_input"], options["initial_step"]) == (
+        "filtering", 0.5, "raw", True)
+    for name in ("vrnn-jsb-z32-v1", "vhrnn-jsb-z14-v1", "vhrnn-jsb-z14-latent-v1"):
+        old = preset_config(name)
+        assert (old.lr, old.grad_clip, old.init, old.epochs) == (1e-3, 10.0, "default", 300)
+        assert "proposal" not in old.model_options and "scale_offset" not in old.model_options
+    assert preset_config("vhrnn-jsb-z14-latent-v1").model_options["hyper_input"] == "latent"
+
+
 def test_overrides_replace_fields_and_merge_model_options():
-    config = preset_config("vrnn-jsb-z32", epochs=7, lr=3e-4, proposal="filtering", data_root="/data")
+    config = preset_config("vrnn-jsb-z32", epochs=7, lr=3e-4, proposal="smoothing", data_root="/data")
     assert (config.epochs, config.lr, config.data_root) == (7, 3e-4, "/data")
-    assert config.model_options == {"architecture": "fivo", "proposal": "filtering", "likelihood": "bernoulli"}
+    assert config.model_options == {"architecture": "fivo", "proposal": "smoothing", "likelihood": "bernoulli",
+                                    "scale_offset": 0.5, "proposal_input": "raw", "initial_step": True}
     with pytest.raises(ValueError, match="does not take option.*nonsense"):
         preset_config("vrnn-jsb-z32", nonsense=1)
     with pytest.raises(ValueError, match="unknown preset 'vrnn-z32'; choose one of: .*vrnn-jsb-z32"):

@@ -38,8 +38,10 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
 
 def test_resume_refuses_a_changed_configuration(tmp_path):
     train(TrainConfig(epochs=1, **FAST), out=tmp_path / "run", progress=False, log=lambda s: None)
-    with pytest.raises(ValueError, match="differs from the checkpoint's in lr"):
-        train(TrainConfig(epochs=2, **{**FAST, "lr": 1e-2}), out=tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ValueError, match="differs from the checkpoint's in batch_size"):
+        train(TrainConfig(epochs=2, **{**FAST, "batch_size": 3}), out=tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ValueError, match="differs from the checkpoint's in optimizer"):
+        train(TrainConfig(epochs=2, **{**FAST, "optimizer": "sgd"}), out=tmp_path / "run", resume=True, progress=False)
 
 
 def test_existing_non_empty_run_directory_is_left_alone(tmp_path):

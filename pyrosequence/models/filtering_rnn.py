@@ -14,6 +14,8 @@ from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm
 #: Readings of the papers' architecture (see :class:`FilteringRNN`).
 ARCHITECTURES = ("compact", "fivo")
 PROPOSALS = ("filtering", "smoothing")
+#: What the proposal's data features are computed from (see :class:`FilteringRNN`).
+PROPOSAL_INPUTS = ("centered", "raw")
 
 
 class FilteringRNN(SequenceModel):
@@ -44,6 +46,21 @@ class FilteringRNN(SequenceModel):
       experiments/RESULTS.md); they are not without the backward LSTM.
 
     ``proposal`` (``"filtering"`` or ``"smoothing"``) overrides the proposal of either reading.
+
+    Three details of the FIVO reference code's runner are options (the ``*-jsb-*`` presets set
+    them): ``scale_offset``, the offset inside the latent scales' softplus (default 0.25 for
+    ``"fivo"``, 0 for ``"compact"``; the runner passes 0.5); ``proposal_input``: with
+    ``"centered"`` (default) the proposal (and the smoothing proposal's backward LSTM) reads
+    ``phi_x`` of the mean-centred data like the recurrence, with ``"raw"`` it reads ``phi_x`` of the
+    raw data, as the reference code does (only the recurrence input is centred there); and
+    ``initial_step``: the reference code's recurrence reads ``x_{t-1}`` and ``z_{t-1}`` with zeros
+    before the first step, so its first prior, proposal and emission read the state after one
+    recurrence step on a zero input (a learned initial state) rather than a zero state.
+
+    A note on the backward LSTM: the reference code builds and runs it whatever the proposal
+    (its smoothing path cannot run as published), so its parameters are in the paper's counts
+    even though its default, and the paper's eq. 5, is the filtering proposal. ``"fivo"`` builds
+    it with either proposal too (a filtering proposal never runs it: it gets no gradient).
     """
 
     homogeneous_transition = True
@@ -60,6 +77,9 @@ class FilteringRNN(SequenceModel):
         name: str | None,
         architecture: str = "compact",
         proposal: str | None = None,
+        scale_offset: float | None = None,
+        proposal_input: str = "centered",
+        initial_step: bool = False,
     ) -> None:
         super().__init__(x_dim, z_dim, name=name)
         if layers < 1:
@@ -69,19 +89,29 @@ class FilteringRNN(SequenceModel):
         proposal = proposal or ("smoothing" if architecture == "fivo" else "filtering")
         if proposal not in PROPOSALS:
             raise ValueError(f"unknown proposal {proposal!r}; choose one of: {', '.join(PROPOSALS)}")
+        if proposal_input not in PROPOSAL_INPUTS:
+            raise ValueError(f"unknown proposal_input {proposal_input!r}; choose one of: {', '.join(PROPOSAL_INPUTS)}")
+        if not isinstance(initial_step, bool):
+            raise ValueError(f"initial_step must be true or false, got {initial_step!r}")
         fivo = architecture == "fivo"
         self.architecture, self.proposal_kind, self.residual_proposal = architecture, proposal, fivo
+        self.proposal_input, self.initial_step = proposal_input, initial_step
         self.hidden_dim, self.feature_dim = hidden_dim, feature_dim
         feature_out = feature_dim if fivo else None
-        scale_offset = 0.25 if fivo else 0.0
+        if scale_offset is None:
+            scale_offset = 0.25 if fivo else 0.0
+        if isinstance(scale_offset, bool) or not isinstance(scale_offset, (int, float)) or not abs(scale_offset) < float("inf"):
+            raise ValueError(f"scale_offset must be a finite number, got {scale_offset!r}")
+        scale_offset = float(scale_offset)
         self.phi_x = MLP(x_dim, [feature_dim] * layers, feature_out)
         self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim, scale_offset=scale_offset)
-        if proposal == "smoothing":
+        if proposal == "smoothing" or fivo:  # the reference code builds it whatever the proposal (see above)
             self.backward_rnn = make_lstm(feature_dim, hidden_dim)
             if fivo:
                 use_single_bias(self.backward_rnn)
+        if proposal == "smoothing":
             q_in = hidden_dim + hidden_dim
         else:
             q_in = feature_dim + hidden_dim
@@ -92,6 +122,33 @@ class FilteringRNN(SequenceModel):
         """``h_{t-1}``: the part of the state the prior, encoder and decoder read."""
         raise NotImplementedError
 
+    def zero_state(self, batch_shape: torch.Size, x: torch.Tensor):
+        """The all-zero recurrent state."""
+        raise NotImplementedError
+
+    def advance(self, state, z: torch.Tensor, z_features, x_features: torch.Tensor):
+        """The recurrence itself, without recording anything (``update`` records what it needs)."""
+        raise NotImplementedError
+
+    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
+        """The zero state, or with ``initial_step`` the state after one recurrence step from it on
+        a zero data input and a zero latent (computed once and broadcast to ``batch_shape``)."""
+        if not self.initial_step:
+            return self.zero_state(batch_shape, x)
+        one = torch.Size([1] * len(batch_shape))
+        zeros_x = x.new_zeros(tuple(one) + (self.x_dim,))
+        z = x.new_zeros(tuple(one) + (self.z_dim,))
+        z_features = self.zero_latent_features(z)
+        state = self.advance(self.zero_state(one, x), z, z_features, self.phi_x(zeros_x))
+        from pyrosequence.nn.cells import map_state
+
+        return map_state(lambda s: s.expand(tuple(batch_shape) + s.shape[-1:]), state)
+
+    def zero_latent_features(self, z: torch.Tensor):
+        """The latent features the reference code feeds its first recurrence step: zeros (not
+        ``phi_z(0)``), shaped as :meth:`latent_features` returns them."""
+        return torch.zeros_like(z[..., :1]).expand(z.shape[:-1] + (self.feature_dim,))
+
     def context(self, x: torch.Tensor) -> torch.Tensor:
         return self.phi_x(self.centered(x))
 
@@ -99,6 +156,8 @@ class FilteringRNN(SequenceModel):
         return self.prior_head(self.prior_net(self.hidden(state)))
 
     def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.proposal_input == "raw":
+            context = self.phi_x(x)
         if self.proposal_kind == "smoothing":
             return backward_pass(self.backward_rnn, context, lengths)
         return context

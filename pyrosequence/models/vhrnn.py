@@ -71,12 +71,16 @@ class VHRNN(FilteringRNN):
         output: str = "factorized",
         architecture: str = "compact",
         proposal: str | None = None,
+        scale_offset: float | None = None,
+        proposal_input: str = "centered",
+        initial_step: bool = False,
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
         h = hidden_dim or z_dim
-        super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal)
+        super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal,
+                         scale_offset, proposal_input, initial_step)
         fivo = architecture == "fivo"
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood
@@ -109,9 +113,20 @@ class VHRNN(FilteringRNN):
             return h
         return cat_features(z, h)
 
-    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
+    def zero_state(self, batch_shape: torch.Size, x: torch.Tensor) -> tuple:
         # (primary cell state..., hyper generator state...)
         return self.cell.join(self.cell.initial_state(batch_shape, x), self.theta.initial_state(batch_shape, x))
+
+    def zero_latent_features(self, z: torch.Tensor) -> tuple:
+        return z, super().zero_latent_features(z)
+
+    def advance(self, state: tuple, z: torch.Tensor, z_features: tuple, x_features: torch.Tensor, weights=None) -> tuple:
+        z, zf = z_features
+        primary, hyper = self.cell.split(state)
+        (d_in, d_h, b), hyper = self.theta(self._condition(z, self.hidden(state)), hyper)
+        if weights is not None:
+            weights.extend((d_in, d_h, b))
+        return self.cell.join(self.cell(cat_features(x_features, zf), primary, d_in, d_h, b), hyper)
 
     def latent_features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return z, self.phi_z(z)
@@ -135,10 +150,10 @@ class VHRNN(FilteringRNN):
         return self.decoder_head(a)
 
     def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:
-        z, zf = z_features
-        primary, hyper = self.cell.split(state)
-        (d_in, d_h, b), hyper = self.theta(self._condition(z, self.hidden(state)), hyper)
+        weights: list = []
+        state = self.advance(state, None, z_features, x_features, weights)
+        d_in, d_h, b = weights
         pyro.deterministic(f"theta_d_input_{t}", d_in, event_dim=1)
         pyro.deterministic(f"theta_d_hidden_{t}", d_h, event_dim=1)
         pyro.deterministic(f"theta_bias_{t}", b, event_dim=1)
-        return self.cell.join(self.cell(cat_features(x_features, zf), primary, d_in, d_h, b), hyper)
+        return state

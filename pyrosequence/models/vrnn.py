@@ -56,6 +56,8 @@ class VRNN(FilteringRNN):
             LSTM gate, smoothing proposal), which reproduces the VHRNN paper's parameter counts:
             see :class:`~pyrosequence.models.FilteringRNN`.
         proposal: ``"filtering"`` or ``"smoothing"`` (default: the architecture's).
+        scale_offset, proposal_input, initial_step: the FIVO reference code's details (see
+            :class:`~pyrosequence.models.FilteringRNN`).
     """
 
     def __init__(
@@ -71,12 +73,16 @@ class VRNN(FilteringRNN):
         output: str = "factorized",
         architecture: str = "compact",
         proposal: str | None = None,
+        scale_offset: float | None = None,
+        proposal_input: str = "centered",
+        initial_step: bool = False,
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
-        super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal)
+        super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal,
+                         scale_offset, proposal_input, initial_step)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.output = output
@@ -88,8 +94,11 @@ class VRNN(FilteringRNN):
     def hidden(self, state: State) -> torch.Tensor:
         return self.rnn.output(state)
 
-    def initial_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
+    def zero_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
         return self.rnn.initial_state(batch_shape, x)
+
+    def advance(self, state: State, z: torch.Tensor, z_features: torch.Tensor, x_features: torch.Tensor) -> State:
+        return self.rnn(cat_features(x_features, z_features), state)
 
     def latent_features(self, z: torch.Tensor) -> torch.Tensor:
         return self.phi_z(z)
@@ -98,4 +107,4 @@ class VRNN(FilteringRNN):
         return self.decoder_head(self.decoder_net(cat_features(z_features, self.rnn.output(state))))
 
     def update(self, state: State, z_features: torch.Tensor, x_features: torch.Tensor, t: int) -> State:
-        return self.rnn(cat_features(x_features, z_features), state)
+        return self.advance(state, None, z_features, x_features)

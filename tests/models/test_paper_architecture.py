@@ -57,8 +57,8 @@ def test_the_difference_to_the_compact_reading():
     # + linear output layers of phi_x, phi_z (2 z^2 + 2 z) + backward LSTM with one bias (8 z^2 + 4 z)
     # - the second bias of the forward LSTM (4 z)
     assert fivo - compact == 10 * z * z + 2 * z
-    filtering = _jsb("vrnn", z, proposal="filtering").num_parameters()
-    assert fivo - filtering == 8 * z * z + 4 * z  # only the backward LSTM
+    # the reference code builds (and counts) the backward LSTM whatever the proposal
+    assert _jsb("vrnn", z, proposal="filtering").num_parameters() == fivo
     assert compact == 28792  # the old reading is still what the default builds
 
 
@@ -170,3 +170,68 @@ def test_bad_readings_are_rejected_by_name():
         VRNN(3, 2, architecture="tf")
     with pytest.raises(ValueError, match="unknown proposal 'future'.*filtering, smoothing"):
         VHRNN(3, 2, proposal="future")
+
+
+def test_filtering_proposal_builds_but_never_runs_the_backward_lstm():
+    model = _jsb("vrnn", 4, proposal="filtering")
+    x = (torch.rand(2, 6, 88) < 0.2).float()
+    lengths = torch.tensor([6, 3])
+    ctx = model.context(x)
+    assert model.proposal_context(x, ctx, lengths) is ctx  # phi_x of the data, no backward pass
+    assert all(p.grad is None for p in model.backward_rnn.parameters())
+
+
+def test_scale_offset_option_sets_the_softplus_offset():
+    model = VRNN(4, 3, likelihood="gaussian", architecture="fivo", proposal="filtering", scale_offset=0.5)
+    with torch.no_grad():
+        model.encoder_head.params.weight.zero_()
+        model.encoder_head.params.bias.zero_()
+    q = model.proposal((torch.randn(2, 3), torch.randn(2, 3)), 0, torch.randn(2, 3))
+    expected = torch.nn.functional.softplus(torch.tensor(0.5)) + 1e-4
+    assert torch.allclose(q.base_dist.scale, expected.expand(2, 3))
+    assert VRNN(4, 3, architecture="compact").prior_head.scale_offset == 0.0
+    assert VRNN(4, 3, architecture="fivo").prior_head.scale_offset == 0.25
+    with pytest.raises(ValueError, match="scale_offset must be a finite number"):
+        VRNN(4, 3, scale_offset=float("nan"))
+
+
+def test_raw_proposal_input_reads_phi_x_of_the_uncentred_data():
+    x = (torch.rand(3, 5, 6) < 0.4).float()
+    lengths = torch.tensor([5, 4, 2])
+    for kind in ("filtering", "smoothing"):
+        raw = VRNN(6, 3, architecture="fivo", proposal=kind, proposal_input="raw")
+        raw.init_from_data(x, lengths, center=True)
+        assert raw.input_offset.abs().sum() > 0
+        ctx = raw.context(x)
+        assert torch.allclose(ctx, raw.phi_x(x - raw.input_offset))  # the recurrence reads the centred data
+        centred = VRNN(6, 3, architecture="fivo", proposal=kind)
+        centred.load_state_dict(raw.state_dict())
+        expected = raw.phi_x(x)
+        if kind == "smoothing":
+            from pyrosequence.nn.sequence_rnn import backward_pass
+
+            expected = backward_pass(raw.backward_rnn, expected, lengths)
+            assert not torch.allclose(centred.proposal_context(x, centred.context(x), lengths), expected)
+        assert torch.allclose(raw.proposal_context(x, ctx, lengths), expected)
+    with pytest.raises(ValueError, match="unknown proposal_input 'scaled'"):
+        VRNN(6, 3, proposal_input="scaled")
+
+
+@pytest.mark.parametrize("cls", [VRNN, VHRNN])
+def test_initial_step_is_one_recurrence_step_on_zeros(cls):
+    model = cls(5, 3, likelihood="bernoulli", architecture="fivo", initial_step=True)
+    x = torch.zeros(2, 4, 5)
+    state = model.initial_state(torch.Size([7, 2]), x)
+    zero = model.zero_state(torch.Size([1]), x)
+    z = torch.zeros(1, 3)
+    expected = model.advance(zero, z, model.zero_latent_features(z), model.phi_x(torch.zeros(1, 5)))
+    flat = state if isinstance(state, tuple) else (state,)
+    for got, want in zip(flat, expected if isinstance(expected, tuple) else (expected,)):
+        assert got.shape == (7, 2, want.shape[-1])
+        assert torch.allclose(got, want.expand_as(got))
+    # gradients reach the recurrence through the initial state
+    got = model.hidden(state).sum()
+    got.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.phi_x.parameters())
+    plain = cls(5, 3, likelihood="bernoulli", architecture="fivo")
+    assert all(bool((s == 0).all()) for s in plain.initial_state(torch.Size([2]), x))
