@@ -308,12 +308,12 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     event = {"event": "start"}
     if checkpoint is not None:
         check_world_size(checkpoint.get("config", {}), group.world_size, run_dir)
+        check_same_run(checkpoint.get("config", {}), config, run_dir)  # first: it names the setting (z_dim, ...)
         try:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {first_line(error)}") from None
-        check_same_run(checkpoint.get("config", {}), config, run_dir)
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         history = list(checkpoint.get("history", []))
         set_rng_state(rank_rng_state(checkpoint["rng"], group), device)

@@ -9,13 +9,15 @@
             the same function at the start of training)
 ==========  ====================================================================================
 
-What counts as a weight matrix: the ``weight`` of every ``nn.Linear`` (masked and hyper layers
-included) and the input and recurrent matrices of every recurrent cell or layer (``weight_ih*``
+What counts as a weight matrix: the ``weight`` of every ``nn.Linear`` (gated and hyper layers
+included; the per-dimension networks of :class:`~pyrosequence.nn.made.MaskedMLP` are not
+``nn.Linear`` and keep their construction) and the input and recurrent matrices of every recurrent cell or layer (``weight_ih*``
 with ``weight_hh*``: PyTorch's LSTM/GRU/RNN and the library's hyper cells). A recurrent layer's
 two matrices are drawn as the one ``[input + hidden, gates * hidden]`` kernel TensorFlow keeps,
 so the Xavier bound is ``sqrt(6 / (input + hidden + gates * hidden))`` for both. Every parameter
-named ``bias*`` is zeroed. Other parameters (learned initial states, scale parameters) keep their
-constructed values. Buffers are never touched.
+named ``bias*`` of those layers is zeroed. Other parameters (learned initial states, scale
+parameters, the multi-rate gates' own ``weight`` and ``bias``, output biases of heads that are not
+``nn.Linear``) keep their constructed values. Buffers are never touched.
 
 Order in training: the scheme is applied right after the model is built and *before*
 ``init_from_data``, so a Bernoulli output bias started at the logit of the data's rate (as the
@@ -51,8 +53,9 @@ def initialize(model: nn.Module, scheme: str, generator: torch.Generator | None 
             name_hh = "weight_hh" + name_ih[len("weight_ih"):]
             if name_hh in own:
                 _xavier_kernel(own[name_ih], own[name_hh], generator)
+        layer = isinstance(module, nn.Linear) or bool(recurrent)
         for name, param in own.items():
-            if name.startswith("bias"):
+            if name.startswith("bias") and layer:
                 param.zero_()
             elif name == "weight" and isinstance(module, nn.Linear):
                 _uniform(param, math.sqrt(6.0 / (param.shape[0] + param.shape[1])), generator)

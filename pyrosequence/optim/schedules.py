@@ -21,7 +21,7 @@ per update or per epoch:
 the run, or the resume at which the learning rate, the schedule or the optimizer's options
 were changed. Their formulas are those of ``torch.optim.lr_scheduler`` (``LinearLR``,
 ``ExponentialLR``, ``CosineAnnealingLR``, ``StepLR``, ``ReduceLROnPlateau`` in ``"max"`` mode
-with an absolute threshold); ``tests/test_schedules.py`` checks each against torch's sequence.
+with an absolute threshold); ``tests/optim/test_schedules.py`` checks each against torch's sequence.
 The plateau factor's state (best bound, bad epochs, cooldown, cuts) is part of the checkpoint,
 so a resumed run reproduces an uninterrupted one exactly.
 
@@ -43,6 +43,8 @@ FACTORS: dict[str, dict] = {
     "step": {"every": None, "gamma": 0.1},
     "plateau": {"factor": 0.5, "patience": 10, "threshold": 0.0, "cooldown": 0, "min_lr": 0.0},
 }
+#: ``torch.optim.lr_scheduler.ReduceLROnPlateau``'s default ``eps``: a plateau cut smaller than this is skipped.
+PLATEAU_EPS = 1e-8
 _INTEGERS = {("warmup", "steps"), ("cosine", "steps"), ("cosine", "warmup"), ("step", "every"), ("plateau", "patience"), ("plateau", "cooldown")}
 
 
@@ -180,7 +182,11 @@ class LearningRate:
             p["cooldown"] -= 1
             p["bad_epochs"] = 0
         if p["bad_epochs"] > f["patience"]:
-            p["scale"] = max(p["scale"] * f["factor"], f["min_lr"] / self.lr)
+            # torch's _reduce_lr: a cut that would not lower the rate by more than its eps
+            # (a min_lr at or above the rate) leaves it alone; it never raises it
+            scale = max(p["scale"] * f["factor"], f["min_lr"] / self.lr)
+            if self.lr * (p["scale"] - scale) > PLATEAU_EPS:
+                p["scale"] = scale
             p["cooldown"], p["bad_epochs"] = f["cooldown"], 0
 
     def state_dict(self) -> dict:
