@@ -46,6 +46,7 @@ class GatedTransition(nn.Module):
         with torch.no_grad():  # start as the identity map, as the paper and Pyro's example do
             self.linear_mean.weight.copy_(torch.eye(z_dim))
             self.linear_mean.bias.zero_()
+        self.linear_mean.keeps_initialisation = True  # also under --init xavier/fivo (pyrosequence.optim.init)
 
     def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
         gate = torch.sigmoid(self.gate(z_prev))

@@ -38,12 +38,14 @@ class FilteringRNN(SequenceModel):
       linear output layer of ``feature_dim`` units after their hidden layers; the proposal mean
       is *residual*, ``mu_q = mu_prior(h_{t-1}) + net(...)`` ("res_q"); latent scales are
       ``softplus(raw + 0.25) + 1e-4``; recurrent cells have one bias vector per gate (TF's
-      ``LSTMCell``, see :func:`~pyrosequence.nn.cells.use_single_bias`); and the proposal is by
-      default the code's *smoothing* proposal: a backward LSTM of ``hidden_dim`` units runs over
-      ``phi_x(x)`` from each sequence's end, and ``q(z_t | h_{t-1}, b_t)`` reads its output
-      ``b_t`` (a summary of ``x_{t:T}``) in place of ``phi_x(x_t)``. With this reading the
-      parameter counts of the VHRNN paper's Tables 1 and 4 are reproduced (see
-      experiments/RESULTS.md); they are not without the backward LSTM.
+      ``LSTMCell``, see :func:`~pyrosequence.nn.cells.use_single_bias`); and a backward LSTM of
+      ``hidden_dim`` units over ``phi_x(x)`` is built. With this reading the parameter counts of
+      the VHRNN paper's Tables 1 and 4 are reproduced (see experiments/RESULTS.md); they are not
+      without the backward LSTM. The proposal is by default the *smoothing* one that reads it:
+      ``q(z_t | h_{t-1}, b_t)`` reads the backward LSTM's output ``b_t`` (a summary of
+      ``x_{t:T}``) in place of ``phi_x(x_t)``. (This default is kept because the first shipped
+      JSB models were trained with it; the reference code's own default, and the JSB presets',
+      is the filtering proposal: see below.)
 
     ``proposal`` (``"filtering"`` or ``"smoothing"``) overrides the proposal of either reading.
 

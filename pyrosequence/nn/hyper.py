@@ -119,8 +119,10 @@ class HyperGenerator(nn.Module):
         with torch.no_grad():
             last.weight.mul_(0.1)
             last.bias.zero_()
+            last.initial_gain = 0.1  # kept by the initialisation schemes (pyrosequence.optim.init)
             if self.shift is not None:
                 self.shift.weight.mul_(0.1)
+                self.shift.initial_gain = 0.1
 
     def initial_state(self, batch_shape: torch.Size, like: torch.Tensor) -> tuple:
         if self.kind == "mlp":
@@ -150,6 +152,7 @@ def scale_shift_generator(cond_dim: int, hyper_hidden: int, out_dim: int) -> MLP
     with torch.no_grad():
         generator[-1].weight.mul_(0.1)
         generator[-1].bias.zero_()
+    generator[-1].initial_gain = 0.1  # kept by the initialisation schemes (pyrosequence.optim.init)
     return generator
 
 

@@ -19,6 +19,12 @@ named ``bias*`` of those layers is zeroed. Other parameters (learned initial sta
 parameters, the multi-rate gates' own ``weight`` and ``bias``, output biases of heads that are not
 ``nn.Linear``) keep their constructed values. Buffers are never touched.
 
+Layers a model starts deliberately say so, and a scheme respects it: a layer with
+``keeps_initialisation = True`` is left as built (the DMM's transition mean, started at the
+identity as in the paper and Pyro's example), and a layer with ``initial_gain = g`` gets its
+Xavier draw times ``g`` (the hyper networks' output layers, started small, 0.1, so that a hyper
+layer starts close to a plain one).
+
 Order in training: the scheme is applied right after the model is built and *before*
 ``init_from_data``, so a Bernoulli output bias started at the logit of the data's rate (as the
 FIVO code also does) wins over the zero bias.
@@ -47,6 +53,8 @@ def initialize(model: nn.Module, scheme: str, generator: torch.Generator | None 
     if scheme == "default":
         return model
     for module in model.modules():
+        if getattr(module, "keeps_initialisation", False):
+            continue
         own = dict(module.named_parameters(recurse=False))
         recurrent = sorted(name for name in own if name.startswith("weight_ih"))
         for name_ih in recurrent:
@@ -58,7 +66,8 @@ def initialize(model: nn.Module, scheme: str, generator: torch.Generator | None 
             if name.startswith("bias") and layer:
                 param.zero_()
             elif name == "weight" and isinstance(module, nn.Linear):
-                _uniform(param, math.sqrt(6.0 / (param.shape[0] + param.shape[1])), generator)
+                gain = getattr(module, "initial_gain", 1.0)
+                _uniform(param, gain * math.sqrt(6.0 / (param.shape[0] + param.shape[1])), generator)
         if scheme == "fivo":
             for name_ih in recurrent:
                 _forget_bias(module, name_ih, own)

@@ -30,8 +30,11 @@ def drawn(model):
     out = []
     for module in model.modules():
         own = dict(module.named_parameters(recurse=False))
+        if getattr(module, "keeps_initialisation", False):
+            continue
         if isinstance(module, nn.Linear):
-            out.append((module, "weight", own["weight"], math.sqrt(6 / sum(own["weight"].shape))))
+            gain = getattr(module, "initial_gain", 1.0)  # started small on purpose (hyper output layers)
+            out.append((module, "weight", own["weight"], gain * math.sqrt(6 / sum(own["weight"].shape))))
         for name in own:
             if name.startswith("weight_ih"):
                 w_ih, w_hh = own[name], own["weight_hh" + name[len("weight_ih"):]]
@@ -182,3 +185,21 @@ def test_the_bernoulli_output_bias_from_the_data_wins_over_the_zero_bias(tmp_pat
     assert torch.allclose(weights[f"{head}.logits.bias"], expected, atol=1e-5)  # init_from_data ran after init
     assert torch.allclose(weights["rnn.cell.bias_ih"][8:16], torch.ones(8), atol=1e-5)  # and init did run
     assert weights["phi_x.0.bias"].abs().max() < 1e-5
+
+
+def test_schemes_keep_the_starts_models_choose_deliberately():
+    """The DMM's identity transition mean stays the identity; hyper output layers keep their
+    small start (Xavier times 0.1)."""
+    from pyrosequence.models import DMM, VHRNN
+
+    dmm = DMM(6, 5)
+    initialize(dmm, "fivo")
+    transition = next(m for m in dmm.modules() if getattr(m, "keeps_initialisation", False))
+    assert torch.equal(transition.weight, torch.eye(5)) and torch.equal(transition.bias, torch.zeros(5))
+    vhrnn = VHRNN(6, 8, architecture="fivo")
+    initialize(vhrnn, "xavier")
+    small = [m for m in vhrnn.modules() if getattr(m, "initial_gain", 1.0) != 1.0]
+    assert small
+    for layer in small:
+        bound = 0.1 * (6.0 / (layer.weight.shape[0] + layer.weight.shape[1])) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.5 * bound
