@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from pyrosequence.cli import data, evaluate, plot, presets, rd_curve, report, sample, train
+from pyrosequence.cli import data, evaluate, plot, presets, rd_curve, report, sample, sweep, train
 from pyrosequence.cli.common import USER_ERRORS, Parser
 
 #: The commands, in the order ``pyrosequence --help`` lists them; each module has ``add_parser(sub)``.
-COMMANDS = (train, evaluate, plot, data, rd_curve, report, sample, presets)
+COMMANDS = (train, sweep, evaluate, plot, data, rd_curve, report, sample, presets)
 
 
 def build_parser() -> Parser:

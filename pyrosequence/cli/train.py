@@ -42,6 +42,18 @@ def add_parser(sub) -> None:
         description="Train a sequence model. With no arguments: VRNN (z=8) on the VHRNN synthetic data, "
         "Trace_ELBO, a few minutes on a laptop CPU; prints the test bound per time step.",
     )
+    config_arguments(p)
+    p.add_argument("--out", help="run directory (default: runs/MODEL-DATA-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out (replaces a previous run's files)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(command=run_train)
+
+
+def config_arguments(p) -> None:
+    """The flags that make a :class:`TrainConfig` (read by :func:`config_from_args`): ``--preset``, the
+    model, data, objective and protocol flags, ``--seed``, ``--device``. ``train`` adds its run-directory
+    flags to these; ``sweep`` takes the same ones as the base configuration of its trials."""
     p.add_argument("--preset", help="a named configuration of a paper's experiment (see `pyrosequence presets`); "
                    "other flags override its settings")
     p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
@@ -129,11 +141,6 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_const", const=True,
                    help="compile the particle filter's step with torch.compile (the fivo objective and the "
                    "validation/test bounds; a warm-up of about a minute on a CPU); eager is the reference")
-    p.add_argument("--out", help="run directory (default: runs/MODEL-DATA-TIMESTAMP)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out (replaces a previous run's files)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(command=run_train)
 
 
 def config_from_args(args) -> TrainConfig:
