@@ -28,8 +28,10 @@ def test_resume_extends_a_run(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert "epoch 2/2" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["epochs"] == 2  # the run's config says how far it ran
-    assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 1
-    assert "only --epochs, --device and --compile" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--batch-size", "3"]) == 1
+    assert "keeps its model, data and objective" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.001", "--epochs", "3", "--no-progress"]) == 0  # a new rate is fine
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.001
 
 
 @pytest.mark.parametrize(
@@ -178,7 +180,7 @@ def test_compile_flag_reaches_training_and_evaluation(tmp_path, capsys, monkeypa
 
     def spy_train(config, **kwargs):  # the resumed configuration, not run: compiling takes a minute on a CPU
         seen["config"] = config.compile
-        return SimpleNamespace(run_dir=kwargs["out"])
+        return SimpleNamespace(run_dir=kwargs["out"], stopped="epochs")
 
     monkeypatch.setattr(cli_train, "train", spy_train)
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--compile", "--no-progress"]) == 0

@@ -106,7 +106,7 @@ def test_force_over_a_finished_run_then_a_crash_never_scores_the_old_weights(tmp
     crashed = _cli(["train", *TINY, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--force"],
                    env={KILL_ENV: "checkpoint.pt:1"})
     assert crashed.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.json", "metrics.jsonl", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.json", "history.jsonl", "metrics.jsonl", "notes.txt"]
     assert main(["evaluate", str(out)]) == 1
     assert "no checkpoint" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"  # --force never touches other files
@@ -229,7 +229,7 @@ def test_option_surprises(finished_run, capsys, tmp_path):
     assert main(["train", *TINY, "--epochs", "2", "--out", str(finished_run), "--resume"]) == 0
     # the data may move: --data-root is one of the changes a resumed run accepts
     assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2", "--data-root", str(tmp_path)]) == 0
-    _one_line_error(["train", *TINY, "--epochs", "3", "--lr", "0.5", "--out", str(finished_run), "--resume"], capsys, "(got lr)")
+    _one_line_error(["train", *TINY, "--epochs", "3", "--batch-size", "5", "--out", str(finished_run), "--resume"], capsys, "(got batch_size)")
 
 
 def test_atomic_write_survives_a_failed_write(tmp_path):
