@@ -16,8 +16,9 @@ def test_every_preset_builds_the_papers_size(name):
     preset = PRESETS[name]
     config = preset.config()
     model = build_model(config, X_DIM[config.data])
-    assert config.objective == "fivo" and config.particles == 4 and config.eval_particles == 128
-    assert config.model_options["architecture"] == "fivo"
+    if preset.model != "dmm":  # the VHRNN paper's presets
+        assert config.objective == "fivo" and config.particles == 4 and config.eval_particles == 128
+        assert config.model_options["architecture"] == "fivo"
     if "parameters" in preset.reported:
         paper = preset.reported["parameters"]
         assert abs(model.num_parameters() - paper) <= 0.02 * paper, (model.num_parameters(), paper)
@@ -71,3 +72,16 @@ def test_cli_trains_a_preset_with_overrides(tmp_path, capsys):
     assert "unknown preset 'table-9'" in capsys.readouterr().err
     assert main(["presets"]) == 0
     assert "vhrnn-jsb-z14 " in capsys.readouterr().out
+
+
+def test_dmm_preset_is_pyros_2017_recipe():
+    config = preset_config("dmm-jsb")
+    assert (config.optimizer, config.lr, config.grad_clip, config.loss_reduction) == ("clipped-adam", 4e-4, None, "sum")
+    assert config.optimizer_options == {"betas": [0.96, 0.999], "eps": 1e-8, "clip_norm": 20.0, "lrd": 0.99996, "weight_decay": 0.6}
+    assert (config.batch_size, config.epochs, config.objective, config.eval_bound, config.eval_particles) == (20, 5000, "elbo", "elbo", 1)
+    # Pyro's annealing factor at update k (from 1) is 0.1 + 0.9 k / (1000 epochs x 12 mini-batches)
+    from pyrosequence.inference.scaling import KLAnnealing
+
+    anneal = KLAnnealing(config.anneal_start, config.anneal_increment)
+    for k in (1, 2, 6000, 12_000, 20_000):
+        assert anneal(k - 1) == pytest.approx(min(1.0, 0.1 + 0.9 * k / 12_000), abs=1e-12)
