@@ -218,6 +218,7 @@ def train(
     log: Callable[[str], None] = print,
     model: SequenceModel | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Train ``config``'s model on its data, writing the run to ``out`` (see module docstring).
 
@@ -242,6 +243,8 @@ def train(
     run there, resumable. The run stops after ``config.epochs`` epochs, or earlier on
     ``config.patience``, ``config.max_updates`` or ``config.time_limit``
     (:attr:`RunResult.stopped` says which; a time limit skips the test evaluation).
+    ``evaluate_test=False`` skips the test evaluation too (a sweep selects on validation alone):
+    no ``results.json`` is written and :attr:`RunResult.test` is empty.
     """
     group, device = setup_processes(resolve_device(config.device), config.batch_size)
     if config.world_size != group.world_size:
@@ -249,7 +252,7 @@ def train(
     try:
         result = _train(
             config, group, device, out, resume, force, progress and group.is_main,
-            log if group.is_main else (lambda message: None), model, on_epoch,
+            log if group.is_main else (lambda message: None), model, on_epoch, evaluate_test,
         )
     except BaseException:
         group.close()
@@ -267,7 +270,7 @@ def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particle
 
 
 def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,
-           log: Callable[[str], None], model: SequenceModel | None, on_epoch=None) -> RunResult:
+           log: Callable[[str], None], model: SequenceModel | None, on_epoch=None, evaluate_test: bool = True) -> RunResult:
     started = time.perf_counter()
     train_set = load_split(config.data, "train", config.data_root)
     if config.train_subset is not None:
@@ -410,6 +413,8 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         why = (f"no better validation bound for {config.patience} epochs" if stopped == "patience"
                else f"{step} updates reached (max_updates {config.max_updates})")
         log(f"stopped after epoch {epoch}: {why}")
+    if not evaluate_test:
+        return RunResult(run_dir, epoch, step, {}, history, stopped)
 
     selected = epoch
     best = None

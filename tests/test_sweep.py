@@ -160,7 +160,7 @@ def test_three_trials_table_best_command_report_and_plain_optuna(tmp_path, capsy
     history = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert best.value == max(r["valid_elbo_per_step"] for r in history)  # the objective: the run's best epoch
     assert best.user_attrs["updates"] == history[-1]["step"] and best.user_attrs["stopped"] == "epochs"
-    assert (run_dir / "results.json").is_file()
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "results.json").exists()  # never scored on test
     # the best command is the best trial's configuration
     assert parse_train(command) == TrainConfig.load(run_dir / "config.json")
     for name in ("results.md", "results.csv", "study.png"):
@@ -272,5 +272,5 @@ def test_two_workers_share_the_study_without_duplicates(tmp_path, capsys):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # exactly the requested number
     assert sorted(t.number for t in trials) == [0, 1, 2]
     run_dirs = [t.user_attrs["run_dir"] for t in trials]
-    assert len(set(run_dirs)) == 3 and all((Path(d) / "results.json").is_file() for d in run_dirs)
+    assert len(set(run_dirs)) == 3 and all((Path(d) / "checkpoint.pt").is_file() for d in run_dirs)
     assert "best configuration: pyrosequence train" in capsys.readouterr().out

@@ -338,7 +338,8 @@ class Objective:
 
         train_log = self.train_log or (lambda message: self.log(f"[trial {number}] {message}"))
         try:
-            result = train(config, out=run_dir, resume=resume, force=force, progress=False, log=train_log, on_epoch=reporter)
+            result = train(config, out=run_dir, resume=resume, force=force, progress=False, log=train_log, on_epoch=reporter,
+                           evaluate_test=False)  # trials are selected on validation; the test split is never read
         except optuna.TrialPruned as pruned:
             finish("pruned")
             self.log(f"trial {number}: {pruned}")
