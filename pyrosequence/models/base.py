@@ -335,7 +335,16 @@ class SequenceModel(nn.Module):
         """Validate a batch against this model and return it with padding zeroed and a mask.
 
         Floating-point data of another precision (float16, float64) is converted to the model's
-        (its weights') precision first; a value that overflows there is then rejected as inf."""
+        (its weights') precision first; a value that overflows there is then rejected as inf.
+        Data on another device than the model (its :attr:`input_offset` buffer, which ``.to``
+        moves with the weights) is refused in one line before any computation; ``lengths`` may
+        stay on the CPU."""
+        if isinstance(x, torch.Tensor) and x.device != self.input_offset.device:
+            device = self.input_offset.device
+            raise ValueError(
+                f"x is on device {x.device} but {type(self).__name__} is on {device}: move the data with "
+                f"x.to({str(device)!r}) (or the model with model.to({str(x.device)!r})) before calling it"
+            )
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
             x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
