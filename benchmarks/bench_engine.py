@@ -6,16 +6,20 @@ h = 28 at batch 4. Runners, timed in alternating rounds in one process (ratios o
 
 - ``fivo_eager``: ``FIVO(4)`` with the eager step (the reference; the filter without host syncs);
 - ``fivo_compiled``: ``FIVO(4, compile=True)`` (Inductor), after a warm-up reported separately;
+- ``fivo_cuda_graphs`` (with ``--cuda-graphs``): ``FIVO(4, compile="reduce-overhead")``, the
+  compiled step replayed as CUDA graphs (on a CPU the mode has no CUDA-graph effect);
 - ``iwae``: ``RenyiELBO(alpha=0, num_particles=4)`` over the model's Pyro model/guide (vectorized);
 - ``plain`` (VRNN, compact architecture only): ``plain_vrnn.plain_vrnn_loss`` over the batch
   repeated K times: the hand-written eager PyTorch loop doing the same network work per step
   as K particles (without resampling).
 
 Part 2 (evaluation): FIVO(128) of the JSB Chorales test split with the VRNN, eager against
-compiled, alternating; the compiled run's first call (which compiles) reported separately.
+compiled (and CUDA graphs with ``--cuda-graphs``), alternating; the compiled runs' first calls
+(which compile) reported separately.
 
     python benchmarks/bench_engine.py [--rounds 5] [--steps 3] [--configs vrnn-b4 vrnn-b32 vhrnn-b4]
         [--eval-rounds 2] [--eval-sequences N] [--data-root /work/shared/data] [--skip-eval]
+        [--device cpu|cuda] [--cuda-graphs]
 
 ``--rounds 0`` runs the evaluation part only.
 """
@@ -56,9 +60,19 @@ def _model(kind: str, args):
                  architecture=args.architecture, omega_dim=args.omega_dim)
 
 
+_DEVICE = torch.device("cpu")  # set by main (--device)
+
+
+def _sync() -> None:
+    if _DEVICE.type == "cuda":
+        torch.cuda.synchronize(_DEVICE)
+
+
 def _timed(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -68,8 +82,8 @@ def training_ratios(name: str, args) -> dict:
     torch._dynamo.reset()  # static shapes for this configuration's graphs
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
-    model = _model(kind, args)
-    x = (torch.rand(batch, args.time, args.x_dim) < 0.1).float()
+    model = _model(kind, args).to(_DEVICE)
+    x = (torch.rand(batch, args.time, args.x_dim) < 0.1).float().to(_DEVICE)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     k = args.particles
 
@@ -86,6 +100,8 @@ def training_ratios(name: str, args) -> dict:
         "fivo_compiled": update(FIVO(k, compile=CompileOptions(backend=args.backend))),
         "iwae": update(RenyiELBO(alpha=0.0, num_particles=k, vectorize_particles=True, max_plate_nesting=1)),
     }
+    if args.cuda_graphs:
+        runners["fivo_cuda_graphs"] = update(FIVO(k, compile=CompileOptions(backend=args.backend, mode="reduce-overhead")))
     if kind == "vrnn" and args.architecture == "compact":
         repeated = x.repeat(k, 1, 1)
 
@@ -97,8 +113,11 @@ def training_ratios(name: str, args) -> dict:
         runners["plain"] = plain
     warmup = {"fivo_compiled_first_update_s": round(_timed(runners["fivo_compiled"]), 1),
               "fivo_compiled_second_update_s": round(_timed(runners["fivo_compiled"]), 2)}
+    if args.cuda_graphs:  # CUDA graphs are recorded on the second compiled run, replayed from the third
+        warmup["fivo_cuda_graphs_first_update_s"] = round(_timed(runners["fivo_cuda_graphs"]), 1)
+        warmup["fivo_cuda_graphs_second_update_s"] = round(_timed(runners["fivo_cuda_graphs"]), 2)
     for name_, run in runners.items():
-        if name_ != "fivo_compiled":
+        if not name_.startswith(("fivo_compiled", "fivo_cuda_graphs")):
             run()
     times = {name_: [] for name_ in runners}
     for _ in range(args.rounds):
@@ -113,6 +132,9 @@ def training_ratios(name: str, args) -> dict:
         "ratio_compiled_fivo_vs_iwae": round(ms["fivo_compiled"] / ms["iwae"], 3),
         "ratio_eager_fivo_vs_iwae": round(ms["fivo_eager"] / ms["iwae"], 3),
     }
+    if "fivo_cuda_graphs" in ms:
+        out["ratio_cuda_graphs_vs_eager"] = round(ms["fivo_cuda_graphs"] / ms["fivo_eager"], 3)
+        out["ratio_cuda_graphs_vs_compiled"] = round(ms["fivo_cuda_graphs"] / ms["fivo_compiled"], 3)
     if "plain" in ms:
         out["ratio_compiled_vs_plain"] = round(ms["fivo_compiled"] / ms["plain"], 3)
         out["ratio_eager_vs_plain"] = round(ms["fivo_eager"] / ms["plain"], 3)
@@ -124,30 +146,40 @@ def evaluation_ratio(args) -> dict:
 
     torch._dynamo.reset()
     torch.manual_seed(0)
-    data = load_split("jsb", "test", args.data_root)
+    data = load_split("jsb", "test", args.data_root).to(_DEVICE)
     x, lengths = data.x, data.lengths
     if args.eval_sequences:
         x, lengths = x[: args.eval_sequences], lengths[: args.eval_sequences]
         x = x[:, : int(lengths.max())]
-    model = VRNN(args.x_dim, args.vrnn_dim, args.vrnn_dim, architecture=args.architecture)
+    model = VRNN(args.x_dim, args.vrnn_dim, args.vrnn_dim, architecture=args.architecture).to(_DEVICE)
     k = args.eval_particles
-    eager, compiled = make_bound("fivo"), make_bound("fivo", compile=CompileOptions(backend=args.backend))
-    first = _timed(lambda: evaluate(model, x, lengths, compiled, k))
+    rules = {"eager": make_bound("fivo"), "compiled": make_bound("fivo", compile=CompileOptions(backend=args.backend))}
+    if args.cuda_graphs:
+        rules["cuda_graphs"] = make_bound("fivo", compile=CompileOptions(backend=args.backend, mode="reduce-overhead"))
+    first = _timed(lambda: evaluate(model, x, lengths, rules["compiled"], k))
+    firsts = {}
+    if args.cuda_graphs:  # recorded on the second run, replayed from the third
+        firsts["cuda_graphs_first_call_s"] = round(_timed(lambda: evaluate(model, x, lengths, rules["cuda_graphs"], k)), 1)
+        firsts["cuda_graphs_second_call_s"] = round(_timed(lambda: evaluate(model, x, lengths, rules["cuda_graphs"], k)), 2)
     values = {}
-    times = {"eager": [], "compiled": []}
+    times = {name: [] for name in rules}
     for _ in range(args.eval_rounds):
-        for name, rule in (("eager", eager), ("compiled", compiled)):
+        for name, rule in rules.items():
             times[name].append(_timed(lambda: values.__setitem__(name, evaluate(model, x, lengths, rule, k).per_timestep)))
     s = {name: statistics.median(t) for name, t in times.items()}
-    return {
+    out = {
         "sequences": int(len(lengths)),
         "steps": int(lengths.sum()),
         "particles": k,
         "seconds": {key: round(v, 2) for key, v in s.items()},
         "compiled_first_call_s": round(first, 1),
+        **firsts,
         "per_timestep": {key: round(v, 3) for key, v in values.items()},
         "ratio_compiled_vs_eager": round(s["compiled"] / s["eager"], 3),
     }
+    if "cuda_graphs" in s:
+        out["ratio_cuda_graphs_vs_eager"] = round(s["cuda_graphs"] / s["eager"], 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -171,10 +203,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled runners")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help='also time compile="reduce-overhead" (CUDA graphs on a CUDA device)')
     args = parser.parse_args(argv)
+    global _DEVICE
+    _DEVICE = torch.device(args.device)
     pyro.enable_validation(False)  # as pyrosequence train runs its updates
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, {_DEVICE}"
+    if _DEVICE.type == "cuda":
+        machine += f" ({torch.cuda.get_device_name(_DEVICE)})"
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, cpu",
+        "machine": machine,
+        "device": str(_DEVICE),
         "torch": torch.__version__,
         "pyro": pyro.__version__,
         "architecture": args.architecture,

@@ -6,9 +6,11 @@ always, in alternating rounds in one process; ratios are of medians.
 
 Part 2 evaluates FIVO(K=1024) and IWAE(K=1024) on the synthetic test split (100 sequences of 100
 steps) with a VRNN (z = 8), each in a fresh subprocess so that its peak resident memory can be
-read (``ru_maxrss``), next to the same process's peak after loading the model and data only.
+read (``ru_maxrss``), next to the same process's peak after loading the model and data only;
+on a GPU (``--device cuda``) also the peak GPU memory allocated (``max_memory_allocated``).
 
     python benchmarks/bench_fivo.py [--rounds 10] [--steps 3] [--eval-particles 1024] [--skip-eval]
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from pyrosequence.models import VRNN
 from pyrosequence.inference import evaluate, make_bound, make_objective
 
 
-def training_step_ratios(rounds: int, steps: int, batch: int, length: int, x_dim: int, dim: int) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step_ratios(rounds: int, steps: int, batch: int, length: int, x_dim: int, dim: int,
+                         device: torch.device = torch.device("cpu")) -> dict:
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
-    model = VRNN(x_dim, dim, dim)
-    x = (torch.rand(batch, length, x_dim) < 0.1).float()
+    model = VRNN(x_dim, dim, dim).to(device)
+    x = (torch.rand(batch, length, x_dim) < 0.1).float().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     objectives = {
         "iwae": make_objective("iwae", 4),
@@ -54,9 +62,11 @@ def training_step_ratios(rounds: int, steps: int, batch: int, length: int, x_dim
     times = {name: [] for name in objectives}
     for _ in range(rounds):
         for name, objective in objectives.items():
+            _sync(device)
             start = time.perf_counter()
             for _ in range(steps):
                 step(objective)
+            _sync(device)
             times[name].append((time.perf_counter() - start) / steps)
     ms = {name: statistics.median(t) * 1000 for name, t in times.items()}
     return {
@@ -68,33 +78,38 @@ def training_step_ratios(rounds: int, steps: int, batch: int, length: int, x_dim
     }
 
 
-def _evaluation_child(bound: str, particles: int) -> None:
+def _evaluation_child(bound: str, particles: int, device: torch.device = torch.device("cpu")) -> None:
     from pyrosequence.data import synthetic_dataset
 
     torch.manual_seed(0)
-    data = synthetic_dataset("test")
-    model = VRNN(2, 8, likelihood="gaussian")
+    data = synthetic_dataset("test").to(device)
+    model = VRNN(2, 8, likelihood="gaussian").to(device)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pyro.validation_enabled(False):
+        _sync(device)
         start = time.perf_counter()
         result = evaluate(model, data.x, data.lengths, make_bound(bound), particles) if bound != "none" else None
+        _sync(device)
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
+    row = {
         "bound": bound,
         "particles": particles,
         "seconds": round(seconds, 2),
         "peak_rss_mib": round(peak / 1024, 1),
         "rss_before_mib": round(baseline / 1024, 1),
         "per_timestep": None if result is None else round(result.per_timestep, 4),
-    }))
+    }
+    if device.type == "cuda":
+        row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    print(json.dumps(row))
 
 
-def evaluation_costs(particles: int) -> list[dict]:
+def evaluation_costs(particles: int, device: torch.device = torch.device("cpu")) -> list[dict]:
     out = []
     for bound in ("fivo", "iwae"):
         child = subprocess.run(
-            [sys.executable, __file__, "--eval-child", bound, "--eval-particles", str(particles)],
+            [sys.executable, __file__, "--eval-child", bound, "--eval-particles", str(particles), "--device", str(device)],
             capture_output=True, text=True, check=True,
         )
         out.append(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -111,20 +126,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--eval-particles", type=int, default=1024)
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--eval-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     if args.eval_child:
-        _evaluation_child(args.eval_child, args.eval_particles)
+        _evaluation_child(args.eval_child, args.eval_particles, device)
         return {}
     pyro.enable_validation(False)
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, {device}"
+    if device.type == "cuda":
+        machine += f" ({torch.cuda.get_device_name(device)})"
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, cpu",
+        "machine": machine,
         "torch": torch.__version__,
         "pyro": pyro.__version__,
-        "training": training_step_ratios(args.rounds, args.steps, args.batch, args.time, args.x_dim, args.dim),
+        "training": training_step_ratios(args.rounds, args.steps, args.batch, args.time, args.x_dim, args.dim, device),
     }
     if not args.skip_eval:
-        result["evaluation"] = evaluation_costs(args.eval_particles)
+        result["evaluation"] = evaluation_costs(args.eval_particles, device)
     print(json.dumps(result, indent=2))
     return result
 

@@ -75,3 +75,95 @@ def test_engine_benchmark_runs_with_tiny_sizes(shared_data):
     evaluation = result["evaluation"]
     assert evaluation["sequences"] == 2 and evaluation["ratio_compiled_vs_eager"] > 0
     assert evaluation["per_timestep"]["eager"] < 0 and evaluation["per_timestep"]["compiled"] < 0
+
+
+# ------------------------------------------------------------------------------------ the GPU check (issue 28)
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+GPU_PARTS = ["install", "tests", "tests_compile", "vrnn_step", "fivo", "jsb_eval", "jsb_updates", "engine"]
+
+
+def test_gpu_check_script_is_valid_bash_and_its_dry_run_writes_the_json(tmp_path):
+    """benchmarks/gpu_check.sh parses, documents itself, refuses an unknown part, and its dry run
+    (every part's command printed, nothing run) writes gpu_check.json with every part."""
+    import json
+    import subprocess
+
+    script = BENCHMARKS / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    helped = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "carry=[\".whl\"]" in helped.stdout
+    bad = subprocess.run(["bash", str(script), "warp"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown part 'warp'" in bad.stderr
+    env = {**__import__("os").environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
+    dry = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=300, env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    summary = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert list(summary["parts"]) == GPU_PARTS and summary["all_ok"]
+    assert all(part["status"] == "dry-run" for part in summary["parts"].values())
+    assert "--device cuda" in summary["parts"]["fivo"]["note"] and "--cuda-graphs" in summary["parts"]["engine"]["note"]
+    assert (tmp_path / "out" / "gpu_check.log").read_text().count("start (limit") == len(GPU_PARTS)
+
+
+def test_gpu_check_helper_parses_its_arguments_and_summarises_parts(tmp_path, capsys):
+    import json
+
+    import gpu_check
+
+    for argv in (["--help"], ["bench", "--help"], ["summary", "--help"]):
+        try:
+            gpu_check.main(argv)
+        except SystemExit as done:
+            assert done.code == 0
+    assert "summary" in capsys.readouterr().out
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "status.tsv").write_text("tests\tfailed\t1\t12\tsee gpu_check.log\nfivo\tok\t0\t30\t\nengine\ttimeout\t124\t300\tlimit\n")
+    (state / "tests.xml").write_text(
+        '<testsuites><testsuite><testcase classname="" name="tests.test_x"><error message="collection failure">'
+        "E   ModuleNotFoundError: No module named 'music21'</error></testcase>"
+        '<testcase classname="test_cuda" name="test_a"/><testcase classname="test_cuda" name="test_b">'
+        '<skipped type="pytest.xfail" message="known"/></testcase></testsuite></testsuites>'
+    )
+    assert gpu_check.main(["bench", "bench_fivo", str(state / "fivo.json"), "--", "--rounds", "1", "--steps", "1",
+                           "--batch", "2", "--time", "3", "--x-dim", "5", "--dim", "3", "--skip-eval"]) == 0
+    assert gpu_check.main(["summary", str(state), str(tmp_path / "gpu_check.json")]) == 0
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    tests = summary["parts"]["tests"]
+    # only a module that could not be imported failed: the selected tests themselves passed
+    assert tests["status"] == "ok" and tests["tests"]["passed"] == 1 and tests["tests"]["xfailed"] == 1
+    assert tests["tests"]["collection_errors"] == [{"module": "tests.test_x", "message": "ModuleNotFoundError: No module named 'music21'"}]
+    assert summary["parts"]["fivo"]["result"]["training"]["ratio_fivo_vs_iwae"] > 0
+    assert summary["parts"]["engine"]["status"] == "timeout" and not summary["all_ok"]
+
+
+def test_preset_benchmark_runs_with_tiny_sizes():
+    import bench_preset
+
+    result = bench_preset.main(["--preset", "vrnn-synthetic-z4", "--batches", "2", "--updates", "2", "--epochs", "1",
+                                "--eval-particles", "0"])
+    (row,) = result["updates"]
+    assert row["batch"] == 2 and row["updates_timed"] == 2 and row["updates_per_second_with_validation"] > 0
+    assert "evaluation" not in result
+
+
+def test_preset_benchmark_scores_the_pretrained_run(shared_data):
+    import bench_preset
+
+    result = bench_preset.main(["--data-root", str(shared_data), "--skip-updates", "--eval-particles", "2",
+                                "--check-particles", "0"])
+    evaluation = result["evaluation"]
+    assert evaluation["sequences"] == 77 and evaluation["particles"] == 2 and evaluation["per_timestep"] < 0
+    assert "updates" not in result
+
+
+def test_engine_benchmark_times_cuda_graphs_when_asked():
+    """--cuda-graphs adds compile="reduce-overhead" (on a CPU the mode has no CUDA-graph effect)."""
+    import bench_engine
+
+    result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "6", "--x-dim", "88",
+                                "--vrnn-dim", "3", "--configs", "vrnn-b4", "--backend", "aot_eager", "--skip-eval",
+                                "--cuda-graphs", "--device", "cpu"])
+    vrnn = result["training"]["vrnn-b4"]
+    assert set(vrnn["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "fivo_cuda_graphs", "iwae", "plain"}
+    assert vrnn["ratio_cuda_graphs_vs_eager"] > 0 and result["device"] == "cpu"
