@@ -9,6 +9,10 @@ the previous complete file or the new complete file, never a partial one.
 * :func:`strict_json` is ``json.dumps`` that refuses NaN and infinity (strict JSON) and says where;
 * :func:`remove_orphans` deletes temporary files an interrupted write left behind.
 
+A write that fails because the file system is full (``ENOSPC``, or a quota: ``EDQUOT``) raises
+:class:`DiskFullError` naming the file, whatever layer noticed it (``torch.save`` reports it as a
+bare ``RuntimeError``); the previous file is kept.
+
 Temporary files are named ``.NAME.XXXXXXXX.tmp`` in the target's folder.
 
 Fault injection (for the crash tests): with the environment variable
@@ -20,6 +24,7 @@ worst moment for a non-atomic writer.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -52,12 +57,51 @@ def _maybe_kill(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: The errors of a full file system (no space; a quota reached).
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """Writing ``filename`` failed because its file system is full (or a quota is reached)."""
+
+    def __init__(self, path: str | os.PathLike, code: int = errno.ENOSPC) -> None:
+        super().__init__(code, os.strerror(code), str(path))
+
+    def __str__(self) -> str:
+        return (f"no space left on the device (disk full) while writing {self.filename}; any previous version "
+                "of it is kept: free some space and run the command again")
+
+
+def _disk_full(error: BaseException, folder: Path) -> int | None:
+    """The errno of a full file system behind ``error`` (itself, a cause or context), or of
+    ``folder``'s file system when an opaque error (torch.save's RuntimeError) meets no free space."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, RuntimeError):
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            return None
+        if stat.f_bavail * stat.f_frsize < 1 << 20:  # less than a MiB left for us
+            return errno.ENOSPC
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, the file written
-    there is synced and renamed over ``path``. On any error it is removed and ``path`` is untouched."""
+    there is synced and renamed over ``path``. On any error it is removed and ``path`` is untouched
+    (a full disk is raised as :class:`DiskFullError` naming ``path``)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        if error.errno in FULL_ERRNOS:
+            raise DiskFullError(path, error.errno) from None
+        raise
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -67,8 +111,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else _new_file_mode())
         _maybe_kill(path.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        code = _disk_full(error, path.parent) if isinstance(error, Exception) and not isinstance(error, DiskFullError) else None
+        if code is not None:
+            raise DiskFullError(path, code) from None
         raise
 
 
@@ -137,3 +184,21 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message, or its type when the message is empty."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def raised_at(error: BaseException) -> str:
+    """``"at FILE:LINE in FUNCTION"``: where ``error`` arose, the innermost frame of its traceback
+    outside the Python, torch and Pyro installations when there is one (the user's code)."""
+    import sysconfig
+
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    if not frames:
+        return ""
+    installed = tuple(str(Path(sysconfig.get_paths()[key]).resolve()) for key in ("stdlib", "purelib", "platlib"))
+    own = [f for f in frames if not str(Path(f.tb_frame.f_code.co_filename).resolve()).startswith(installed)]
+    tb = (own or frames)[-1]
+    return f"at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"

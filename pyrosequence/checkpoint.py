@@ -20,8 +20,8 @@ WEIGHTS_REQUIRED = ("format", "version", "model", "epoch")
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the previous checkpoint intact."""
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)  # through a Python file: a full disk is an OSError (ENOSPC), not torch's bare RuntimeError
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", required: tuple = REQUIRED) -> dict:
