@@ -4,13 +4,18 @@ A run directory holds ``config.json`` (the :class:`TrainConfig`, enough to rebui
 ``checkpoint.pt`` (model, optimizer, RNG state; replaced at the end of every epoch by
 write-then-rename), ``metrics.jsonl`` (one line per epoch: the learning curve), ``best.pt`` (with
 ``keep_best``: the weights of the best validation epoch), ``results.json`` (the test bound, when
-training finishes) and ``evaluations.jsonl`` (one line per ``pyrosequence evaluate``). The training
-loop (:mod:`pyrosequence.train`) writes it; the CLI and the diagnostics read it through
-:func:`load_run`.
+training finishes), ``evaluations.jsonl`` (one line per ``pyrosequence evaluate``) and ``data.json``
+(the resolved data root and a fingerprint of every split the run read, :func:`fingerprint`). The
+training loop (:mod:`pyrosequence.train`) writes it, holding the directory's lock
+(:mod:`pyrosequence.runlock`) for the whole run; the CLI and the diagnostics read it through
+:func:`load_run`, which refuses data whose fingerprint differs from the recorded one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from pyrosequence.atomic import first_line, remove_orphans
+from pyrosequence.atomic import atomic_write, first_line, remove_orphans, strict_json
 from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.registry import load_split
@@ -26,6 +31,7 @@ from pyrosequence.device import resolve_device
 from pyrosequence.models import SequenceModel, model_class
 from pyrosequence.models.multi_rate import multi_rate
 from pyrosequence.output_dir import check_output_dir
+from pyrosequence.runlock import LOCK_FILE, run_lock
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl", "results.json"
 #: ``pyrosequence evaluate`` appends one line per evaluation here.
@@ -35,8 +41,11 @@ BEST_FILE = "best.pt"
 #: One line per start and resume of the run: when, at which epoch and update, and which
 #: settings a resume changed (``{"lr": [old, new], ...}``), so a run's protocol stays explainable.
 HISTORY_FILE = "history.jsonl"
+#: The data the run read: its resolved root and a fingerprint (shape, sha256) of each split
+#: (:func:`record_data`); commands that reopen the run refuse data that differs.
+DATA_FILE = "data.json"
 #: The files this library writes into a run directory (``--force`` removes these and nothing else).
-OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE, HISTORY_FILE)
+OWN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULTS_FILE, BEST_FILE, EVALUATIONS_FILE, HISTORY_FILE, DATA_FILE)
 
 
 def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
@@ -78,14 +87,19 @@ def adopt_model(model, config: TrainConfig, x_dim: int):
 
 
 def prepare_run_dir(
-    out: str | Path | None, config: TrainConfig, resume: bool, force: bool, log: Callable[[str], None] = print
+    out: str | Path | None, config: TrainConfig, resume: bool, force: bool, log: Callable[[str], None] = print,
+    locks: contextlib.ExitStack | None = None,
 ) -> Path:
     """Check (and for a new run, create) the run directory.
 
     Nothing in it is touched, except with ``force``: then the files of a previous run that this
     library wrote (:data:`OWN_FILES` and the temporary files of interrupted writes) are removed
     before anything new is written, so a crash can never leave the new configuration beside the
-    old run's weights; the user's other files stay. Resuming also clears interrupted writes."""
+    old run's weights; the user's other files stay. Resuming also clears interrupted writes.
+
+    ``locks``: the directory's lock (:func:`pyrosequence.runlock.run_lock`) is entered on this
+    stack before anything in it is checked or removed, so a second ``train`` of the same
+    directory is refused naming the first; the caller releases it when the run ends."""
     if resume and force:
         raise ValueError("--resume and --force exclude each other")
     if out is None:
@@ -98,24 +112,45 @@ def prepare_run_dir(
             out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
             suffix += 1
     path = Path(out)
+
+    def lock() -> None:
+        if locks is not None:
+            locks.enter_context(run_lock(path, "train", log=log))
+
     if resume:
         if path.exists() and not path.is_dir():
             raise FileExistsError(f"{path} exists and is not a directory")
         if not (path / CHECKPOINT_FILE).is_file():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path / CHECKPOINT_FILE}")
+        lock()
         remove_orphans(path, OWN_FILES)
         return path
-    check_output_dir(path, force, "pass --resume to continue the run in it or --force to write into it")
-    if force and path.is_dir():
+    hint = "pass --resume to continue the run in it or --force to write into it"
+
+    def check_fresh() -> None:  # check_output_dir's rule; a lock file left by a killed command does not count
+        if path.is_dir() and not force and any(p.name != LOCK_FILE for p in path.iterdir()):
+            raise FileExistsError(f"{path} exists and is not empty; {hint}")
+        check_output_dir(path, True)
+
+    check_output_dir(path, True)  # a file of that name
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)  # exist_ok: two commands may create it at once (the lock then decides)
+    try:  # the lock first: a folder another train is writing is refused naming it, --force or not
+        lock()
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+    check_fresh()  # under the lock: nobody writes the folder between this check and the run
+    if force:
         previous = [path / name for name in OWN_FILES if (path / name).exists()]
         for file in previous:
             file.unlink()
         remove_orphans(path, OWN_FILES)
         if previous:
             log(f"--force: removed the previous run's {', '.join(f.name for f in previous)} from {path}")
-    path.mkdir(parents=True, exist_ok=True)
     return path
-
 
 
 def rng_state(device: torch.device) -> dict:
@@ -171,11 +206,102 @@ def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = 
 
 
 
-def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: str | Path | None = None):
+def fingerprint(data) -> dict:
+    """A split's identity: ``{"shape": [sequences, steps, x_dim], "sha256": ...}``, the hash over
+    the dtypes, shapes and bytes of its padded tensor ``x`` and its ``lengths`` (on the CPU)."""
+    digest = hashlib.sha256()
+    for tensor in (data.x, data.lengths):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return {"shape": list(data.x.shape), "sha256": digest.hexdigest()}
+
+
+def _short(found: dict) -> str:
+    return f"shape {found.get('shape')}, sha256 {str(found.get('sha256'))[:16]}"
+
+
+def read_data_record(run_dir: str | Path) -> dict:
+    """The run's :data:`DATA_FILE` (``{}`` for a run from before it existed)."""
+    path = Path(run_dir) / DATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is damaged ({first_line(error)}); restore it or delete it to stop checking the data") from None
+    if not isinstance(record, dict) or not isinstance(record.get("splits", {}), dict):
+        raise ValueError(f"{path} is not a data record (a JSON object with 'splits'); restore it or delete it")
+    return record
+
+
+def check_data(run_dir: str | Path, config: TrainConfig, split: str, found: dict, root, accept: bool = False) -> dict | None:
+    """Compare the fingerprint ``found`` of ``split`` (read from ``root``) with the one the run
+    recorded: ``None`` when they agree or none was recorded; when they differ, a ``ValueError``
+    naming the split and both fingerprints, or with ``accept`` the change
+    ``{"split", "recorded", "now", "root"}`` for the caller to record."""
+    recorded = read_data_record(run_dir).get("splits", {}).get(split)
+    if not isinstance(recorded, dict) or (recorded.get("shape"), recorded.get("sha256")) == (found["shape"], found["sha256"]):
+        return None
+    change = {"split": split, "recorded": recorded, "now": found, "root": root}
+    if accept:
+        return change
+    raise ValueError(
+        f"{run_dir}: the {config.data}/{split} data read from {root or 'the default location'} is not what the run used "
+        f"(recorded {_short(recorded)}; now {_short(found)}); point --data-root at the run's data, or pass "
+        "--accept-data-change to use this data on purpose (it is recorded)"
+    )
+
+
+def record_data(run_dir: str | Path, config: TrainConfig, splits: dict, changes: list | None = None) -> None:
+    """Merge the fingerprints ``{split: fingerprint}`` into the run's :data:`DATA_FILE`, with the
+    data set, its resolved root and any accepted changes (atomically)."""
+    record = read_data_record(run_dir)
+    record.update(data=config.data, root=config.data_root)
+    record["splits"] = {**record.get("splits", {}), **splits}
+    if changes:
+        record["accepted_changes"] = [*record.get("accepted_changes", []),
+                                      *({**c, "time": datetime.now().isoformat(timespec="seconds")} for c in changes)]
+    atomic_write(Path(run_dir) / DATA_FILE, strict_json(record, indent=2) + "\n")
+
+
+def resolve_root(root: str | Path | None) -> str | None:
+    """A data root as recorded: absolute (``~`` expanded), so the run reads the same folder from anywhere."""
+    return None if root is None else str(Path(root).expanduser().resolve())
+
+
+def run_data_root(config: TrainConfig, run_dir: Path, data_root: str | Path | None = None) -> str | None:
+    """The folder to read the run's data from: ``data_root`` when given, else the one the run
+    recorded. A relative recorded root (runs from before roots were resolved, such as the shipped
+    ones in pretrained/) would be read against the current folder, so it is refused."""
+    if data_root is not None:
+        return resolve_root(data_root)
+    root = config.data_root
+    if root is not None and config.data != "synthetic" and not Path(root).expanduser().is_absolute():
+        raise ValueError(
+            f"{run_dir} records the relative data root {root!r}, which depends on the folder a command runs from "
+            f"(here {Path.cwd()}); pass --data-root with the folder holding its {config.data} data"
+        )
+    return root
+
+
+#: What ``load_run(weights=...)`` accepts: the best validation epoch's weights (``best.pt``) or the last epoch's.
+WEIGHTS = ("best", "last")
+
+
+def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: str | Path | None = None,
+             weights: str | None = None, accept_data_change: bool = False):
     """``(config, model, data, checkpoint)`` of a run directory: the model carries the run's last
     checkpoint (its best one for a ``keep_best`` run) and is in eval mode on ``device``; ``data``
     is the split ``split`` of its data set, read from ``data_root`` when given (a run trained on
-    another machine records that machine's folder) and else from the folder the run recorded."""
+    another machine records that machine's folder) and else from the folder the run recorded.
+
+    ``weights``: ``"best"`` (``best.pt``; the default of a ``keep_best`` run, which is refused when
+    the file is missing rather than scored with other weights) or ``"last"`` (``checkpoint.pt``;
+    the default otherwise). The split's fingerprint is compared with the one the run recorded
+    (:func:`check_data`); ``accept_data_change`` accepts other data. The returned checkpoint
+    carries ``scored_weights`` ("best"/"last"), ``data_fingerprint`` and ``data_change`` (``None``
+    unless other data was accepted)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory at {run_dir}")
@@ -185,18 +311,33 @@ def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: st
             f"{run_dir}: its model cannot be rebuilt: {config.model_not_rebuildable} "
             "(it was trained from a model instance, train(config, model=...))"
         )
+    if weights is not None and weights not in WEIGHTS:
+        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
     # a keep-best run is scored with the weights of its best validation epoch, as train() does
+    weights = weights or ("best" if config.keep_best else "last")
     best = run_dir / BEST_FILE
-    if config.keep_best and best.is_file():
+    if weights == "best":
+        if not config.keep_best:
+            raise ValueError(f"{run_dir} was trained without keep_best: it has no best epoch's weights (use --weights last)")
+        if not best.is_file():
+            raise FileNotFoundError(
+                f"{run_dir} keeps its best validation epoch's weights (keep_best) but {best} is missing; restore it, "
+                "or pass --weights last to score the last epoch's weights"
+            )
         checkpoint = load_checkpoint(best, required=WEIGHTS_REQUIRED)
     else:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     if "config" in checkpoint:  # a --force run that crashed early must never be scored with another run's weights
         check_same_run(checkpoint["config"], config, run_dir, what="its config.json differs from the checkpoint's")
-    data = load_split(config.data, split, config.data_root if data_root is None else str(data_root)).to(resolve_device(device))
+    root = run_data_root(config, run_dir, data_root)
+    data = load_split(config.data, split, root)
+    found = fingerprint(data)
+    change = check_data(run_dir, config, split, found, root, accept_data_change)
+    data = data.to(resolve_device(device))
     model = build_model(config, data.x_dim)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
         raise ValueError(f"checkpoint in {run_dir} does not match its config.json: {first_line(error)}") from None
+    checkpoint.update(scored_weights=weights, data_fingerprint=found, data_change=change)
     return config, model.to(resolve_device(device)).eval(), data, checkpoint

@@ -5,6 +5,7 @@ What a run writes, and how it is reopened, lives in :mod:`pyrosequence.rundir`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 import pyro
 
-from pyrosequence.atomic import atomic_append, atomic_write, first_line, strict_json
+from pyrosequence.atomic import atomic_append, atomic_write, first_line, remove_orphans, strict_json
 from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint, save_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
@@ -48,10 +49,15 @@ from pyrosequence.rundir import (
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    OWN_FILES,
     RESULTS_FILE,
     adopt_model,
     build_model,
+    check_data,
     check_same_run,
+    fingerprint,
+    record_data,
+    resolve_root,
     protocol_changes,
     prepare_run_dir,
     rng_state,
@@ -219,6 +225,7 @@ def train(
     model: SequenceModel | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     evaluate_test: bool = True,
+    accept_data_change: bool = False,
 ) -> RunResult:
     """Train ``config``'s model on its data, writing the run to ``out`` (see module docstring).
 
@@ -245,20 +252,51 @@ def train(
     (:attr:`RunResult.stopped` says which; a time limit skips the test evaluation).
     ``evaluate_test=False`` skips the test evaluation too (a sweep selects on validation alone):
     no ``results.json`` is written and :attr:`RunResult.test` is empty.
+
+    The run directory is locked for the whole run (:mod:`pyrosequence.runlock`): another ``train``
+    of it is refused naming this process. ``config.data_root`` is recorded resolved (absolute), and
+    ``data.json`` records a fingerprint of every split read; a resumed run whose data differs from
+    the recorded fingerprints is refused unless ``accept_data_change`` (the change is then recorded
+    in ``data.json`` and ``history.jsonl``). A new run that fails before its first checkpoint
+    leaves the folder as it found it (the files it wrote removed; a folder it created removed).
     """
     group, device = setup_processes(resolve_device(config.device), config.batch_size)
     if config.world_size != group.world_size:
         config = replace(config, world_size=group.world_size)
-    try:
-        result = _train(
-            config, group, device, out, resume, force, progress and group.is_main,
-            log if group.is_main else (lambda message: None), model, on_epoch, evaluate_test,
-        )
-    except BaseException:
-        group.close()
-        raise
+    if config.data_root is not None and resolve_root(config.data_root) != config.data_root:
+        config = replace(config, data_root=resolve_root(config.data_root))  # read from the same folder from anywhere
+    state = {"created": None, "run_dir": None, "checkpointed": resume}
+    with contextlib.ExitStack() as locks:  # the run directory's lock, released however the run ends
+        try:
+            result = _train(
+                config, group, device, out, resume, force, progress and group.is_main,
+                log if group.is_main else (lambda message: None), model, on_epoch, evaluate_test,
+                accept_data_change, locks, state,
+            )
+        except BaseException:
+            group.close()
+            if group.is_main and not state["checkpointed"] and state["run_dir"] is not None:
+                _undo_start(state["run_dir"], state["created"], locks)
+            raise
     group.close(synchronise=True)
     return result
+
+
+def _undo_start(run_dir: Path, created: bool, locks: contextlib.ExitStack) -> None:
+    """A new run that failed before its first checkpoint (a refused or diverged first update, an
+    interruption): remove what it wrote, and the folder if it created it, so the corrected command
+    runs without --force. Files it did not write stay."""
+    from pyrosequence.atomic import remove_orphans
+
+    for name in OWN_FILES:
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        remove_orphans(run_dir, OWN_FILES)
+    locks.close()  # releases (and removes) the lock file
+    if created:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only when empty: a user's file put there meanwhile keeps it
 
 
 def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particles: int, seed: int):
@@ -270,12 +308,16 @@ def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particle
 
 
 def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,
-           log: Callable[[str], None], model: SequenceModel | None, on_epoch=None, evaluate_test: bool = True) -> RunResult:
+           log: Callable[[str], None], model: SequenceModel | None, on_epoch=None, evaluate_test: bool = True,
+           accept_data_change: bool = False, locks: contextlib.ExitStack | None = None, state: dict | None = None) -> RunResult:
     started = time.perf_counter()
+    state = {} if state is None else state
     train_set = load_split(config.data, "train", config.data_root)
+    fingerprints = {"train": fingerprint(train_set)}  # the whole split, as evaluate reads it
     if config.train_subset is not None:
         train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
     valid_set = load_split(config.data, "valid", config.data_root)
+    fingerprints["valid"] = fingerprint(valid_set)
     pyro.set_rng_seed(config.seed)
     if model is None:
         model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
@@ -301,8 +343,18 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         schedule = KLAnnealing(config.anneal_start, config.anneal_increment, 1.0, config.beta)
     else:
         schedule = ConstantBeta(config.beta)
-    run_dir = group.on_main(lambda: prepare_run_dir(out, config, resume, force, log))
+    def open_run_dir() -> Path:
+        state["created"] = out is None or not Path(out).exists()
+        path = prepare_run_dir(out, config, resume, force, log, locks)
+        state["run_dir"] = path
+        return path
+
+    run_dir = group.on_main(open_run_dir)
     checkpoint = group.on_main(lambda: load_checkpoint(run_dir / CHECKPOINT_FILE)) if resume else None
+    # the data is the run's (recorded fingerprints), unless told to accept other data
+    data_changes = [] if not resume else [c for c in group.on_main(lambda: [
+        check_data(run_dir, config, split, found, config.data_root, accept_data_change) for split, found in fingerprints.items()
+    ]) if c is not None]
     model.to(device)
     group.broadcast_module(model)  # the same start everywhere, whatever a user's model does at construction
     optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_options)
@@ -318,6 +370,12 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"checkpoint in {run_dir} does not match this configuration: {first_line(error)}") from None
         epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
+        if config.epochs < epoch:
+            raise ValueError(f"{run_dir} has completed {epoch} epochs; a resumed run continues to --epochs >= {epoch} "
+                             f"(got {config.epochs})")
+        if config.keep_best and epoch and not group.on_main(lambda: (run_dir / BEST_FILE).is_file()):
+            raise FileNotFoundError(f"cannot resume: {run_dir} keeps its best validation epoch's weights (keep_best) "
+                                    f"but {run_dir / BEST_FILE} is missing; restore it, or start the run again with --force")
         history = list(checkpoint.get("history", []))
         set_rng_state(rank_rng_state(checkpoint["rng"], group), device)
         apply_options(optimizer, config.optimizer, config.optimizer_options)  # the options given now
@@ -329,11 +387,16 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         event = {"event": "resume", "changes": changes["changed"]}
         if changes["restarts_schedule"]:
             event["schedule_restarted"] = True
+        if data_changes:
+            event["data_changed"] = [c["split"] for c in data_changes]
+            log(f"--accept-data-change: the {', '.join(event['data_changed'])} data differ from what the run recorded; "
+                "continuing on them (recorded in data.json and history.jsonl)")
 
     def start_files() -> None:
         atomic_write(run_dir / CONFIG_FILE, config.to_json())  # resumed: the epochs (or device) it now runs to
         # metrics.jsonl may hold an epoch the checkpoint does not (a crash between the two writes)
         atomic_write(run_dir / METRICS_FILE, "".join(strict_json(r) + "\n" for r in history))
+        record_data(run_dir, config, fingerprints, data_changes)
 
     group.on_main(start_files)
     event.update(epoch=epoch, step=step, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -395,6 +458,7 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
                     "schedule": rate.state_dict(),
                 },
             )
+            state["checkpointed"] = True  # from here on a failure leaves a resumable run, never undone
 
         group.on_main(epoch_files)
         epochs_run, last_seconds = epochs_run + 1, time.perf_counter() - start
@@ -421,11 +485,22 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     if config.keep_best:
         best_file = run_dir / BEST_FILE
         best = group.on_main(lambda: load_checkpoint(best_file, required=WEIGHTS_REQUIRED) if best_file.is_file() else None)
+    if config.keep_best and best is None:
+        raise FileNotFoundError(f"{run_dir / BEST_FILE} is missing: the test bound of a keep_best run is never "
+                                "computed with other weights (restore it, or evaluate --weights last)")
     if best is not None:
         model.load_state_dict(best["model"])
         selected = int(best["epoch"])
         log(f"evaluating the weights of epoch {selected} (best {valid_key} {best[valid_key]:.4f})")
-    test_set = load_split(config.data, "test", config.data_root).to(device)
+    test_set = load_split(config.data, "test", config.data_root)
+    test_print = fingerprint(test_set)
+
+    def test_identity() -> None:
+        change = check_data(run_dir, config, "test", test_print, config.data_root, accept_data_change)
+        record_data(run_dir, config, {"test": test_print}, [change] if change else None)
+
+    group.on_main(test_identity)
+    test_set = test_set.to(device)
     with pyro.validation_enabled(config.pyro_validation):
         test = _evaluate(group, model, test_set, eval_bound, config.eval_particles, evaluation_seed(config.seed, -1))  # raises if non-finite
     result = {

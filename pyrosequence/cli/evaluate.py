@@ -1,7 +1,15 @@
-"""``pyrosequence evaluate``: one bound on one split of a trained run, appended to its ``evaluations.jsonl``."""
+"""``pyrosequence evaluate``: one bound on one split of a trained run, appended to its ``evaluations.jsonl``.
+
+The record is appended under the run directory's lock (:mod:`pyrosequence.runlock`), so concurrent
+evaluations each keep their line; a run being trained is refused (the trainer holds the lock).
+``--no-record`` (and, with a one-line note, a run directory that cannot be written) prints the
+result without writing anything.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import pyro
@@ -11,7 +19,11 @@ from pyrosequence.cli.common import filter_arguments
 from pyrosequence.device import resolve_device
 from pyrosequence.distributed import evaluate_sharded, setup as setup_processes
 from pyrosequence.inference.evaluate import evaluate, make_bound
-from pyrosequence.rundir import EVALUATIONS_FILE, load_run
+from pyrosequence.rundir import EVALUATIONS_FILE, WEIGHTS, load_run
+from pyrosequence.runlock import RunDirectoryLocked, run_lock
+
+#: How long an evaluation waits for another one to finish appending its record (seconds).
+RECORD_WAIT = 60.0
 
 
 def add_parser(sub) -> None:
@@ -27,6 +39,12 @@ def add_parser(sub) -> None:
                    help="compile the particle filter's step with torch.compile (same bound; faster for long evaluations)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
     p.add_argument("--beta", type=float, help="multi-rate runs: evaluate the model the gates give at this KL weight (default 1)")
+    p.add_argument("--weights", choices=WEIGHTS,
+                   help="best (best.pt, the default of a --keep-best run) or last (checkpoint.pt, the last epoch's)")
+    p.add_argument("--no-record", dest="record", action="store_false",
+                   help="print the result without writing into the run directory (evaluations.jsonl)")
+    p.add_argument("--accept-data-change", dest="accept_data_change", action="store_true",
+                   help="evaluate on data whose fingerprint differs from the run's (the record says so)")
     p.set_defaults(command=run_evaluate)
 
 
@@ -41,16 +59,46 @@ def run_evaluate(args) -> int:
     return status
 
 
+@contextlib.contextmanager
+def _locked(run_dir: Path, wait: float = 0.0):
+    """The run directory's lock; a trainer holding it is named, with what to do instead."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(run_lock(run_dir, "evaluate", wait=wait))
+    except RunDirectoryLocked as error:
+        raise RunDirectoryLocked(f"{error} (or pass --no-record to evaluate it without recording)", error.holder) from None
+    with stack:
+        yield
+
+
+def _can_record(args, run_dir: Path) -> bool:
+    """Whether this evaluation is recorded: not with --no-record, nor (with a note) in a run
+    directory that cannot be written; a run being trained is refused here, before evaluating."""
+    if not args.record:
+        return False
+    try:
+        check_writable(run_dir)
+    except PermissionError as error:
+        print(f"note: {error}; the result is printed, not recorded", file=sys.stderr)
+        return False
+    with _locked(run_dir):  # a probe, released at once: the record is appended under the lock after evaluating
+        pass
+    return True
+
+
 def _evaluate_run(args, group, device) -> int:
-    config, model, data, checkpoint = load_run(args.run_dir, args.split, str(device), args.data_root)
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    record_it = group.on_main(lambda: _can_record(args, run_dir))  # before the (possibly long) evaluation
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, str(device), args.data_root,
+                                               weights=args.weights, accept_data_change=args.accept_data_change)
     if args.beta is not None:
         from pyrosequence.models.multi_rate import is_multi_rate, set_beta
 
         if not is_multi_rate(model):
             raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")
         set_beta(model, args.beta)
-    run_dir = Path(args.run_dir)
-    group.on_main(lambda: check_writable(run_dir))  # before the (possibly long) evaluation, not after it
     bound = make_bound(args.bound, args.resampler, args.ess_threshold, compile=args.compile)
     sharded = {}
     if group.active:  # block j draws from its own stream seeded by (seed, j): see distributed.evaluate_sharded
@@ -67,12 +115,22 @@ def _evaluate_run(args, group, device) -> int:
         "per_timestep": result.per_timestep,
         "total": result.total,
         "epoch": int(checkpoint["epoch"]),
+        "weights": checkpoint["scored_weights"],
+        "data": checkpoint["data_fingerprint"],
+        **({"data_changed_from": checkpoint["data_change"]["recorded"]} if checkpoint["data_change"] else {}),
         "seed": args.seed,
         **({"beta": args.beta} if args.beta is not None else {}),
         **({"compile": True} if args.compile else {}),
         **sharded,
     }
-    group.on_main(lambda: atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n"))
     if group.is_main:
-        print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}")
+        print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}  "
+              f"(the {checkpoint['scored_weights']} weights, epoch {record['epoch']})")
+
+    def append() -> None:
+        with _locked(run_dir, wait=RECORD_WAIT):
+            atomic_append(run_dir / EVALUATIONS_FILE, strict_json(record) + "\n")
+
+    if record_it:
+        group.on_main(append)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyrosequence.atomic import check_writable
 from pyrosequence.rundir import load_run
 
 
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="new kinds: random seed of the draws")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--accept-data-change", dest="accept_data_change", action="store_true",
+                   help="use data whose fingerprint differs from the run's")
     p.set_defaults(command=run_plot)
 
 
@@ -33,10 +36,12 @@ def run_plot(args) -> int:
     from pyrosequence.diagnostics import plot_dynamics, step_dynamics
     from pyrosequence.diagnostics.markers import change_points
 
+    check_writable(Path(args.out).parent)  # before computing anything
     if args.kind != "dynamics":
         from pyrosequence.diagnostics.kinds import plot_run
 
-        options = {k: getattr(args, k) for k in ("split", "index", "samples", "draws", "particles", "sequences", "seed", "data_root")}
+        options = {k: getattr(args, k) for k in ("split", "index", "samples", "draws", "particles", "sequences", "seed", "data_root",
+                                                 "accept_data_change")}
         print(f"wrote {plot_run(args.kind, args.runs, args.out, args.force, **options)}")
         return 0
     out = Path(args.out)
@@ -44,7 +49,7 @@ def run_plot(args) -> int:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     curves, data_name = {}, None
     for run_dir in args.runs:
-        config, model, data, _ = load_run(run_dir, args.split, data_root=args.data_root)
+        config, model, data, _ = load_run(run_dir, args.split, data_root=args.data_root, accept_data_change=args.accept_data_change)
         if not 0 <= args.index < len(data):
             raise ValueError(f"{config.data}/{args.split} has {len(data)} sequences; --index {args.index} is out of range")
         x = data.x[args.index, : int(data.lengths[args.index])]

@@ -8,7 +8,7 @@ k-hat. Nothing in an existing non-empty ``--out`` is overwritten without ``--for
 
 from __future__ import annotations
 
-from pyrosequence.atomic import atomic_write
+from pyrosequence.atomic import atomic_write, check_writable
 
 import json
 from pathlib import Path
@@ -111,6 +111,7 @@ def run_report(args) -> int:
     from pyrosequence.diagnostics.kinds import RunDiagnostics
 
     out = check_output_dir(args.out, args.force, "pass --force to replace its report")
+    check_writable(next(p for p in (out, *out.absolute().parents) if p.exists()))  # before computing anything
     if not isinstance(args.psis_particles, int) or args.psis_particles < 10:
         raise ValueError(f"--psis-particles must be at least 10, got {args.psis_particles}")
     diagnostics = RunDiagnostics(

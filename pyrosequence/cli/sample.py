@@ -65,6 +65,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the draws")
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing its files")
+    p.add_argument("--accept-data-change", dest="accept_data_change", action="store_true",
+                   help="use data whose fingerprint differs from the run's (sample.json says so)")
     p.set_defaults(command=run_sample)
 
 
@@ -98,7 +100,8 @@ def run_sample(args) -> int:
         from pyrosequence.data.midi import check_step
 
         check_step(args.step_quarters)
-    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root)
+    config, model, data, checkpoint = load_run(args.run_dir, args.split, args.device, args.data_root,
+                                               accept_data_change=args.accept_data_change)
     pyro.set_rng_seed(args.seed)
     arrays: dict[str, np.ndarray] = {}
     info = {
@@ -106,6 +109,7 @@ def run_sample(args) -> int:
         "model": config.model,
         "data": config.data,
         "epoch": int(checkpoint["epoch"]),
+        **({"data_changed_from": checkpoint["data_change"]["recorded"]} if checkpoint["data_change"] else {}),
         **{k: getattr(args, k) for k in ("split", "prefix_len", "num", "particles", "seed")},
     }
     if args.prefix_len:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from pyrosequence.cli.common import filter_arguments
 from pyrosequence.config import TrainConfig
 from pyrosequence.distributed import is_main_process
-from pyrosequence.rundir import CONFIG_FILE, RESUMABLE_CHANGES
+from pyrosequence.rundir import CONFIG_FILE, RESUMABLE_CHANGES, run_data_root
 from pyrosequence.train import train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
@@ -47,6 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out (replaces a previous run's files)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--accept-data-change", dest="accept_data_change", action="store_true",
+                   help="with --resume: continue on data whose fingerprint differs from the run's (recorded in data.json)")
     p.set_defaults(command=run_train)
 
 
@@ -166,7 +169,16 @@ def config_from_args(args) -> TrainConfig:
                 "--grad-clip, --patience, --max-updates, --time-limit, --epochs, --device, --compile and --data-root may change "
                 f"(got {', '.join(ignored)})"
             )
+        if args.preset is not None:  # the preset must describe this run (as the same command without --resume would)
+            fresh = asdict(config_from_args(argparse.Namespace(**{**vars(args), "resume": False})))
+            differ = sorted(k for k, v in asdict(config).items()
+                            if k not in allowed | {"world_size", "model_not_rebuildable"} and fresh.get(k) != v)
+            if differ:
+                raise ValueError(f"--preset {args.preset} is not the configuration of the run in {args.out}: it differs in "
+                                 f"{', '.join(differ)} (a resumed run keeps its model, data and objective; drop --preset)")
         values = {**vars(config), **{k: given[k] for k in allowed if k in given}}
+        # a relative root recorded by an older run would be read against the current folder: refused
+        values["data_root"] = run_data_root(config, Path(args.out), given.get("data_root"))
         for key in OFF_WHEN_ZERO:
             if values.get(key) == 0:
                 values[key] = None
@@ -208,7 +220,10 @@ def model_options(pairs: list[str]) -> dict:
 
 def run_train(args) -> int:
     config = config_from_args(args)
-    result = train(config, out=args.out, resume=args.resume, force=args.force, progress=args.progress)
+    if args.accept_data_change and not args.resume:
+        raise ValueError("--accept-data-change is for --resume (a new run records the data it reads)")
+    result = train(config, out=args.out, resume=args.resume, force=args.force, progress=args.progress,
+                   accept_data_change=args.accept_data_change)
     if is_main_process():  # under torchrun: process 0 alone
         if result.stopped == "time_limit":
             print(f"stopped at the time limit; continue with: pyrosequence train --out {result.run_dir} --resume")

@@ -37,6 +37,8 @@ class RunDiagnostics:
     seed: int = 0
     #: read the data from here instead of the folder the run recorded
     data_root: str | None = None
+    #: use data whose fingerprint differs from the run's (pyrosequence.rundir.check_data)
+    accept_data_change: bool = False
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -51,7 +53,8 @@ class RunDiagnostics:
     def loaded(self):
         from pyrosequence.rundir import load_run
 
-        config, model, data, checkpoint = load_run(self.run_dir, self.split, data_root=self.data_root)
+        config, model, data, checkpoint = load_run(self.run_dir, self.split, data_root=self.data_root,
+                                                   accept_data_change=self.accept_data_change)
         if not 0 <= self.index < min(len(data), self.sequences):
             raise ValueError(f"--index {self.index} is out of range: {min(len(data), self.sequences)} sequences are used")
         return config, model, data, checkpoint
