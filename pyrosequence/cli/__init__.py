@@ -1,14 +1,18 @@
 """The ``pyrosequence`` command: a thin layer over :class:`TrainConfig`, :func:`train` and :func:`evaluate`.
 
 Errors print one line (``pyrosequence: error: ...``) and exit non-zero; nothing on disk is
-removed or overwritten unless ``--force`` says so.
+removed or overwritten unless ``--force`` says so. An unexpected error (one raised inside a user's
+model code, say) prints one line too, naming its type and where it was raised; set
+``PYROSEQUENCE_TRACEBACK=1`` for the full traceback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyrosequence.cli import data, evaluate, plot, presets, rd_curve, report, sample, sweep, train
+from pyrosequence.atomic import first_line, raised_at
 from pyrosequence.cli.common import USER_ERRORS, Parser
 
 #: The commands, in the order ``pyrosequence --help`` lists them; each module has ``add_parser(sub)``.
@@ -38,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyrosequence: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - anything else (a user's model code, say): one line, where it arose
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        if not getattr(error, "raised_on_main", False):
+            print(f"pyrosequence: error: {type(error).__name__} {raised_at(error)}: {first_line(error)} "
+                  f"(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+#: Set to 1 for the full traceback of an unexpected error instead of its one line.
+TRACEBACK_ENV = "PYROSEQUENCE_TRACEBACK"
 
 
 if __name__ == "__main__":

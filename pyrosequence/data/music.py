@@ -451,6 +451,9 @@ def read_pickle(path, limits: Limits | None = None) -> dict[str, list[np.ndarray
             data = _SafeUnpickler(f, path=path, limits=limits, encoding="latin1").load()
     except LimitError:
         raise
+    except MemoryError:  # e.g. a garbage header declaring a frame of terabytes
+        raise ValueError(f"{path}: not a readable polyphonic-music pickle (it declares more data than can be "
+                         "allocated: a damaged file or not a pickle)") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
             ValueError, KeyError, UnicodeDecodeError, OverflowError, RecursionError) as err:
         raise ValueError(f"{path}: not a readable polyphonic-music pickle ({type(err).__name__}: {_one_line(err)})") from None

@@ -23,6 +23,8 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
+from pyrosequence.atomic import first_line, raised_at
+
 ENTRY_POINT_GROUP = "pyrosequence.models"
 
 
@@ -117,6 +119,12 @@ def import_model(path: str):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"cannot import the module of model {path!r}: {error}") from None
+    except SyntaxError as error:  # IndentationError, TabError included
+        where = f"{error.filename}, line {error.lineno}" if error.filename else f"module {module_name!r}"
+        raise ValueError(f"cannot import the module of model {path!r}: {type(error).__name__} in {where}: {error.msg}") from None
+    except Exception as error:  # the module's own code failed while it was imported
+        raise ValueError(f"cannot import the module of model {path!r}: {type(error).__name__} "
+                         f"{raised_at(error)}: {first_line(error)}") from None
     obj = module
     for part in attribute.split("."):
         if not hasattr(obj, part):
