@@ -91,6 +91,21 @@ def draws_latents(model, seqs) -> bool:
     return bool(model.z_dim)
 
 
+def _constrained(param: nn.Parameter, constraint, users: bool = False) -> torch.Tensor:
+    """The value a ``pyro.param`` site returns: ``param`` under ``constraint``, carrying
+    ``.unconstrained()`` -> ``param`` as Pyro's param store attaches it (``pyro.infer.SVI`` collects
+    the parameters to update through it). An unconstrained parameter of the program's own is
+    returned as a view, so the attribute never lands on the module's ``Parameter`` (which would
+    stop ``torch.save`` of the whole module); a user's ``Parameter`` given as the initial value
+    (``pyro.module``) is returned itself, as Pyro's param store does, since ``pyro.module``
+    compares it by identity."""
+    value = transform_to(constraint)(param)
+    if value is param and not users:
+        value = param.view_as(param)
+    value.unconstrained = weakref.ref(param)
+    return value
+
+
 def _key(name: str) -> str:
     """A parameter name as an ``nn.Module`` attribute name (no dots), reversibly."""
     return PARAM_PREFIX + name.replace("%", "%25").replace(".", "%2E")
@@ -132,7 +147,12 @@ class PyroProgram(nn.Module):
     ``pyro.plate(sequence_plate, batch)`` (default name ``"sequences"``), and mask steps beyond a
     sequence's length itself (``poutine.mask``); sites outside that plate (global latents) would
     couple the sequences, so per-sequence bounds refuse them. Every latent site of the model must
-    be sampled by the guide.
+    be sampled by the guide, and every site the guide samples must be a latent site of the model:
+    a guide site the model lacks (or observes) would enter the importance weights with no model
+    term, and the "bound" could exceed log p(x). An auxiliary variable whose density the guide
+    accounts for itself is marked as Pyro marks one, ``pyro.sample(name, d,
+    infer={"is_auxiliary": True})``: its log-density then counts in the guide's alone, as in
+    Pyro's ELBOs, and it is not one of the program's latents (``latent_names``).
 
     Parameters: ``pyro.param(name, init, constraint=...)`` sites are owned by this module (not by
     Pyro's global param store): they are created on the first run, appear in ``parameters()`` and
@@ -231,7 +251,7 @@ class PyroProgram(nn.Module):
         param = self._parameters.get(key)
         if param is None:
             if isinstance(init, nn.Parameter) and id(init) in submodule_params:
-                return init if constraint is constraints.real else transform_to(constraint)(init)
+                return _constrained(init, constraint, users=True)
             if init is None and name in pyro.get_param_store():  # a PyroModule's PyroParam, synced to the store
                 value = pyro.get_param_store().get_param(name)
                 if id(value.unconstrained()) in submodule_params:
@@ -258,10 +278,7 @@ class PyroProgram(nn.Module):
                     init.copy_(param)
                 self._parameters[key] = param = init
             self._constraints[name] = constraint
-        value = transform_to(self._constraints[name])(param)
-        if value is not param:
-            value.unconstrained = weakref.ref(param)  # what Pyro's param store attaches
-        return value
+        return _constrained(param, self._constraints[name], users=param is init)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         # Parameters the program creates on its first run may be loaded before that run (a run
@@ -352,10 +369,24 @@ class PyroProgram(nn.Module):
             for name, site in trace.nodes.items():
                 if site["type"] == "sample" and not site_is_subsample(site):
                     self._sequence_dim(site, role)
-        self.latent_names = tuple(
-            name for name, site in guide_trace.nodes.items()
+        guide_latents = [
+            (name, site) for name, site in guide_trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-        )
+        ]
+        auxiliary = {name for name, site in guide_latents if (site.get("infer") or {}).get("is_auxiliary")}
+        self.latent_names = tuple(name for name, _ in guide_latents if name not in auxiliary)
+        extra = [name for name in self.latent_names if name not in model_trace.nodes]
+        observed = [name for name in self.latent_names if name in model_trace.nodes and model_trace.nodes[name]["is_observed"]]
+        if extra or observed:
+            self._inspected = False
+            names = extra or observed
+            what = "that the model does not have" if extra else "that the model observes"
+            raise ValueError(
+                f"the guide samples site(s) {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} {what}: their "
+                "density would enter the importance weights with no model term, so the bound would be invalid (it "
+                "can exceed log p(x)); remove them, or mark an auxiliary variable whose density the guide accounts for "
+                "with pyro.sample(..., infer={'is_auxiliary': True})"
+            )
         self.observed_names = tuple(
             name for name, site in model_trace.nodes.items() if site["type"] == "sample" and site["is_observed"]
         )
