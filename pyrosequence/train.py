@@ -307,6 +307,15 @@ def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particle
     return evaluate_sharded(group, model, data.x, data.lengths, bound, particles, seed)[0]
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model keeps its weights (its first parameter or buffer; the CPU when it has none yet,
+    as a plain Pyro program before its first run)."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,
            log: Callable[[str], None], model: SequenceModel | None, on_epoch=None, evaluate_test: bool = True,
            accept_data_change: bool = False, locks: contextlib.ExitStack | None = None, state: dict | None = None) -> RunResult:
@@ -328,7 +337,8 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
             log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
                 "evaluate, sample, plot, report and --resume will refuse the run")
         initialize(model, config.init)
-    model.init_from_data(train_set.x, train_set.lengths, center=config.center_inputs)
+    # an instance handed in may already live on another device than the data (a model on the GPU)
+    model.init_from_data(train_set.x.to(model_device(model)), train_set.lengths, center=config.center_inputs)
     if group.active:  # each process draws from its own stream; the initial weights are the one-process ones
         pyro.set_rng_seed(rank_seed(config.seed, group.rank))
     objective = make_objective(

@@ -105,6 +105,16 @@ class _Recurrence:
     deterministic: dict = field(default_factory=dict)  # step -> [(name, value, event_dim)]
 
 
+def refuse_other_device(x, device: torch.device, owner: str) -> None:
+    """Raise a one-line ``ValueError`` when tensor ``x`` is not on ``device`` (where ``owner``, a
+    model's name, keeps its weights), naming both devices and the move that fixes it."""
+    if isinstance(x, torch.Tensor) and x.device != device:
+        raise ValueError(
+            f"x is on device {x.device} but {owner} is on {device}: move the data with "
+            f"x.to({str(device)!r}) (or the model with model.to({str(x.device)!r})) before calling it"
+        )
+
+
 class SequenceModel(nn.Module):
     """Base class for latent-variable sequence models written as per-step pieces.
 
@@ -339,12 +349,7 @@ class SequenceModel(nn.Module):
         Data on another device than the model (its :attr:`input_offset` buffer, which ``.to``
         moves with the weights) is refused in one line before any computation; ``lengths`` may
         stay on the CPU."""
-        if isinstance(x, torch.Tensor) and x.device != self.input_offset.device:
-            device = self.input_offset.device
-            raise ValueError(
-                f"x is on device {x.device} but {type(self).__name__} is on {device}: move the data with "
-                f"x.to({str(device)!r}) (or the model with model.to({str(x.device)!r})) before calling it"
-            )
+        self.check_device(x)
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
             x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
@@ -352,6 +357,11 @@ class SequenceModel(nn.Module):
             self._check_contract(seqs)  # first: it reads the support of the emission's distribution
         self.check_data(seqs.x)
         return seqs
+
+    def check_device(self, x) -> None:
+        """Refuse data on another device than the model (its :attr:`input_offset` buffer) in one line
+        naming both devices and the move that fixes it."""
+        refuse_other_device(x, self.input_offset.device, type(self).__name__)
 
     def _check_contract(self, seqs: Sequences) -> None:
         """On the first batch: check every piece's output shapes (:mod:`pyrosequence.models.contract`)."""

@@ -30,6 +30,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences, check_sequences
+from pyrosequence.models.base import refuse_other_device
 
 #: Prefix of the state-dict keys of parameters created by ``pyro.param`` inside a program.
 PARAM_PREFIX = "param:"
@@ -324,6 +325,9 @@ class PyroProgram(nn.Module):
         """Validate a batch as :meth:`SequenceModel.prepare` does (shape, dtype, NaN/inf within
         the lengths, ``x_dim``, :meth:`check_data`); on the first batch also run the program once
         (without consuming random numbers) to create its parameters and check its structure."""
+        weights = next(iter(self.parameters()), None)  # none before the first run creates them
+        if weights is not None:
+            refuse_other_device(x, weights.device, type(self).__name__)
         dtype = next((p.dtype for p in self.parameters() if p.dtype.is_floating_point), None)
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and dtype is not None and x.dtype != dtype:
             x = x.to(dtype)

@@ -30,9 +30,8 @@ GPU benchmarks). What each group establishes, and how:
 * **Mixed devices**: a model on the GPU given data on the CPU (and the reverse) is refused in one
   line naming both devices (``SequenceModel.prepare``); ``tests/cuda/test_devices.py`` checks the
   same message on a CPU machine with the ``meta`` device.
-* **A known gap**, marked ``xfail(strict=True)``: ``train(config, model=instance)`` with an
-  instance already on the GPU (``train`` runs ``init_from_data`` on the CPU data before moving the
-  model); it turns into a failure, asking for the marker's removal, once ``train`` handles it.
+* ``train(config, model=instance)`` with an instance already on the GPU (``train`` hands
+  ``init_from_data`` the training data on the model's device).
 """
 
 from __future__ import annotations
@@ -287,10 +286,6 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu_and_back(tmp_path):
     assert json.loads((out / "config.json").read_text())["device"] == "cuda"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "known: train(config, model=instance) calls init_from_data on the CPU training data before moving "
-    "the model to config.device, so an instance already on the GPU is refused ('x is on device cpu but "
-    "VRNN is on cuda:0'); the same happens on a CPU machine with a model on the meta device"))
 def test_train_takes_a_model_instance_already_on_the_gpu(tmp_path):
     model = VRNN(2, 4, likelihood="gaussian").to(CUDA)
     result = train(TrainConfig(epochs=1, device="cuda", **test_train.FAST), out=tmp_path / "run", model=model, **QUIET)

@@ -261,6 +261,17 @@ def test_psis_and_inference_data(data):
     assert 0.5 < float(noise.std()) < 1.2
 
 
+def test_data_on_another_device_than_the_program_is_refused_in_one_line(data):
+    """Once a program's parameters exist, data elsewhere (the meta device standing in for a GPU) is
+    refused naming both devices, as for a SequenceModel; before that there is nothing to compare."""
+    x, lengths = data
+    program = LGProgram(3)
+    program.prepare(x, lengths)  # creates the parameters on the CPU
+    with pytest.raises(ValueError, match=r"^x is on device meta but LGProgram is on cpu: move the data with x.to\('cpu'\)") as error:
+        program.prepare(x.to("meta"), lengths)
+    assert "\n" not in str(error.value)
+
+
 def test_parameters_belong_to_the_instance_and_round_trip(data):
     x, lengths = data
     first, second = LGProgram(3), LGProgram(3)
