@@ -59,6 +59,11 @@ class FilteringRNN(SequenceModel):
     before the first step, so its first prior, proposal and emission read the state after one
     recurrence step on a zero input (a learned initial state) rather than a zero state.
 
+    ``dropout``: a rate for dropout after every hidden layer of the feature extractors ``phi_x``
+    and ``phi_z`` (default 0: none), the regulariser Dai et al. (2019) use; active only in training
+    mode, so every bound a run reports (validation, test, ``evaluate``) reads the full network.
+    The FIVO reference code has none.
+
     A note on the backward LSTM: the reference code builds and runs it whatever the proposal
     (its smoothing path cannot run as published), so its parameters are in the paper's counts
     even though its default, and the paper's eq. 5, is the filtering proposal. ``"fivo"`` builds
@@ -82,6 +87,7 @@ class FilteringRNN(SequenceModel):
         scale_offset: float | None = None,
         proposal_input: str = "centered",
         initial_step: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__(x_dim, z_dim, name=name)
         if layers < 1:
@@ -105,8 +111,9 @@ class FilteringRNN(SequenceModel):
         if isinstance(scale_offset, bool) or not isinstance(scale_offset, (int, float)) or not abs(scale_offset) < float("inf"):
             raise ValueError(f"scale_offset must be a finite number, got {scale_offset!r}")
         scale_offset = float(scale_offset)
-        self.phi_x = MLP(x_dim, [feature_dim] * layers, feature_out)
-        self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out)
+        self.phi_x = MLP(x_dim, [feature_dim] * layers, feature_out, dropout=dropout)  # checks the rate
+        self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out, dropout=dropout)
+        self.dropout = float(dropout)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim, scale_offset=scale_offset)
         if proposal == "smoothing" or fivo:  # the reference code builds it whatever the proposal (see above)

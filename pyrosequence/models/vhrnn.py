@@ -54,6 +54,8 @@ class VHRNN(FilteringRNN):
     ``1 + output`` with a small initial output, so training starts near a VRNN.
     ``output="hier-rnn"`` or ``"hier-made"`` makes the emission autoregressive within the step
     (Dai et al. 2019, eq. 14), reading the decoder's last hidden layer as its features.
+    ``scale_offset``, ``proposal_input``, ``initial_step`` (the FIVO reference code's details) and
+    ``dropout`` (on the feature extractors) are :class:`~pyrosequence.models.FilteringRNN`'s.
     """
 
     def __init__(
@@ -74,13 +76,14 @@ class VHRNN(FilteringRNN):
         scale_offset: float | None = None,
         proposal_input: str = "centered",
         initial_step: bool = False,
+        dropout: float = 0.0,
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
         h = hidden_dim or z_dim
         super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step)
+                         scale_offset, proposal_input, initial_step, dropout)
         fivo = architecture == "fivo"
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood

@@ -56,7 +56,8 @@ class VRNN(FilteringRNN):
             LSTM gate, smoothing proposal), which reproduces the VHRNN paper's parameter counts:
             see :class:`~pyrosequence.models.FilteringRNN`.
         proposal: ``"filtering"`` or ``"smoothing"`` (default: the architecture's).
-        scale_offset, proposal_input, initial_step: the FIVO reference code's details (see
+        scale_offset, proposal_input, initial_step: the FIVO reference code's details; dropout: on the
+            feature extractors (see
             :class:`~pyrosequence.models.FilteringRNN`).
     """
 
@@ -76,13 +77,14 @@ class VRNN(FilteringRNN):
         scale_offset: float | None = None,
         proposal_input: str = "centered",
         initial_step: bool = False,
+        dropout: float = 0.0,
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
         super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step)
+                         scale_offset, proposal_input, initial_step, dropout)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.output = output

@@ -14,7 +14,10 @@ class MLP(nn.Sequential):
     ``MLP(in_dim, [h1, h2], out_dim)`` maps ``(..., in_dim) -> (..., out_dim)`` through two hidden
     layers; with ``out_dim=None`` the last hidden layer (after its activation) is the output, which
     is how the papers' feature extractors are built. Leading dimensions (time, particles, batch)
-    pass through untouched.
+    pass through untouched. ``dropout`` > 0 puts an ``nn.Dropout`` after every hidden activation
+    (active in training mode only), as Dai et al. (2019) regularise their feature extractors; it
+    sits inside the activation's slot, so the parameter names (and checkpoints) are those of the
+    same MLP without dropout.
     """
 
     def __init__(
@@ -23,17 +26,20 @@ class MLP(nn.Sequential):
         hidden_dims: Sequence[int],
         out_dim: int | None = None,
         activation: type[nn.Module] = nn.ReLU,
+        dropout: float = 0.0,
     ) -> None:
         if in_dim < 1:
             raise ValueError(f"MLP: in_dim must be positive, got {in_dim}")
         if out_dim is None and not hidden_dims:
             raise ValueError("MLP: needs at least one hidden layer or an output dimension")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}")
         layers: list[nn.Module] = []
         prev = in_dim
         for width in hidden_dims:
             if width < 1:
                 raise ValueError(f"MLP: hidden widths must be positive, got {list(hidden_dims)}")
-            layers += [nn.Linear(prev, width), activation()]
+            layers += [nn.Linear(prev, width), activation() if not dropout else DroppedActivation(activation(), dropout)]
             prev = width
         if out_dim is not None:
             layers.append(nn.Linear(prev, out_dim))
@@ -41,6 +47,17 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.in_dim = in_dim
         self.out_dim = prev
+
+
+class DroppedActivation(nn.Module):
+    """An activation followed by dropout, in one parameter-free slot of an :class:`MLP`."""
+
+    def __init__(self, activation: nn.Module, rate: float) -> None:
+        super().__init__()
+        self.activation, self.dropout = activation, nn.Dropout(float(rate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.activation(x))
 
 
 def cat_features(*tensors: torch.Tensor) -> torch.Tensor:
