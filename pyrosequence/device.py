@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -16,3 +18,10 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available on this machine")
     return device
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model keeps its weights (its first parameter or buffer; the CPU when it has none yet,
+    as a plain Pyro program before its first run)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device

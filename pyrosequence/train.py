@@ -32,7 +32,7 @@ from pyrosequence.nn.cells import map_state
 from pyrosequence.optim.init import initialize
 from pyrosequence.optim.optimizers import apply_options, build_optimizer, per_update_decay
 from pyrosequence.optim.schedules import LearningRate
-from pyrosequence.device import resolve_device
+from pyrosequence.device import model_device, resolve_device
 from pyrosequence.distributed import (
     DataParallel,
     check_world_size,
@@ -305,15 +305,6 @@ def _evaluate(group: DataParallel, model, data: SequenceDataset, bound, particle
     if not group.active:
         return evaluate(model, data.x, data.lengths, bound, particles)
     return evaluate_sharded(group, model, data.x, data.lengths, bound, particles, seed)[0]
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Where a model keeps its weights (its first parameter or buffer; the CPU when it has none yet,
-    as a plain Pyro program before its first run)."""
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()), None)
-    return torch.device("cpu") if tensor is None else tensor.device
 
 
 def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, resume: bool, force: bool, progress: bool,

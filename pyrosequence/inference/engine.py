@@ -52,6 +52,7 @@ import torch
 import pyro
 from pyro.poutine.runtime import _PYRO_STACK
 
+from pyrosequence.device import model_device
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -260,8 +261,7 @@ class StepRunner:
             self._stack.callback(_PYRO_STACK.extend, saved)
             self._stack.enter_context(pyro.validation_enabled(False))
             self._stack.enter_context(torch._dynamo.config.patch(allow_rnn=True, recompile_limit=RECOMPILE_LIMIT))
-            device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
-            if self.options.uses_cuda_graphs and device.type == "cuda":
+            if self.options.uses_cuda_graphs and model_device(self.model).type == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()
         return self
 

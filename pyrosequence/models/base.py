@@ -349,7 +349,7 @@ class SequenceModel(nn.Module):
         Data on another device than the model (its :attr:`input_offset` buffer, which ``.to``
         moves with the weights) is refused in one line before any computation; ``lengths`` may
         stay on the CPU."""
-        self.check_device(x)
+        refuse_other_device(x, self.input_offset.device, type(self).__name__)
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
             x = x.to(self.input_offset.dtype)
         seqs = check_sequences(x, lengths, self.x_dim)
@@ -357,11 +357,6 @@ class SequenceModel(nn.Module):
             self._check_contract(seqs)  # first: it reads the support of the emission's distribution
         self.check_data(seqs.x)
         return seqs
-
-    def check_device(self, x) -> None:
-        """Refuse data on another device than the model (its :attr:`input_offset` buffer) in one line
-        naming both devices and the move that fixes it."""
-        refuse_other_device(x, self.input_offset.device, type(self).__name__)
 
     def _check_contract(self, seqs: Sequences) -> None:
         """On the first batch: check every piece's output shapes (:mod:`pyrosequence.models.contract`)."""

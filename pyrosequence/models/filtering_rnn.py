@@ -113,7 +113,6 @@ class FilteringRNN(SequenceModel):
         scale_offset = float(scale_offset)
         self.phi_x = MLP(x_dim, [feature_dim] * layers, feature_out, dropout=dropout)  # checks the rate
         self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out, dropout=dropout)
-        self.dropout = float(dropout)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim, scale_offset=scale_offset)
         if proposal == "smoothing" or fivo:  # the reference code builds it whatever the proposal (see above)
