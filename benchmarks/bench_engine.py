@@ -13,12 +13,21 @@ h = 28 at batch 4. Runners, timed in alternating rounds in one process (ratios o
   repeated K times: the hand-written eager PyTorch loop doing the same network work per step
   as K particles (without resampling).
 
+Part 1b (objectives, issue 26): training updates of the VRNN (z = h = 32) on the first
+``--objective-batch`` (4) sequences of the JSB Chorales training split, K = 4, alternating: each of
+the elbo (one particle) and iwae (K) objectives of :func:`make_objective` eager (Pyro's
+``Trace_ELBO`` / ``RenyiELBO(alpha=0)``) and compiled (``compile=...``: the per-step engine), and
+``FIVO(4, compile=...)``. Reports compiled / eager for elbo and iwae and compiled FIVO / compiled
+IWAE; the first (compiling) updates apart. Needs ``--data-root`` with JSB (fails in one line
+otherwise); ``--skip-objectives`` leaves it out.
+
 Part 2 (evaluation): FIVO(128) of the JSB Chorales test split with the VRNN, eager against
 compiled (and CUDA graphs with ``--cuda-graphs``), alternating; the compiled runs' first calls
 (which compile) reported separately.
 
     python benchmarks/bench_engine.py [--rounds 5] [--steps 3] [--configs vrnn-b4 vrnn-b32 vhrnn-b4]
         [--eval-rounds 2] [--eval-sequences N] [--data-root /work/shared/data] [--skip-eval]
+        [--skip-objectives] [--objective-rounds 5] [--objective-batch 4] [--objective-steps N]
         [--device cpu|cuda] [--cuda-graphs]
 
 ``--rounds 0`` runs the evaluation part only.
@@ -42,7 +51,7 @@ from pyro.infer import RenyiELBO
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_vrnn import plain_vrnn_loss  # noqa: E402
 
-from pyrosequence.inference import FIVO, evaluate, make_bound  # noqa: E402
+from pyrosequence.inference import FIVO, evaluate, make_bound, make_objective  # noqa: E402
 from pyrosequence.inference.engine import CompileOptions  # noqa: E402
 from pyrosequence.models import VHRNN, VRNN  # noqa: E402
 
@@ -141,6 +150,71 @@ def training_ratios(name: str, args) -> dict:
     return out
 
 
+def jsb_batch(args, split: str = "train", count: int | None = None):
+    """The first ``count`` sequences of a JSB split (cut to ``--objective-steps``), or a one-line
+    ``SystemExit`` when the data is not under ``--data-root``."""
+    from pyrosequence.data import load_split
+
+    try:
+        data = load_split("jsb", split, args.data_root)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"bench_engine: the JSB Chorales data is needed (--data-root): {message}") from None
+    x, lengths = data.x[:count], data.lengths[:count]
+    steps = int(lengths.max()) if args.objective_steps is None else min(args.objective_steps, int(lengths.max()))
+    return x[:, :steps].contiguous().to(_DEVICE), lengths.clamp(max=steps)
+
+
+def objective_ratios(args) -> dict:
+    """Part 1b: the elbo and iwae objectives eager and compiled, and compiled FIVO, on JSB."""
+    x, lengths = jsb_batch(args, "train", args.objective_batch)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    model = VRNN(args.x_dim, args.vrnn_dim, args.vrnn_dim, architecture=args.architecture).to(_DEVICE)
+    model.init_from_data(x, lengths)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    k = args.particles
+    options = CompileOptions(backend=args.backend)
+
+    def update(objective):
+        def run():
+            optimizer.zero_grad()
+            objective.loss_and_grads(model.model, model.guide, x, lengths)
+            optimizer.step()
+
+        return run
+
+    runners = {
+        "elbo_eager": update(make_objective("elbo", 1)),
+        "elbo_compiled": update(make_objective("elbo", 1, compile=options)),
+        "iwae_eager": update(make_objective("iwae", k)),
+        "iwae_compiled": update(make_objective("iwae", k, compile=options)),
+        "fivo_compiled": update(FIVO(k, compile=options)),
+    }
+    warmup = {}
+    for name, run in runners.items():
+        if name.endswith("_compiled"):
+            warmup[f"{name}_first_update_s"] = round(_timed(run), 1)
+        run()
+    times = {name: [] for name in runners}
+    for _ in range(args.objective_rounds):
+        for name, run in runners.items():
+            times[name].append(_timed(lambda: [run() for _ in range(args.steps)]) / args.steps)
+    ms = {name: statistics.median(t) * 1000 for name, t in times.items()}
+    return {
+        "batch": int(len(lengths)),
+        "steps": int(x.shape[1]),
+        "lengths": [int(n) for n in lengths],
+        "particles": k,
+        "ms_per_update": {key: round(v, 1) for key, v in ms.items()},
+        "warmup": warmup,
+        "ratio_elbo_compiled_vs_eager": round(ms["elbo_compiled"] / ms["elbo_eager"], 3),
+        "ratio_iwae_compiled_vs_eager": round(ms["iwae_compiled"] / ms["iwae_eager"], 3),
+        "ratio_fivo_compiled_vs_iwae_compiled": round(ms["fivo_compiled"] / ms["iwae_compiled"], 3),
+    }
+
+
 def evaluation_ratio(args) -> dict:
     from pyrosequence.data import load_split
 
@@ -202,6 +276,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-sequences", type=int, default=None, help="the first N test sequences only")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--skip-objectives", action="store_true", help="leave out part 1b (needs JSB)")
+    parser.add_argument("--objective-rounds", type=int, default=5, help="alternating rounds of part 1b")
+    parser.add_argument("--objective-batch", type=int, default=4, help="JSB training sequences per update (part 1b)")
+    parser.add_argument("--objective-steps", type=int, default=None,
+                        help="cut the part 1b batch to its first N steps (default: the batch's longest sequence)")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled runners")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--cuda-graphs", action="store_true",
@@ -222,6 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
         "backend": args.backend,
         "training": {name: training_ratios(name, args) for name in args.configs} if args.rounds else {},
     }
+    if not args.skip_objectives:
+        result["objectives"] = objective_ratios(args)
     if not args.skip_eval:
         result["evaluation"] = evaluation_ratio(args)
     print(json.dumps(result, indent=2))

@@ -97,9 +97,10 @@ class TrainConfig:
     #: Length-bucketed batches (pyrosequence.data.buckets): sort pools of this many batches by
     #: length, so batch-mates have similar lengths and less padding is computed; None = off.
     length_buckets: int | None = None
-    #: Compile the particle filter's step with torch.compile (pyrosequence.inference.engine): the
-    #: fivo objective and the validation/test bounds (fivo, iwae, elbo through the per-step engine);
-    #: the Pyro objectives (elbo, mean-field, iwae) still train through eager traces. Off = eager.
+    #: Compile the per-step engine with torch.compile (pyrosequence.inference.engine): every
+    #: training objective (fivo's filter; elbo, iwae and mean-field through
+    #: pyrosequence.inference.engine_objectives, which compute Pyro's estimates from the model's
+    #: pieces) and the validation/test bounds. Models without pieces train with Pyro's ELBOs. Off = eager.
     compile: bool = False
     #: Processes of a data-parallel run (pyrosequence.distributed): set by train() from the torchrun
     #: launch, and recorded so that resuming with another number of processes is refused.

@@ -67,11 +67,16 @@ def test_engine_benchmark_runs_with_tiny_sizes(shared_data):
     result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "6", "--x-dim", "88",
                                 "--vrnn-dim", "3", "--vhrnn-z", "3", "--vhrnn-h", "4", "--omega-dim", "4",
                                 "--backend", "aot_eager", "--data-root", str(shared_data), "--eval-sequences", "2",
-                                "--eval-particles", "4", "--eval-rounds", "1"])
+                                "--eval-particles", "4", "--eval-rounds", "1", "--objective-rounds", "1",
+                                "--objective-batch", "2", "--objective-steps", "6"])
     vrnn = result["training"]["vrnn-b4"]
     assert set(vrnn["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "iwae", "plain"}
     assert set(result["training"]["vhrnn-b4"]["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "iwae"}
     assert vrnn["ratio_compiled_vs_plain"] > 0 and vrnn["warmup"]["fivo_compiled_first_update_s"] >= 0
+    objectives = result["objectives"]
+    assert objectives["batch"] == 2 and objectives["steps"] == 6
+    assert set(objectives["ms_per_update"]) == {"elbo_eager", "elbo_compiled", "iwae_eager", "iwae_compiled", "fivo_compiled"}
+    assert objectives["ratio_iwae_compiled_vs_eager"] > 0 and objectives["ratio_fivo_compiled_vs_iwae_compiled"] > 0
     evaluation = result["evaluation"]
     assert evaluation["sequences"] == 2 and evaluation["ratio_compiled_vs_eager"] > 0
     assert evaluation["per_timestep"]["eager"] < 0 and evaluation["per_timestep"]["compiled"] < 0
@@ -163,7 +168,7 @@ def test_engine_benchmark_times_cuda_graphs_when_asked():
 
     result = bench_engine.main(["--rounds", "1", "--steps", "1", "--batch", "2", "--time", "6", "--x-dim", "88",
                                 "--vrnn-dim", "3", "--configs", "vrnn-b4", "--backend", "aot_eager", "--skip-eval",
-                                "--cuda-graphs", "--device", "cpu"])
+                                "--skip-objectives", "--cuda-graphs", "--device", "cpu"])
     vrnn = result["training"]["vrnn-b4"]
     assert set(vrnn["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "fivo_cuda_graphs", "iwae", "plain"}
     assert vrnn["ratio_cuda_graphs_vs_eager"] > 0 and result["device"] == "cpu"

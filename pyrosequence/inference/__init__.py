@@ -1,4 +1,4 @@
-"""Inference: objectives by name (Pyro's ELBOs and FIVO), the particle filter and resamplers,
+"""Inference: objectives by name (Pyro's ELBOs, their per-step-engine versions and FIVO), the particle filter and resamplers,
 KL weighting handlers and schedules, and bound evaluation."""
 
 from pyrosequence.inference.evaluate import (
@@ -11,6 +11,7 @@ from pyrosequence.inference.evaluate import (
     make_bound,
 )
 from pyrosequence.inference.engine import CompileOptions
+from pyrosequence.inference.engine_objectives import EngineELBO, EngineIWAE, EngineMeanFieldELBO
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.objectives import OBJECTIVES, ObjectiveOptions, make_objective
 from pyrosequence.inference.particle_filter import FilterResult, particle_filter
@@ -33,6 +34,9 @@ __all__ = [
     "log_importance_weights",
     "FIVO",
     "CompileOptions",
+    "EngineELBO",
+    "EngineIWAE",
+    "EngineMeanFieldELBO",
     "particle_filter",
     "FilterResult",
     "RESAMPLERS",

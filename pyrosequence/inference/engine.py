@@ -7,7 +7,8 @@ filter and ``torch.where`` keeps the identity where it does not resample, and th
 gathered unconditionally. Being a pure function of tensors (plus the model and constants), it can
 be compiled with ``torch.compile``; the eager call of the same function is the reference.
 
-Compilation is opt-in: ``FIVO(..., compile=True)``, ``make_bound(..., compile=True)``,
+Compilation is opt-in: ``FIVO(..., compile=True)``, ``make_objective("iwae" | "elbo" |
+"mean-field", ..., compile=True)`` (:mod:`pyrosequence.inference.engine_objectives`), ``make_bound(..., compile=True)``,
 ``evaluate(..., compile=True)``, ``TrainConfig(compile=True)`` (``--compile`` in the CLI). What it
 does and does not do:
 
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 import torch
 
 import pyro
+from pyro.distributions.kl import kl_divergence
 from pyro.poutine.runtime import _PYRO_STACK
 
 from pyrosequence.device import model_device
@@ -126,7 +128,7 @@ def gather_particles(state, ancestors: torch.Tensor):
 
 
 def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
-                active, may_resample, latent_scale, t: int):
+                active, may_resample, latent_scale, t: int, analytic_kl: bool = False):
     """One step of the particle filter, without reading anything back to the host.
 
     Args:
@@ -144,6 +146,10 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
         may_resample: ``(B,)`` bool, ``t < length - 1``: never resample after the last step.
         latent_scale: ``None``, or the factor of the latent terms (a number or 0-d tensor).
         t: the step index handed to the pieces.
+        analytic_kl: the latent term of the increment is ``-KL(q(z_t|.) || p(z_t|.))`` computed
+            in closed form (the mean-field ELBO of ``TraceMeanField_ELBO``) instead of the
+            sampled ``log p(z_t|.) - log q(z_t|.)``; where no closed form is registered the
+            sampled term is used, as Pyro does. ``z_t`` still drives the state update.
 
     Returns:
         ``(state, log_w, log_z, reference, increment, ess, resampled, lse)`` with the updated
@@ -161,7 +167,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
         if not proposal.has_rsample:
             raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
         z = proposal.rsample()
-        log_latent = model.transition(state, t).log_prob(z) - proposal.log_prob(z)
+        log_latent = latent_log_ratio(model.transition(state, t), proposal, z, analytic_kl)
         if latent_scale is not None:
             log_latent = latent_scale * log_latent
     else:  # a deterministic model: every particle carries the exact likelihood
@@ -191,8 +197,22 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     return state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse
 
 
+def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False) -> torch.Tensor:
+    """The latent term of a weight increment: ``log p(z) - log q(z)``, or with ``analytic_kl``
+    ``-KL(q || p)`` in closed form when ``torch.distributions`` registers one for the pair
+    (``TraceMeanField_ELBO``'s rule: otherwise the sampled ratio)."""
+    if analytic_kl:
+        try:
+            kl = kl_divergence(proposal, prior)
+        except NotImplementedError:
+            pass
+        else:
+            return -kl.expand(proposal.batch_shape)
+    return prior.log_prob(z) - proposal.log_prob(z)
+
+
 def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_steps, context_steps,
-                 proposal_steps, active_steps, may_resample_steps, latent_scale):
+                 proposal_steps, active_steps, may_resample_steps, latent_scale, analytic_kl: bool = False):
     """Consecutive :func:`filter_step` s, one per element of the per-step tuples (``t = 0`` for
     every one: compiled steps need :attr:`time_invariant_pieces`). Returns the carried
     ``(state, log_w, log_z, reference)`` and a tuple of each step's
@@ -203,7 +223,7 @@ def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, re
     ):
         state, log_w, log_z, reference, *per_step = filter_step(
             model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
-            may_resample, latent_scale, 0,
+            may_resample, latent_scale, 0, analytic_kl,
         )
         outputs.append(tuple(per_step))
     return state, log_w, log_z, reference, tuple(outputs)
@@ -244,8 +264,9 @@ class StepRunner:
     """
 
     def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None,
-                 single_steps: bool = False) -> None:
+                 single_steps: bool = False, analytic_kl: bool = False) -> None:
         self.model, self.resampler, self.ess_threshold = model, resampler, float(ess_threshold)
+        self.analytic_kl = bool(analytic_kl)
         self.options = options
         self.unroll = 1 if options is None or single_steps else options.unroll
         if options is not None and not getattr(model, "time_invariant_pieces", False):
@@ -289,6 +310,7 @@ class StepRunner:
                 return _compiled_step(self.options)(
                     self.model, self.resampler, self.ess_threshold, *carry, tuple(x_steps), tuple(context_steps),
                     tuple(proposal_steps), tuple(active_steps), tuple(may_resample_steps), latent_scale,
+                    self.analytic_kl,
                 )
             except Exception as error:  # a graph break, an unsupported op, a compiler failure
                 self.compiled = False
@@ -298,7 +320,7 @@ class StepRunner:
         for i, x_t in enumerate(x_steps):
             *carry, increment, ess, resampled, lse = filter_step(
                 self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
-                active_steps[i], may_resample_steps[i], latent_scale, t + i,
+                active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl,
             )
             outputs.append((increment, ess, resampled, lse))
         return (*carry, tuple(outputs))

@@ -7,7 +7,8 @@ from typing import Callable
 
 from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
-from pyrosequence.inference.engine import CompileOptions
+from pyrosequence.inference.engine import CompileOptions, compile_options
+from pyrosequence.inference.engine_objectives import EngineELBO, EngineIWAE, EngineMeanFieldELBO, EngineObjective
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.resamplers import Resampler
 
@@ -22,29 +23,41 @@ class ObjectiveOptions:
     vectorize_particles: bool = True
     resampler: str | Resampler = "multinomial"
     ess_threshold: float = 0.5
-    #: FIVO only: compile the filter's step (:mod:`pyrosequence.inference.engine`).
+    #: Run the objective through the compiled per-step engine (:mod:`pyrosequence.inference.engine`):
+    #: FIVO's filter step, or the engine's elbo/iwae/mean-field (:mod:`.engine_objectives`).
     compile: bool | str | CompileOptions = False
 
 
+def _through_engine(engine: type[EngineObjective], reference: ELBO, num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """``reference`` (a Pyro ELBO), or with ``options.compile`` the ``engine`` objective computing
+    the same estimate from the model's per-step pieces (falling back to ``reference`` for a model
+    without them)."""
+    compiled = compile_options(options.compile)
+    return reference if compiled is None else engine(num_particles, reference, compiled)
+
+
 def _elbo(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return Trace_ELBO(
+    reference = Trace_ELBO(
         num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
     )
+    return _through_engine(EngineELBO, reference, num_particles, options)
 
 
 def _mean_field(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return TraceMeanField_ELBO(
+    reference = TraceMeanField_ELBO(
         num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
     )
+    return _through_engine(EngineMeanFieldELBO, reference, num_particles, options)
 
 
 def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return RenyiELBO(
+    reference = RenyiELBO(
         alpha=0.0,
         num_particles=num_particles,
         vectorize_particles=options.vectorize_particles,
         max_plate_nesting=MAX_PLATE_NESTING,
     )
+    return _through_engine(EngineIWAE, reference, num_particles, options)
 
 
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
@@ -73,8 +86,13 @@ def make_objective(
     ``"elbo"`` is ``Trace_ELBO``; ``"mean-field"`` is ``TraceMeanField_ELBO`` (analytic KL per
     step); ``"iwae"`` is ``RenyiELBO(alpha=0)``, the importance-weighted bound of Burda et al.;
     ``"fivo"`` is :class:`~pyrosequence.inference.FIVO` with ``resampler`` and ``ess_threshold``.
-    ``compile`` compiles FIVO's per-step engine; the Pyro ELBOs run their traces eagerly and
-    ignore it (their model/guide are ordinary Pyro programs).
+    ``compile`` (``True``, a ``torch.compile`` mode or
+    :class:`~pyrosequence.inference.engine.CompileOptions`) runs the objective through the
+    compiled per-step engine: FIVO's filter step, and for ``"elbo"``, ``"iwae"`` and
+    ``"mean-field"`` the engine's :class:`~pyrosequence.inference.engine_objectives.EngineELBO`,
+    :class:`~.EngineIWAE` and :class:`~.EngineMeanFieldELBO`, which compute the Pyro estimate
+    from the model's pieces (a model without pieces, e.g. a
+    :class:`~pyrosequence.models.PyroProgram`, trains with the Pyro ELBO, with a warning).
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")

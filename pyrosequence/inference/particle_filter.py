@@ -120,10 +120,18 @@ def run_filter(
     start: int = 0,
     on_step=None,
     compile: bool | str | CompileOptions = False,
+    analytic_kl: bool = False,
+    keep_particles: bool = False,
 ) -> tuple[FilterResult, torch.Tensor]:
     """:func:`particle_filter`, also returning the final log-weights ``(K, B)`` (since each
     filter's last resampling; with ``ess_threshold = 0`` they are the log importance weights
-    ``log p(x, z_k) - log q(z_k | x)`` of ``K`` independent particles)."""
+    ``log p(x, z_k) - log q(z_k | x)`` of ``K`` independent particles).
+
+    ``analytic_kl``: the latent term of every increment is ``-KL(q || p)`` in closed form (see
+    :func:`~pyrosequence.inference.engine.latent_log_ratio`): the per-particle weights are then
+    mean-field ELBOs, not importance weights. ``keep_particles``: leave :attr:`final_state` with
+    its particle dimension first, as the model's own ``model`` does, instead of drawing one
+    particle per sequence by the final weights (no random draw after the loop)."""
     require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
@@ -146,7 +154,8 @@ def run_filter(
     may_resample_steps = (time < lengths - 1).unbind(0)  # never after a sequence's last step
     scale = None if isinstance(latent_scale, numbers.Real) and latent_scale == 1.0 else latent_scale
     increments, ess_steps, resampled_steps, lse_steps = [], [], [], []
-    with StepRunner(model, resampler, ess_threshold, compile_options(compile), single_steps=on_step is not None) as run:
+    with StepRunner(model, resampler, ess_threshold, compile_options(compile), single_steps=on_step is not None,
+                    analytic_kl=analytic_kl) as run:
         t = 0
         while t < steps:
             if on_step is not None:
@@ -166,15 +175,21 @@ def run_filter(
     if on_step is not None:
         on_step(steps, state, log_w)
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
+    if keep_particles:
+        model.final_state = state
+        return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
     model.final_state = map_state(lambda s: s[0], gather_particles(state, chosen.expand(particles)))
-    result = FilterResult(
+    return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
+
+
+def _result(log_z, increments, ess_steps, resampled_steps, seqs: Sequences) -> FilterResult:
+    return FilterResult(
         log_z=log_z,
         log_increments=torch.stack(increments),
         ess=torch.stack(ess_steps),
         resampled=torch.stack(resampled_steps),
         lengths=seqs.lengths,
     )
-    return result, log_w

@@ -321,6 +321,14 @@ class SequenceModel(nn.Module):
         :class:`~pyrosequence.models.flattened.Flattened`) returns its inner model's view."""
         return self, seqs, start
 
+    def pieces_match_training(self) -> bool:
+        """Whether the per-step pieces compute everything :meth:`model`/:meth:`guide` train on
+        now (default ``True``). A model whose overridden ``model`` adds training-only terms
+        returns ``False`` while they are active (Z-Forcing's auxiliary factor): the compiled
+        elbo/iwae/mean-field objectives (:mod:`pyrosequence.inference.engine_objectives`) then
+        leave its training to Pyro's ELBOs."""
+        return True
+
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
         """Initialise from training data before training.
 

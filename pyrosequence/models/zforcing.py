@@ -119,6 +119,9 @@ class ZForcing(LatentInputRNN):
         """Whether :meth:`model` adds the auxiliary factor: training mode and a non-zero weight."""
         return self.training and (self.aux_alpha > 0 or self.aux_beta > 0)
 
+    def pieces_match_training(self) -> bool:
+        return not self.aux_active()  # the pieces leave the auxiliary factor out
+
     def model(self, x, lengths=None, initial=None, start=0) -> None:
         record = self._recurrence
         if record is not None and record.key != self._key(x, lengths, initial, start):
