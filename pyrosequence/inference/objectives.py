@@ -9,6 +9,7 @@ from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
 from pyrosequence.inference.engine import CompileOptions
 from pyrosequence.inference.fivo import FIVO
+from pyrosequence.inference.gradient_estimators import DReGIWAE, STLELBO
 from pyrosequence.inference.resamplers import Resampler
 
 #: Nesting of plates in every SequenceModel (the sequence plate); the particle plate goes left of it.
@@ -47,6 +48,14 @@ def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
     )
 
 
+def _iwae_dreg(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return DReGIWAE(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+
+
+def _elbo_stl(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return STLELBO(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+
+
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
     return FIVO(num_particles, options.resampler, options.ess_threshold, compile=options.compile)
 
@@ -56,6 +65,8 @@ OBJECTIVES: dict[str, Callable[[int, ObjectiveOptions], ELBO]] = {
     "elbo": _elbo,
     "mean-field": _mean_field,
     "iwae": _iwae,
+    "iwae-dreg": _iwae_dreg,
+    "elbo-stl": _elbo_stl,
     "fivo": _fivo,
 }
 
@@ -73,6 +84,8 @@ def make_objective(
     ``"elbo"`` is ``Trace_ELBO``; ``"mean-field"`` is ``TraceMeanField_ELBO`` (analytic KL per
     step); ``"iwae"`` is ``RenyiELBO(alpha=0)``, the importance-weighted bound of Burda et al.;
     ``"fivo"`` is :class:`~pyrosequence.inference.FIVO` with ``resampler`` and ``ess_threshold``.
+    ``"iwae-dreg"`` and ``"elbo-stl"`` are iwae and elbo with lower-variance gradient estimators
+    (:mod:`pyrosequence.inference.gradient_estimators`; reparameterised latents only, eager).
     ``compile`` compiles FIVO's per-step engine; the Pyro ELBOs run their traces eagerly and
     ignore it (their model/guide are ordinary Pyro programs).
     """
