@@ -153,7 +153,7 @@ def test_guide_gradient_is_exactly_zero_at_the_exact_posterior(standard, estimat
 
 @pytest.mark.parametrize("standard, estimator", PAIRS)
 def test_lower_guide_gradient_variance_at_16_particles(standard, estimator):
-    m, x = _exact_posterior_lgssm(perturb=0.3)
+    m, x = _exact_posterior_lgssm(perturb=0.15)
     guide = _guide_mask(m)
     seeds = range(40)
     reference = _draws(m, standard, x, 16, seeds)[:, guide]
