@@ -193,3 +193,12 @@ def test_gradient_benchmark_groups_put_shared_vrnn_parameters_with_the_model():
     # the recurrence and feature extractors are shared: the model's; the encoder is the guide's alone
     assert {n.split(".")[0] for n in groups["guide"]} == {"encoder_net", "encoder_head"}
     assert {"rnn", "phi_x", "phi_z", "prior_net", "prior_head", "decoder_net", "decoder_head"} <= {n.split(".")[0] for n in groups["model"]}
+
+
+def test_gradient_benchmark_skips_jsb_without_data_in_one_line(tmp_path, capsys):
+    import bench_gradients
+
+    result = bench_gradients.main(["--cases", "vrnn-jsb", "--data-root", str(tmp_path / "none"), "--draws", "2",
+                                   "--json", str(tmp_path / "g.json"), "--plot", str(tmp_path / "g.png")])
+    assert result["cases"] == {} and not (tmp_path / "g.png").exists()
+    assert capsys.readouterr().out == f"vrnn-jsb skipped: no JSB data under {tmp_path / 'none'} (pass --data-root)\n"
