@@ -212,3 +212,39 @@ def test_particles_in_a_loop_give_the_vectorised_bound(name):
     other = torch.tensor([vectorised.loss(m.model, m.guide, x) for _ in range(80)])
     se = (values.var() / 80 + other.var() / 80).sqrt()
     assert abs(values.mean() - other.mean()) < 5 * se
+
+
+def _walk_model(x, lengths):
+    s = pyro.param("s", torch.tensor(0.7), constraint=dist.constraints.positive)
+    z = None
+    with pyro.plate("sequences", x.shape[0], dim=-1):
+        for t in pyro.markov(range(x.shape[1])):
+            with pyro.poutine.mask(mask=t < lengths):
+                z = pyro.sample(f"z_{t}", dist.Normal(x.new_zeros(x.shape[0], 1) if z is None else z, s).to_event(1))
+                pyro.sample(f"x_{t}", dist.Normal(z, 1.0).to_event(1), obs=x[:, t])
+
+
+def _walk_guide(x, lengths):
+    a = pyro.param("a", torch.tensor(0.3))
+    scale = pyro.param("scale", torch.tensor(0.9), constraint=dist.constraints.positive)
+    with pyro.plate("sequences", x.shape[0], dim=-1):
+        for t in pyro.markov(range(x.shape[1])):
+            with pyro.poutine.mask(mask=t < lengths):
+                pyro.sample(f"z_{t}", dist.Normal(a * x[:, t], scale).to_event(1))
+
+
+@pytest.mark.parametrize("standard, estimator", PAIRS)
+def test_mean_gradient_on_a_plain_pyro_program(standard, estimator):
+    """PyroProgram: pyro.param sites (constrained ones included) get the same expected gradient."""
+    from pyrosequence import PyroProgram
+
+    program = PyroProgram(_walk_model, _walk_guide, x_dim=1)
+    torch.manual_seed(0)
+    x, lengths = torch.randn(3, 4, 1).cumsum(1), torch.tensor([4, 2, 3])
+    program.prepare(x, lengths)
+    seeds = range(40)
+    reference = _draws(program, standard, x, 4, seeds, lengths=lengths)
+    ours = _draws(program, estimator, x, 4, seeds, lengths=lengths)
+    assert reference.shape[1] == 3  # s, a, scale
+    _assert_mean_zero(ours - reference, reference.abs().max().item())
+    assert (ours - reference).abs().max() > 1e-3
