@@ -18,7 +18,7 @@ done by replaying the model and guide with the sampled values detached (one more
 its gradient is the direct term, with every input that depends on earlier ``z`` held fixed too.
 
 * **DReG** (Tucker, Lawson, Gu, Maddison 2018, "Doubly reparameterized gradient estimators for
-  Monte Carlo objectives", eq. 6-7): since ``E[f(z) C] = E[d_z f . dz/dpsi]`` for a
+  Monte Carlo objectives"): since ``E[f(z) C] = E[d_z f . dz/dpsi]`` for a
   reparameterised ``q``, applied to ``f = wt_k`` (``d_z_k wt_k = (wt_k - wt_k^2) d_z log w_k``),
   the score term's expectation is ``beta * E[sum_k (wt_k - wt_k^2) B_k]`` and the estimator is
   ``sum_k wt_k A_k + sum_k ((1 - beta) wt_k + beta wt_k^2) B_k``: the IWAE gradient for the
