@@ -172,3 +172,38 @@ def test_engine_benchmark_times_cuda_graphs_when_asked():
     vrnn = result["training"]["vrnn-b4"]
     assert set(vrnn["ms_per_update"]) == {"fivo_eager", "fivo_compiled", "fivo_cuda_graphs", "iwae", "plain"}
     assert vrnn["ratio_cuda_graphs_vs_eager"] > 0 and result["device"] == "cpu"
+
+
+def test_gradient_benchmark_runs_with_tiny_sizes(tmp_path, capsys):
+    import json
+
+    import bench_gradients
+
+    out = tmp_path / "g.json"
+    result = bench_gradients.main(["--cases", "lgssm", "--draws", "2", "--particles", "1", "2", "--batch", "2",
+                                   "--steps", "3", "--warmup", "1", "--json", str(out), "--plot", str(tmp_path / "g.png")])
+    rows = result["cases"]["lgssm"]["results"]
+    assert {(r["objective"], r["K"]) for r in rows} == {(o, k) for o in bench_gradients.OBJECTIVES for k in (1, 2)}
+    assert all(r["snr_model"] > 0 and r["snr_guide"] > 0 and r["ms_per_update"] > 0 for r in rows)
+    assert result["cases"]["lgssm"]["groups"] == {"model": 2 * 2 + 2 + 2 + 3 * 2 + 3, "guide": 2 * 2 + 2 * 2 * 3 + 2 * 2 + 2 * 2}
+    assert json.loads(out.read_text())["cases"]["lgssm"]["results"] == rows
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_gradient_benchmark_groups_put_shared_vrnn_parameters_with_the_model():
+    import bench_gradients
+
+    m = VRNN(5, 3)
+    groups = bench_gradients.parameter_groups(m, (torch.rand(2, 4, 5) < 0.3).float())
+    # the recurrence and feature extractors are shared: the model's; the encoder is the guide's alone
+    assert {n.split(".")[0] for n in groups["guide"]} == {"encoder_net", "encoder_head"}
+    assert {"rnn", "phi_x", "phi_z", "prior_net", "prior_head", "decoder_net", "decoder_head"} <= {n.split(".")[0] for n in groups["model"]}
+
+
+def test_gradient_benchmark_skips_jsb_without_data_in_one_line(tmp_path, capsys):
+    import bench_gradients
+
+    result = bench_gradients.main(["--cases", "vrnn-jsb", "--data-root", str(tmp_path / "none"), "--draws", "2",
+                                   "--json", str(tmp_path / "g.json"), "--plot", str(tmp_path / "g.png")])
+    assert result["cases"] == {} and not (tmp_path / "g.png").exists()
+    assert capsys.readouterr().out == f"vrnn-jsb skipped: no JSB data under {tmp_path / 'none'} (pass --data-root)\n"

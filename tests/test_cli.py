@@ -38,7 +38,7 @@ def test_resume_extends_a_run(tmp_path, capsys):
     "argv,message",
     [
         (["train", "--model", "transformer"], "unknown model 'transformer'; choose one of: delta-rnn, delta-rnn-random, dmm, frnn"),
-        (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, fivo, iwae, mean-field"),
+        (["train", "--objective", "fivo9"], "unknown objective 'fivo9'; choose one of: elbo, elbo-stl, fivo, iwae, iwae-dreg, mean-field"),
         (["train", "--data", "mnist"], "unknown dataset 'mnist'; choose one of: synthetic"),
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (["train", "--likelihood", "bernoulli"], "must be binary (0/1) for a Bernoulli emission"),
@@ -106,6 +106,15 @@ def test_fivo_end_to_end(tmp_path, capsys):
     assert "test fivo(16) per time step:" in capsys.readouterr().out
     record = (out / "evaluations.jsonl").read_text()
     assert '"resampler": "residual"' in record and '"ess_threshold": 1.0' in record
+
+
+@pytest.mark.parametrize("objective", ["iwae-dreg", "elbo-stl"])
+def test_gradient_estimators_train_from_the_command_line_with_kl_annealing(objective, tmp_path, capsys):
+    out = tmp_path / objective
+    argv = ["train", *FAST, "--train-subset", "64", "--objective", objective, "--particles", "3", "--kl-anneal",
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert '"objective": "%s"' % objective in (out / "config.json").read_text()
 
 
 def test_vhrnn_and_hyperlstm_from_the_command_line(tmp_path, capsys):

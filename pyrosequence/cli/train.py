@@ -65,7 +65,8 @@ def config_arguments(p) -> None:
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
                    "stock, htsensor, speech (read from --data-root)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
-    p.add_argument("--objective", help="elbo (Trace_ELBO), mean-field (TraceMeanField_ELBO), iwae (RenyiELBO alpha=0) or fivo")
+    p.add_argument("--objective", help="elbo (Trace_ELBO), elbo-stl (sticking the landing), mean-field (TraceMeanField_ELBO), "
+                   "iwae (RenyiELBO alpha=0), iwae-dreg (doubly reparameterised) or fivo")
     p.add_argument("--particles", type=int, help="particles per sequence for the objective")
     filter_arguments(p, defaults=False)
     p.add_argument("--epochs", type=int)

@@ -10,6 +10,7 @@ from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.engine_objectives import EngineELBO, EngineIWAE, EngineMeanFieldELBO, EngineObjective
 from pyrosequence.inference.fivo import FIVO
+from pyrosequence.inference.gradient_estimators import DReGIWAE, STLELBO
 from pyrosequence.inference.resamplers import Resampler
 
 #: Nesting of plates in every SequenceModel (the sequence plate); the particle plate goes left of it.
@@ -60,6 +61,14 @@ def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
     return _through_engine(EngineIWAE, reference, num_particles, options)
 
 
+def _iwae_dreg(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return DReGIWAE(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+
+
+def _elbo_stl(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    return STLELBO(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+
+
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
     return FIVO(num_particles, options.resampler, options.ess_threshold, compile=options.compile)
 
@@ -69,6 +78,8 @@ OBJECTIVES: dict[str, Callable[[int, ObjectiveOptions], ELBO]] = {
     "elbo": _elbo,
     "mean-field": _mean_field,
     "iwae": _iwae,
+    "iwae-dreg": _iwae_dreg,
+    "elbo-stl": _elbo_stl,
     "fivo": _fivo,
 }
 
@@ -93,6 +104,9 @@ def make_objective(
     :class:`~.EngineIWAE` and :class:`~.EngineMeanFieldELBO`, which compute the Pyro estimate
     from the model's pieces (a model without pieces, e.g. a
     :class:`~pyrosequence.models.PyroProgram`, trains with the Pyro ELBO, with a warning).
+    ``"iwae-dreg"`` and ``"elbo-stl"`` are iwae and elbo with lower-variance gradient estimators
+    (:mod:`pyrosequence.inference.gradient_estimators`; reparameterised latents only); they run
+    their Pyro traces eagerly whatever ``compile`` says.
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")

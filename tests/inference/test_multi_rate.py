@@ -110,7 +110,7 @@ def test_sequence_lstm_models_train_their_gates(name):
             assert gate.bias.grad is not None and bool(gate.bias.grad.abs().sum() > 0), (objective, gate_name)
 
 
-@pytest.mark.parametrize("objective", ["elbo", "mean-field", "iwae", "fivo"])
+@pytest.mark.parametrize("objective", ["elbo", "mean-field", "iwae", "iwae-dreg", "elbo-stl", "fivo"])
 def test_every_objective_trains_the_gates(objective):
     model = multi_rate(VHRNN(3, 4, omega_dim=5) if objective == "fivo" else VRNN(3, 4, likelihood="gaussian"))
     x, lengths = batch()

@@ -76,7 +76,7 @@ def test_stale_recurrence_is_not_reused_after_a_parameter_update():
     assert torch.allclose(after.log_prob_sum(), fresh.log_prob_sum(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("objective", ["elbo", "mean-field", "iwae"])
+@pytest.mark.parametrize("objective", ["elbo", "mean-field", "iwae", "iwae-dreg", "elbo-stl"])
 @pytest.mark.parametrize("name,model,binary", _models(), ids=[m[0] for m in _models()])
 def test_padding_changes_neither_loss_nor_gradient(name, model, binary, objective):
     x = _x(binary)
