@@ -56,7 +56,7 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
         ref["z_dim"] = 8 if config.z_dim is not None else None
         ref_options = {}
         if "likelihood" in config.model_options:
-            ref_options["likelihood"] = data_source(config.data).likelihood
+            ref_options["likelihood"] = data_source(config.data, config.data_options).natural_likelihood(config.data_root)
         args = ["pyrosequence", "train"]
     for f in fields(TrainConfig):
         name, value = f.name, getattr(config, f.name)
@@ -74,6 +74,10 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
             if value:
                 for factor in value:
                     args += ["--schedule", describe([factor])]
+            continue
+        if name == "data_options":
+            for key, option in value.items():
+                args += ["--data-option", f"{key}={option if isinstance(option, str) else json.dumps(option)}"]
             continue
         if name == "beta_range":
             args += [_flag(name), *map(_text, value)]
