@@ -65,11 +65,12 @@ def config_arguments(p) -> None:
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
                    "stock, htsensor, speech (read from --data-root), a name given to register_dataset or an installed "
                    "plugin, or a PATH to your own data: a .npz/.npy file, a CSV or Parquet table (long: a 'sequence' "
-                   "id column; wide: one series per file), or a folder of them (train/valid/test files give the splits)")
+                   "id column; wide: one series per file), or a folder of them or of .mid/.wav files (train/valid/test files give the splits)")
     p.add_argument("--data-option", dest="data_option", action="append", metavar="KEY=VALUE",
                    help="how --data PATH is read (repeatable): layout=long|wide, id_column, time_column, split_column, "
                    "value_columns='[\"a\",\"b\"]', split=file|sequence|time, split_seed, valid_fraction, test_fraction, "
-                   "holdout=N (split=time: the last N steps for test, N before for valid), likelihood; recorded in config.json")
+                   "holdout=N (split=time: the last N steps for test, N before for valid), likelihood, step_quarters (MIDI), "
+                   "frame_size (WAV); recorded in config.json")
     p.add_argument("--standardize", action="store_const", const=True,
                    help="--data PATH: scale every feature to mean 0, sd 1 with the training split's statistics "
                    "(recorded; samples are written in the data's units)")

@@ -1,4 +1,5 @@
-"""Reading a user's sequences from files: NumPy (``.npz``/``.npy``), CSV and Parquet tables.
+"""Reading a user's sequences from files: NumPy (``.npz``/``.npy``), CSV and Parquet tables, MIDI
+files (piano rolls) and WAV files (framed waveforms).
 
 Every reader returns :class:`RawSequences`: a list of ``(T_i, x_dim)`` float64 arrays, an id per
 sequence, and, when the file says so, the split of each sequence. Every problem with a file is a
@@ -24,6 +25,13 @@ CSV / Parquet, long form
 CSV / Parquet, wide form
     one series per file: a row per step, a column per feature (a time column, when present, orders
     the rows and is not a feature). A folder of such files is a data set of one sequence per file.
+MIDI (``.mid``/``.midi``)
+    one ``(T, 88)`` 0/1 piano roll per file, a step every ``step_quarters`` quarter notes (default
+    1.0), read by :func:`pyrosequence.data.midi.read_midi` (needs music21).
+WAV (``.wav``)
+    one mono PCM recording per file, read by :func:`pyrosequence.data.speech.read_wav` (samples
+    in [-1, 1)) and cut into steps of ``frame_size`` samples (default 200; a last, shorter
+    remainder is dropped) as the speech data sets are; every file must have one sample rate.
 A folder
     holding ``train.*``, ``valid.*`` and ``test.*`` (files or sub-folders): the splits given;
     otherwise every data file in it (sorted by name), their sequences pooled.
@@ -40,7 +48,10 @@ import numpy as np
 
 SPLITS = ("train", "valid", "test")
 #: File suffixes read as data, by format.
-SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+            ".mid": "midi", ".midi": "midi", ".wav": "wav"}
+#: Formats whose file is one sequence (its id is the file's name).
+ONE_PER_FILE = ("midi", "wav")
 
 
 @dataclass
@@ -70,7 +81,7 @@ def data_format(path: Path) -> str:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown data file type {path.suffix or '(no suffix)'!r}; "
-                         f"give a .npz, .npy, .csv or .parquet file, or a folder of them")
+                         f"give a .npz, .npy, .csv, .parquet, .mid or .wav file, or a folder of them")
     return fmt
 
 
@@ -210,6 +221,32 @@ def _check_split_names(splits: list, where: str) -> None:
     bad = sorted(set(splits) - set(SPLITS))
     if bad:
         raise ValueError(f"{where}: unknown split name(s) {', '.join(map(repr, bad))}; use train, valid, test")
+
+
+def read_midi_roll(path: Path, step_quarters: float) -> RawSequences:
+    """One MIDI file as a piano-roll sequence (see the module docstring)."""
+    from pyrosequence.data.midi import read_midi
+
+    try:
+        roll = read_midi(path, step_quarters)
+    except ImportError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if roll.shape[0] == 0:
+        raise ValueError(f"{path} holds no notes between MIDI 21 and 108 (an empty piano roll)")
+    return RawSequences([roll.astype(np.float64)], [path.stem])
+
+
+def read_wav_frames(path: Path, frame_size: int) -> tuple[RawSequences, int]:
+    """One WAV file as a sequence of ``frame_size``-sample steps, and its sample rate."""
+    from pyrosequence.data.speech import frame, read_wav
+
+    if isinstance(frame_size, bool) or not isinstance(frame_size, int) or frame_size < 1:
+        raise ValueError(f"frame_size must be a positive number of samples, got {frame_size!r}")
+    samples, rate = read_wav(path)
+    steps = frame(samples.astype(np.float64), frame_size)
+    if steps.shape[0] == 0:
+        raise ValueError(f"{path} has {len(samples)} samples: shorter than one step of {frame_size} (frame_size)")
+    return RawSequences([steps], [path.stem]), rate
 
 
 # ----------------------------------------------------------------------------------------- tables

@@ -7,13 +7,15 @@ data_options={...})`` trains on them. The options a run used are completed by
 ``evaluate``, ``sample`` and ``--resume`` reopen the same split with the same scaling:
 
 ================= ===================================================================================
-``format``        ``npz``, ``npy``, ``csv``, ``parquet`` or ``folder`` (from the path; recorded)
+``format``        ``npz``, ``npy``, ``csv``, ``parquet``, ``midi``, ``wav`` or ``folder`` (from the path)
 ``layout``        tables: ``long`` (a sequence-id column) or ``wide`` (one series per file); default
                   ``long`` when the id column exists
 ``id_column``     long tables: the sequence-id column (default ``sequence``)
 ``time_column``   tables: orders the rows (default ``time`` when present; else file order)
 ``split_column``  long tables: ``train``/``valid``/``test`` per row (default ``split`` when present)
 ``value_columns`` tables: the features (default: every other column)
+``step_quarters`` MIDI files: quarter notes per step (default 1.0)
+``frame_size``    WAV files: samples per step (default 200); ``sample_rate`` is recorded and checked
 ``split``         ``file`` (given by the file: a split column or array, or train/valid/test files),
                   ``sequence`` (whole sequences, by a seeded hash of their ids) or ``time`` (the last
                   ``holdout`` steps of every sequence for test, the ``holdout`` before for valid);
@@ -42,21 +44,26 @@ import torch
 
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.files import (
+    ONE_PER_FILE,
     SPLITS,
     SUFFIXES,
     RawSequences,
     check_exists,
     data_format,
     read_npy,
+    read_midi_roll,
     read_npz,
     read_table,
+    read_wav_frames,
     table_layout,
     table_sequences,
 )
 from pyrosequence.data.splits import METHODS, default_holdout, split_by_sequence, split_by_time
 
 TABLE_OPTIONS = ("layout", "id_column", "time_column", "split_column", "value_columns")
-OPTIONS = ("format", *TABLE_OPTIONS, "split", "split_seed", "valid_fraction", "test_fraction", "holdout",
+#: Options of MIDI and WAV files (``sample_rate`` is recorded, and checked across files).
+MEDIA_OPTIONS = ("step_quarters", "frame_size", "sample_rate")
+OPTIONS = ("format", *TABLE_OPTIONS, *MEDIA_OPTIONS, "split", "split_seed", "valid_fraction", "test_fraction", "holdout",
            "likelihood", "standardize", "scaling")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -115,12 +122,31 @@ def read_path(path: Path, options: dict) -> tuple[RawSequences, dict]:
     return _read_file(path, fmt, options)
 
 
+def _refuse(path: Path, options: dict, names: tuple, what: str) -> None:
+    given = sorted(k for k in names if options.get(k) is not None)
+    if given:
+        raise ValueError(f"{path}: option(s) {', '.join(given)} are for {what}")
+
+
 def _read_file(path: Path, fmt: str, options: dict) -> tuple[RawSequences, dict]:
+    if fmt != "midi":
+        _refuse(path, options, ("step_quarters",), "MIDI files")
+    if fmt != "wav":
+        _refuse(path, options, ("frame_size", "sample_rate"), "WAV files")
+    if fmt not in ("csv", "parquet"):
+        _refuse(path, options, TABLE_OPTIONS, "CSV and Parquet tables")
     if fmt in ("npz", "npy"):
-        given = sorted(k for k in TABLE_OPTIONS if options.get(k) is not None)
-        if given:
-            raise ValueError(f"{path}: option(s) {', '.join(given)} are for CSV and Parquet tables")
         return (read_npz(path) if fmt == "npz" else read_npy(path)), {}
+    if fmt == "midi":
+        step = options.get("step_quarters", 1.0)
+        return read_midi_roll(path, step), {"step_quarters": step}
+    if fmt == "wav":
+        size = options.get("frame_size", 200)
+        raw, rate = read_wav_frames(path, size)
+        if options.get("sample_rate") not in (None, rate):
+            raise ValueError(f"{path}: sample rate {rate} Hz differs from the {options['sample_rate']} Hz of the other "
+                             "recordings (or the run's); resample it first")
+        return raw, {"frame_size": size, "sample_rate": rate}
     table = read_table(path, fmt)
     layout = table_layout(table, options)
     return table_sequences(table, layout), layout
@@ -133,7 +159,7 @@ def _data_files(folder: Path) -> list:
 def _read_files(files: list, options: dict, where: Path) -> tuple[RawSequences, dict]:
     """Pool the sequences of ``files``, read with the table options of the first table."""
     if not files:
-        raise ValueError(f"{where} holds no data files (.npz, .npy, .csv, .parquet)")
+        raise ValueError(f"{where} holds no data files (.npz, .npy, .csv, .parquet, .mid, .wav)")
     sequences, ids, splits, layout, features = [], [], [], None, None
     given = []
     for file in files:
@@ -142,8 +168,9 @@ def _read_files(files: list, options: dict, where: Path) -> tuple[RawSequences, 
         layout = layout or used or None
         features = features or raw.features
         sequences += raw.sequences
-        wide = (layout or {}).get("layout") == "wide"  # a wide file's id is already its name
-        ids += raw.ids if len(files) == 1 or wide else [f"{file.stem}/{i}" for i in raw.ids]
+        # a wide table's, a MIDI or WAV file's id is already its name
+        named = (layout or {}).get("layout") == "wide" or data_format(file) in ONE_PER_FILE
+        ids += raw.ids if len(files) == 1 or named else [f"{file.stem}/{i}" for i in raw.ids]
         given.append(raw.splits is not None)
         splits += raw.splits or [None] * len(raw)
     if any(given) and not all(given):

@@ -221,3 +221,49 @@ def test_parquet_round_trips_like_csv(tmp_path):
     write_long_csv(tmp_path / "long.csv", sequences)
     pd.read_csv(tmp_path / "long.csv").to_parquet(tmp_path / "long.parquet")
     assert_same(load_path(tmp_path / "long.parquet").splits, load_path(tmp_path / "long.csv").splits)
+
+
+def test_a_folder_of_midi_files_reads_as_piano_rolls(tmp_path):
+    pytest.importorskip("music21", reason="MIDI files need the optional music21 (pyrosequence[music])")
+    from pyrosequence.data.midi import write_midi
+
+    rng = np.random.default_rng(0)
+    rolls = []
+    for i in range(4):  # held notes with a note at the first and last step, so the roll's length is kept
+        roll = np.zeros((6 + i, 88), dtype=np.float32)
+        roll[:, 39] = 1.0
+        roll[rng.integers(0, 6 + i, size=3), rng.integers(40, 60, size=3)] = 1.0
+        write_midi(roll, tmp_path / "songs" / ("train" if i < 2 else "valid" if i == 2 else "test") / f"song{i}.mid")
+        rolls.append(roll)
+    data = load_path(tmp_path / "songs")
+    assert data.options["format"] == "folder" and data.options["step_quarters"] == 1.0 and data.options["likelihood"] == "bernoulli"
+    assert torch.equal(data["train"].x[1, :7], torch.as_tensor(rolls[1]))
+    assert data["train"].lengths.tolist() == [6, 7] and torch.equal(data["test"].x[0], torch.as_tensor(rolls[3]))
+
+
+def write_wav(path, samples, rate=8000):
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.asarray(samples) * 2**15).astype("<i2").tobytes())
+
+
+def test_a_folder_of_wav_files_is_framed_like_speech(tmp_path):
+    rng = np.random.default_rng(0)
+    waves = [np.round(rng.uniform(-0.5, 0.5, size=40 * n + 7) * 2**15) / 2**15 for n in range(3, 8)]
+    for i, samples in enumerate(waves):
+        write_wav(tmp_path / "voices" / f"v{i}.wav", samples)
+    data = load_path(tmp_path / "voices", {"frame_size": 40, "split": "sequence", "valid_fraction": 0.2, "test_fraction": 0.2})
+    assert data.options["sample_rate"] == 8000 and data.options["frame_size"] == 40
+    assert sorted(n for s in SPLITS for n in data[s].lengths.tolist()) == [3, 4, 5, 6, 7]  # the 7-sample remainders dropped
+    first = data["train"]
+    length = int(first.lengths[0])
+    source = next(w for w in waves if len(w) // 40 == length)
+    assert torch.allclose(first.x[0, :length], torch.as_tensor(source[: 40 * length].reshape(length, 40), dtype=torch.float32))
+    write_wav(tmp_path / "voices" / "v9.wav", waves[0], rate=16000)
+    with pytest.raises(ValueError, match=r"v9\.wav: sample rate 16000 Hz differs from the 8000 Hz"):
+        load_path(tmp_path / "voices", {"frame_size": 40})
