@@ -1,7 +1,8 @@
 """Reading a user's sequences from files: NumPy (``.npz``/``.npy``), CSV and Parquet tables, MIDI
 files (piano rolls) and WAV files (framed waveforms).
 
-Every reader returns :class:`RawSequences`: a list of ``(T_i, x_dim)`` float64 arrays, an id per
+Files are bounded by :mod:`pyrosequence.data.limits` (``max_table_bytes`` on disk; a ``.npz``'s
+arrays by ``max_decoded_bytes`` before they are inflated). Every reader returns :class:`RawSequences`: a list of ``(T_i, x_dim)`` float64 arrays, an id per
 sequence, and, when the file says so, the split of each sequence. Every problem with a file is a
 one-line ``ValueError`` naming the file and, where there is one, the array, line or column.
 
@@ -41,10 +42,13 @@ from __future__ import annotations
 
 import csv
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pyrosequence.data.limits import resolve
 
 SPLITS = ("train", "valid", "test")
 #: File suffixes read as data, by format.
@@ -86,11 +90,14 @@ def data_format(path: Path) -> str:
 
 
 def check_exists(path: Path) -> None:
-    """One line for a missing or empty file."""
+    """One line for a missing or empty file, or one larger than ``max_table_bytes``
+    (:mod:`pyrosequence.data.limits`; ``PYROSEQUENCE_MAX_TABLE_BYTES`` raises it)."""
     if not path.exists():
         raise ValueError(f"no data file or folder at {path}")
-    if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty")
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty")
+        resolve(None).check_file(path, "max_table_bytes")
 
 
 def _finite(array: np.ndarray, where: str, lengths=None) -> None:
@@ -137,6 +144,12 @@ def _padded(x: np.ndarray, lengths, where: str) -> list:
 
 def read_npz(path: Path) -> RawSequences:
     """Read a ``.npz`` file in one of the layouts of the module docstring."""
+    try:
+        with zipfile.ZipFile(path) as archive:  # what the arrays decode to, before anything is inflated
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npz file: {error}") from None
+    resolve(None).check(path, "max_decoded_bytes", declared, f"its arrays decode to {declared:,} bytes")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}

@@ -267,3 +267,14 @@ def test_a_folder_of_wav_files_is_framed_like_speech(tmp_path):
     write_wav(tmp_path / "voices" / "v9.wav", waves[0], rate=16000)
     with pytest.raises(ValueError, match=r"v9\.wav: sample rate 16000 Hz differs from the 8000 Hz"):
         load_path(tmp_path / "voices", {"frame_size": 40})
+
+
+def test_files_are_bounded_by_the_limits(tmp_path, monkeypatch):
+    np.savez_compressed(tmp_path / "zeros.npz", x=np.zeros((4, 1000, 8)))
+    write_long_csv(tmp_path / "long.csv", ragged(0))
+    monkeypatch.setenv("PYROSEQUENCE_MAX_DECODED_BYTES", "64K")
+    with pytest.raises(ValueError, match=r"zeros\.npz.*max_decoded_bytes"):
+        load_data(tmp_path / "zeros.npz")
+    monkeypatch.setenv("PYROSEQUENCE_MAX_TABLE_BYTES", "1K")
+    with pytest.raises(ValueError, match=r"long\.csv.*max_table_bytes"):
+        load_data(tmp_path / "long.csv")
