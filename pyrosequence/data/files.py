@@ -363,6 +363,12 @@ def table_layout(table: Table, options: dict) -> dict:
     """The resolved table options: ``layout``, ``id_column``, ``time_column``, ``split_column``,
     ``value_columns``; given column names are checked to exist."""
     out = {}
+    # a column named like a number arrives as one from the command line's JSON reading
+    options = {k: (str(v) if k.endswith("_column") and isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+               for k, v in options.items()}
+    if isinstance(options.get("value_columns"), list):
+        options["value_columns"] = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                                    for v in options["value_columns"]]
     id_column = options.get("id_column")
     layout = options.get("layout") or ("long" if id_column or "sequence" in table.columns else "wide")
     if layout not in ("long", "wide"):

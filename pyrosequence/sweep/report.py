@@ -29,6 +29,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _is_json(text: str) -> bool:
+    """Whether the command line would read ``text`` as JSON (a number, true, ...), not as text."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _text(value) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -77,7 +86,7 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
             continue
         if name == "data_options":
             for key, option in value.items():
-                args += ["--data-option", f"{key}={option if isinstance(option, str) else json.dumps(option)}"]
+                args += ["--data-option", f"{key}={option if isinstance(option, str) and not _is_json(option) else json.dumps(option)}"]
             continue
         if name == "beta_range":
             args += [_flag(name), *map(_text, value)]

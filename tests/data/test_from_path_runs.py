@@ -173,3 +173,17 @@ def test_an_entry_point_is_found_by_name(monkeypatch):
     assert config.data == "coins" and config.model_options["likelihood"] == "bernoulli"
     assert "coins" in registry_module.REGISTRY.names()
     assert load_split("coins", "test").x.shape == (4, 6, 3)
+
+
+def test_the_sweep_command_line_of_a_path_run_reads_back_to_its_config(tmp_path):
+    import shlex
+
+    from pyrosequence.cli import build_parser
+    from pyrosequence.cli.train import config_from_args
+    from pyrosequence.sweep.report import train_command
+
+    (tmp_path / "d.csv").write_text("7,time,a\n" + "".join(f"{i % 4},{i // 4},{i * 0.5}\n" for i in range(40)))
+    config = TrainConfig(data=str(tmp_path / "d.csv"), data_options={"id_column": 7, "standardize": True}, epochs=1)
+    assert config.data_options["id_column"] == "7"
+    argv = shlex.split(train_command(config))[1:]
+    assert config_from_args(build_parser().parse_args(argv)) == config
