@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="steps to draw (default: the rest of the sequence for a forecast, 64 unconditionally)")
     p.add_argument("--split", default="test", help="data split the prefixes come from")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
     p.add_argument("--index", type=int, nargs="+", default=[0], help="which sequence(s) of the split to continue")
     p.add_argument("--particles", type=int, default=100, help="particles of the filter conditioning on the prefix")
     p.add_argument("--step-quarters", dest="step_quarters", type=float, default=None,

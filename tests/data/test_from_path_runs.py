@@ -187,3 +187,16 @@ def test_the_sweep_command_line_of_a_path_run_reads_back_to_its_config(tmp_path)
     assert config.data_options["id_column"] == "7"
     argv = shlex.split(train_command(config))[1:]
     assert config_from_args(build_parser().parse_args(argv)) == config
+
+
+def test_evaluate_reads_a_moved_file_through_data_root(tmp_path, capsys):
+    data = tmp_path / "walks.npz"
+    np.savez(data, *[np.random.default_rng(i).normal(size=(5 + i, 2)) for i in range(5)])
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--data", str(data), "--out", str(out)]) == 0
+    moved = tmp_path / "moved.npz"
+    data.rename(moved)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--particles", "2"]) == 1
+    assert f"no data file or folder at {data}" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--particles", "2", "--data-root", str(moved)]) == 0
