@@ -236,6 +236,9 @@ def _split_parts(raw: RawSequences, options: dict, path: Path) -> dict:
         if empty:
             raise ValueError(f"{path}: the {', '.join(empty)} split(s) it gives hold no sequences")
         return parts
+    if raw.splits is not None:
+        raise ValueError(f"{path} gives its own splits (a split column or array, or train/valid/test files); "
+                         f"use split='file' (to split a table by {method} anyway: split_column=null and value_columns without it)")
     if method == "sequence":
         options.setdefault("split_seed", 0)
         options.setdefault("valid_fraction", 0.1)
@@ -285,7 +288,9 @@ def load_path(path, options: dict | None = None) -> FileData:
         parts = {s: [(seq - mean) / std for seq in seqs] for s, seqs in parts.items()}
     elif options.get("scaling") is not None:
         raise ValueError(f"{path}: a scaling is recorded but standardize is off")
-    options = {k: options[k] for k in OPTIONS if options.get(k) is not None}
+    # None is dropped, except for the optional columns, where it says "none" (not "detect it")
+    options = {k: options[k] for k in OPTIONS if options.get(k) is not None
+               or (k in ("time_column", "split_column") and k in options)}
     splits = {s: SequenceDataset.from_sequences(seqs, name=f"{path.name}/{s}") for s, seqs in parts.items()}
     return FileData(path, splits, options)
 

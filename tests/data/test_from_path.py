@@ -278,3 +278,17 @@ def test_files_are_bounded_by_the_limits(tmp_path, monkeypatch):
     monkeypatch.setenv("PYROSEQUENCE_MAX_TABLE_BYTES", "1K")
     with pytest.raises(ValueError, match=r"long\.csv.*max_table_bytes"):
         load_data(tmp_path / "long.csv")
+
+
+def test_a_file_that_gives_its_splits_is_not_split_again_unless_asked(tmp_path):
+    sequences = ragged(2, n=6)
+    names = ["train"] * 4 + ["valid", "test"]
+    write_long_csv(tmp_path / "long.csv", sequences, names)
+    with pytest.raises(ValueError, match=r"long\.csv gives its own splits.*use split='file'"):
+        load_data(tmp_path / "long.csv", split="time")
+    with pytest.raises(ValueError, match=r"long\.csv, line 2, column 'split': 'train' is not a number"):
+        load_data(tmp_path / "long.csv", split="time", split_column=None)
+    data = load_path(tmp_path / "long.csv", {"split": "time", "split_column": None, "value_columns": ["f0", "f1", "f2"], "holdout": 1})
+    assert data.options["split_column"] is None  # recorded as "none", so reopening does not find it again
+    assert_same(load_path(tmp_path / "long.csv", data.options).splits, data.splits)
+    assert data["test"].lengths.tolist() == [1] * 6
