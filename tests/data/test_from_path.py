@@ -292,3 +292,17 @@ def test_a_file_that_gives_its_splits_is_not_split_again_unless_asked(tmp_path):
     assert data.options["split_column"] is None  # recorded as "none", so reopening does not find it again
     assert_same(load_path(tmp_path / "long.csv", data.options).splits, data.splits)
     assert data["test"].lengths.tolist() == [1] * 6
+
+
+def test_bad_parquet_tables_name_the_row_and_column(tmp_path):
+    pd = pytest.importorskip("pandas", reason="Parquet needs the optional pandas (pyrosequence[tables])")
+    pytest.importorskip("pyarrow", reason="Parquet needs the optional pyarrow (pyrosequence[tables])")
+    pd.DataFrame({"sequence": [0, 0, 1], "a": [1.0, float("nan"), 2.0]}).to_parquet(tmp_path / "nan.parquet")
+    with pytest.raises(ValueError, match=r"nan\.parquet, row 1, column 'a': missing value"):
+        load_data(tmp_path / "nan.parquet")
+    pd.DataFrame({"sequence": [0, 0], "a": ["x", "y"]}).to_parquet(tmp_path / "text.parquet")
+    with pytest.raises(ValueError, match=r"text\.parquet, row 0, column 'a': 'x' is not a number"):
+        load_data(tmp_path / "text.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"junk\.parquet is not a readable Parquet file"):
+        load_data(tmp_path / "junk.parquet")
