@@ -192,6 +192,7 @@ def protocol_changes(saved: dict, config: TrainConfig) -> dict:
     over :data:`RESUMABLE_CHANGES` (a setting the checkpoint predates counts at its default)."""
     current = asdict(config)
     defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root, data_options=config.data_options,
+                                  model_options=config.model_options,
                                   model_not_rebuildable=config.model_not_rebuildable, optimizer=config.optimizer))
     changed = {k: [saved.get(k, defaults[k]), current[k]] for k in RESUMABLE_CHANGES if saved.get(k, defaults[k]) != current[k]}
     return {"changed": changed, "restarts_schedule": any(k in changed for k in SCHEDULE_SETTINGS)}
@@ -203,6 +204,7 @@ def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = 
     current = asdict(config)
     # a checkpoint written before a setting existed ran with that setting's default
     defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root, data_options=config.data_options,
+                                  model_options=config.model_options,
                                   model_not_rebuildable=config.model_not_rebuildable))
     changed = sorted(
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
