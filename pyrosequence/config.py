@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from pyrosequence.data.registry import REGISTRY as DATA_REGISTRY
 from pyrosequence.data.registry import data_source
 from pyrosequence.inference.evaluate import BOUNDS
 from pyrosequence.inference.objectives import OBJECTIVES
@@ -34,8 +35,14 @@ class TrainConfig:
     """
 
     model: str = "vrnn"
+    #: A data set's name (built in, registered, an entry point or ``package.module:loader``) or a
+    #: path to the user's data (recorded absolute; pyrosequence.data.from_path).
     data: str = "synthetic"
     data_root: str | None = None
+    #: How data given by a path is read, split and scaled (pyrosequence.data.from_path): completed
+    #: when the configuration is built (format, split method and seed, likelihood, scaling), so a
+    #: run's config.json reopens the same splits. Empty for named data sets.
+    data_options: dict = field(default_factory=dict)
     z_dim: int | None = None  # None: 8 for models with latents; must stay None for deterministic ones
     model_options: dict = field(default_factory=dict)
     objective: str = "elbo"
@@ -117,7 +124,12 @@ class TrainConfig:
         else:
             cls = model_class(self.model)
             self.model = REGISTRY.recorded_name(self.model)  # a run-time registration is recorded by import path
-        source = data_source(self.data)
+        self.data = DATA_REGISTRY.recorded_name(self.data)  # a path absolute, a registration by import path
+        source = data_source(self.data, self.data_options)
+        if source.options is not None:
+            if self.data_root is not None:
+                raise ValueError(f"data_root is for named data sets; the data at {self.data} is read from that path")
+            self.data_options = source.options
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")
         for name in ("valid_bound", "eval_bound"):
@@ -178,7 +190,9 @@ class TrainConfig:
                 f"model {self.model!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}"
             )
         if "likelihood" in accepted and "likelihood" not in self.model_options:
-            self.model_options = {**self.model_options, "likelihood": source.likelihood}
+            self.model_options = {**self.model_options, "likelihood": source.natural_likelihood(self.data_root)}
+        if source.options is not None and self.model_options.get("likelihood") == "bernoulli" and source.likelihood != "bernoulli":
+            raise ValueError(f"likelihood 'bernoulli' needs binary data (0 or 1), but the data at {self.data} has other values")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -106,10 +106,11 @@ def prepare_run_dir(
         if resume:
             raise ValueError("--resume needs the run directory (--out DIR)")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{config.model}-{config.data}-{stamp}"
+        label = f"{config.model}-{_label(config.data)}"
+        out = Path("runs") / f"{label}-{stamp}"
         suffix = 1
         while out.exists():
-            out = out.with_name(f"{config.model}-{config.data}-{stamp}-{suffix}")
+            out = out.with_name(f"{label}-{stamp}-{suffix}")
             suffix += 1
     path = Path(out)
 
@@ -153,6 +154,12 @@ def prepare_run_dir(
     return path
 
 
+def _label(name: str) -> str:
+    """A name fit for a folder name: a path's or import path's last part (``sales.csv`` -> ``sales``)."""
+    last = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
+    return Path(last).stem or "data"
+
+
 def rng_state(device: torch.device) -> dict:
     """The random-number state a checkpoint stores (CPU, and the CUDA device's when on one)."""
     state = {"torch": torch.get_rng_state()}
@@ -184,7 +191,8 @@ def protocol_changes(saved: dict, config: TrainConfig) -> dict:
     """What a resume changes: ``{"changed": {setting: [old, new]}, "restarts_schedule": bool}``
     over :data:`RESUMABLE_CHANGES` (a setting the checkpoint predates counts at its default)."""
     current = asdict(config)
-    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root,
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root, data_options=config.data_options,
+                                  model_options=config.model_options,
                                   model_not_rebuildable=config.model_not_rebuildable, optimizer=config.optimizer))
     changed = {k: [saved.get(k, defaults[k]), current[k]] for k in RESUMABLE_CHANGES if saved.get(k, defaults[k]) != current[k]}
     return {"changed": changed, "restarts_schedule": any(k in changed for k in SCHEDULE_SETTINGS)}
@@ -195,7 +203,8 @@ def check_same_run(saved: dict, config: TrainConfig, run_dir: Path, what: str = 
     :data:`RESUMABLE_CHANGES`, naming the settings that differ."""
     current = asdict(config)
     # a checkpoint written before a setting existed ran with that setting's default
-    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root,
+    defaults = asdict(TrainConfig(model=config.model, data=config.data, data_root=config.data_root, data_options=config.data_options,
+                                  model_options=config.model_options,
                                   model_not_rebuildable=config.model_not_rebuildable))
     changed = sorted(
         k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
@@ -330,7 +339,7 @@ def load_run(run_dir: str | Path, split: str, device: str = "cpu", data_root: st
     if "config" in checkpoint:  # a --force run that crashed early must never be scored with another run's weights
         check_same_run(checkpoint["config"], config, run_dir, what="its config.json differs from the checkpoint's")
     root = run_data_root(config, run_dir, data_root)
-    data = load_split(config.data, split, root)
+    data = load_split(config.data, split, root, config.data_options)
     found = fingerprint(data)
     change = check_data(run_dir, config, split, found, root, accept_data_change)
     data = data.to(resolve_device(device))

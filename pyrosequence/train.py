@@ -312,11 +312,11 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
            accept_data_change: bool = False, locks: contextlib.ExitStack | None = None, state: dict | None = None) -> RunResult:
     started = time.perf_counter()
     state = {} if state is None else state
-    train_set = load_split(config.data, "train", config.data_root)
+    train_set = load_split(config.data, "train", config.data_root, config.data_options)
     fingerprints = {"train": fingerprint(train_set)}  # the whole split, as evaluate reads it
     if config.train_subset is not None:
         train_set = train_set.subset(range(min(config.train_subset, len(train_set))))
-    valid_set = load_split(config.data, "valid", config.data_root)
+    valid_set = load_split(config.data, "valid", config.data_root, config.data_options)
     fingerprints["valid"] = fingerprint(valid_set)
     pyro.set_rng_seed(config.seed)
     if model is None:
@@ -493,7 +493,7 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         model.load_state_dict(best["model"])
         selected = int(best["epoch"])
         log(f"evaluating the weights of epoch {selected} (best {valid_key} {best[valid_key]:.4f})")
-    test_set = load_split(config.data, "test", config.data_root)
+    test_set = load_split(config.data, "test", config.data_root, config.data_options)
     test_print = fingerprint(test_set)
 
     def test_identity() -> None:

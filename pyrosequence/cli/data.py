@@ -9,8 +9,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("data", help="describe or fetch data sets", description="Describe or fetch data sets.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     describe = actions.add_parser("describe", help="splits, sequence counts, lengths and dimensions of a data set")
-    describe.add_argument("name", help="data set name (see `pyrosequence train --help`)")
+    describe.add_argument("name", help="data set name (see `pyrosequence train --help`) or a path to your own data")
     describe.add_argument("--data-root", dest="data_root", help="folder holding the data set's files")
+    describe.add_argument("--data-option", dest="data_option", action="append", metavar="KEY=VALUE",
+                          help="how a PATH is read and split (as for `pyrosequence train --data-option`)")
     describe.set_defaults(command=run_describe)
     fetch = actions.add_parser("fetch", help="download a polyphonic music set, verified by its SHA-256 (needs internet)")
     fetch.add_argument("name", help="jsb, piano, nottingham or muse")
@@ -23,9 +25,10 @@ def add_parser(sub) -> None:
 
 
 def run_describe(args) -> int:
+    from pyrosequence.cli.train import model_options
     from pyrosequence.data.describe import describe
 
-    print(describe(args.name, args.data_root))
+    print(describe(args.name, args.data_root, model_options(args.data_option or [], flag="--data-option")))
     return 0
 
 

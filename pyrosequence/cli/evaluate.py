@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--particles", type=int, default=1)
     filter_arguments(p, defaults=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--compile", action="store_true",
                    help="compile the particle filter's step with torch.compile (same bound; faster for long evaluations)")

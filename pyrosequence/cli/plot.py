@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("runs", nargs="+", help="run directories written by `pyrosequence train`")
     p.add_argument("--kind", default="dynamics", help="dynamics (several runs), or for one run: kl, variance, ppc, ess, calibration, training")
     p.add_argument("--split", "--setting", dest="split", default="test", help="data split, e.g. switch")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
     p.add_argument("--index", type=int, default=0, help="which sequence of the split")
     p.add_argument("--samples", type=int, default=16, help="posterior draws averaged per step")
     p.add_argument("--draws", type=int, default=100, help="kinds ppc/calibration/variance/ess: predictive draws per step")

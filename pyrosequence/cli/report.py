@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
     p.add_argument("--out", required=True, help="folder to write report.md and the PNGs into")
     p.add_argument("--split", default="test", help="data split the diagnostics use")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
     p.add_argument("--sequences", type=int, default=16, help="use the first N sequences of the split")
     p.add_argument("--draws", type=int, default=100, help="predictive and posterior draws per step")
     p.add_argument("--particles", type=int, default=100, help="particles of the filter")

@@ -14,6 +14,8 @@ Written into ``--out``:
     its end), ``truth_steps`` ``(B,)`` (how many of those steps the data has) and ``index``.
 ``sample.json``
     the options, the run and its checkpoint's epoch.
+For a run on standardised data (``--standardize``) every array is in the data's own units (the
+recorded scaling undone).
 For piano-roll models (88-dimensional binary data): ``*.mid`` files (prefix + continuation for a
 forecast; ``..._truth.mid`` is the real sequence) at ``--step-quarters`` quarter notes per step
 and ``--tempo`` beats per minute, and a piano-roll PNG per conditioning sequence (or one for the
@@ -56,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="steps to draw (default: the rest of the sequence for a forecast, 64 unconditionally)")
     p.add_argument("--split", default="test", help="data split the prefixes come from")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded")
+    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
     p.add_argument("--index", type=int, nargs="+", default=[0], help="which sequence(s) of the split to continue")
     p.add_argument("--particles", type=int, default=100, help="particles of the filter conditioning on the prefix")
     p.add_argument("--step-quarters", dest="step_quarters", type=float, default=None,
@@ -141,6 +143,16 @@ def run_sample(args) -> int:
         steps = args.steps if args.steps is not None else 64
         arrays = {"samples": sample_sequences(model, args.num, steps)}
         info.update(steps=steps)
+    if config.data_options.get("scaling"):  # standardised data (--standardize): written in the data's units
+        from pyrosequence.data.from_path import unstandardize
+
+        for key in ("samples", "mean", "prefix", "truth"):
+            if key in arrays:
+                arrays[key] = unstandardize(arrays[key], config.data_options)
+        if "truth" in arrays:  # zero past the data's end, as without scaling
+            steps_seen = torch.arange(arrays["truth"].shape[1], device=arrays["truth"].device)
+            arrays["truth"] = arrays["truth"] * (steps_seen[None, :] < arrays["truth_steps"][:, None].to(steps_seen.device))[..., None]
+        info["units"] = "the data's (standardisation undone)"
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / SAMPLES_FILE) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})

@@ -63,7 +63,17 @@ def config_arguments(p) -> None:
                    "srnn-simple, srnn-hier, srnn-flat, dmm, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random; "
                    "a plugin's name; or your own SequenceModel as package.module:Class")
     p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
-                   "stock, htsensor, speech (read from --data-root)")
+                   "stock, htsensor, speech (read from --data-root), a name given to register_dataset or an installed "
+                   "plugin, or a PATH to your own data: a .npz/.npy file, a CSV or Parquet table (long: a 'sequence' "
+                   "id column; wide: one series per file), or a folder of them or of .mid/.wav files (train/valid/test files give the splits)")
+    p.add_argument("--data-option", dest="data_option", action="append", metavar="KEY=VALUE",
+                   help="how --data PATH is read (repeatable): layout=long|wide, id_column, time_column, split_column, "
+                   "value_columns='[\"a\",\"b\"]', split=file|sequence|time, split_seed, valid_fraction, test_fraction, "
+                   "holdout=N (split=time: the last N steps for test, N before for valid), likelihood, step_quarters (MIDI), "
+                   "frame_size (WAV); recorded in config.json")
+    p.add_argument("--standardize", action="store_const", const=True,
+                   help="--data PATH: scale every feature to mean 0, sd 1 with the training split's statistics "
+                   "(recorded; samples are written in the data's units)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
     p.add_argument("--objective", help="elbo (Trace_ELBO), elbo-stl (sticking the landing), mean-field (TraceMeanField_ELBO), "
                    "iwae (RenyiELBO alpha=0), iwae-dreg (doubly reparameterised) or fivo")
@@ -151,6 +161,9 @@ def config_arguments(p) -> None:
 def config_from_args(args) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if v is not None}
     extra = model_options(given.pop("model_option", None) or [])
+    data_options = model_options(given.pop("data_option", None) or [], flag="--data-option")
+    if given.pop("standardize", None):
+        data_options["standardize"] = True
     optimizer_options = {k: given.pop(k) for k in OPTIMIZER_OPTIONS if k in given}
     if args.resume:
         if args.out is None:
@@ -171,6 +184,10 @@ def config_from_args(args) -> TrainConfig:
                 "--grad-clip, --patience, --max-updates, --time-limit, --epochs, --device, --compile and --data-root may change "
                 f"(got {', '.join(ignored)})"
             )
+        changed = sorted(k for k, v in data_options.items() if config.data_options.get(k) != v)
+        if changed:
+            raise ValueError(f"a resumed run keeps how its data is read and split (got --data-option {', '.join(changed)} "
+                             f"differing from {Path(args.out) / CONFIG_FILE})")
         if args.preset is not None:  # the preset must describe this run (as the same command without --resume would)
             fresh = asdict(config_from_args(argparse.Namespace(**{**vars(args), "resume": False})))
             differ = sorted(k for k, v in asdict(config).items()
@@ -196,6 +213,8 @@ def config_from_args(args) -> TrainConfig:
             given[key] = None
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in given.items() if k in known}
+    if data_options:
+        values["data_options"] = data_options
     if optimizer_options:
         values["optimizer_options"] = optimizer_options
     if args.preset is not None:
@@ -205,14 +224,16 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(model_options=options, **values)
 
 
-def model_options(pairs: list[str]) -> dict:
-    """``["hidden_dim=5", "cell=gru"]`` -> ``{"hidden_dim": 5, "cell": "gru"}``."""
+def model_options(pairs: list[str], flag: str = "--model-option") -> dict:
+    """``["hidden_dim=5", "cell=gru"]`` -> ``{"hidden_dim": 5, "cell": "gru"}`` (values read as JSON
+    when they are, else kept as text)."""
     options = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
-            raise ValueError(f"--model-option takes KEY=VALUE with KEY a constructor argument, got {pair!r}")
+            what = "a constructor argument" if flag == "--model-option" else "an option name"
+            raise ValueError(f"{flag} takes KEY=VALUE with KEY {what}, got {pair!r}")
         try:
             options[key] = json.loads(raw)
         except json.JSONDecodeError:

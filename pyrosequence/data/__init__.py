@@ -1,5 +1,6 @@
 """Data: validated padded batches, the built-in synthetic data, loaders of the public data sets
-(polyphonic music, Bach chorales, Stock, HT Sensor, raw speech), and batch iteration. The disk
+(polyphonic music, Bach chorales, Stock, HT Sensor, raw speech), a user's own sequences read from a
+path (:mod:`pyrosequence.data.from_path`) or registered (``register_dataset``), and batch iteration. The disk
 readers bound what a file can make them allocate (:mod:`pyrosequence.data.limits`)."""
 
 from pyrosequence.data.bach import load_bach
@@ -10,7 +11,8 @@ from pyrosequence.data.fetch import FetchError, fetch_music
 from pyrosequence.data.ht_sensor import load_ht_sensor
 from pyrosequence.data.limits import LimitError, Limits
 from pyrosequence.data.music import load_music, read_music_file
-from pyrosequence.data.registry import DATASETS, DataSource, data_source, load_split
+from pyrosequence.data.from_path import load_data, standardize, unstandardize
+from pyrosequence.data.registry import DATASETS, DataSource, data_source, load_split, register_dataset, unregister_dataset
 from pyrosequence.data.speech import load_speech
 from pyrosequence.data.stock import load_stock
 from pyrosequence.data.synthetic import SETTINGS as SYNTHETIC_SETTINGS
@@ -26,6 +28,11 @@ __all__ = [
     "DataSource",
     "data_source",
     "load_split",
+    "load_data",
+    "register_dataset",
+    "unregister_dataset",
+    "standardize",
+    "unstandardize",
     "SYNTHETIC_SETTINGS",
     "generate_synthetic",
     "synthetic_dataset",

@@ -29,6 +29,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _is_json(text: str) -> bool:
+    """Whether the command line would read ``text`` as JSON (a number, true, ...), not as text."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _text(value) -> str:
     if isinstance(value, float):
         return repr(value)
@@ -56,7 +65,7 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
         ref["z_dim"] = 8 if config.z_dim is not None else None
         ref_options = {}
         if "likelihood" in config.model_options:
-            ref_options["likelihood"] = data_source(config.data).likelihood
+            ref_options["likelihood"] = data_source(config.data, config.data_options).natural_likelihood(config.data_root)
         args = ["pyrosequence", "train"]
     for f in fields(TrainConfig):
         name, value = f.name, getattr(config, f.name)
@@ -74,6 +83,10 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
             if value:
                 for factor in value:
                     args += ["--schedule", describe([factor])]
+            continue
+        if name == "data_options":
+            for key, option in value.items():
+                args += ["--data-option", f"{key}={option if isinstance(option, str) and not _is_json(option) else json.dumps(option)}"]
             continue
         if name == "beta_range":
             args += [_flag(name), *map(_text, value)]
