@@ -27,6 +27,7 @@ from pyrosequence.atomic import atomic_write, first_line, remove_orphans, strict
 from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.registry import load_split
+from pyrosequence.data.synthetic import LAWS as SYNTHETIC_LAWS
 from pyrosequence.device import resolve_device
 from pyrosequence.models import SequenceModel, model_class
 from pyrosequence.models.multi_rate import multi_rate
@@ -279,6 +280,10 @@ def resolve_root(root: str | Path | None) -> str | None:
     return None if root is None else str(Path(root).expanduser().resolve())
 
 
+#: Data sets generated in memory: the data root a run recorded does not matter for them.
+GENERATED_DATASETS = frozenset(law.dataset for law in SYNTHETIC_LAWS.values())
+
+
 def run_data_root(config: TrainConfig, run_dir: Path, data_root: str | Path | None = None) -> str | None:
     """The folder to read the run's data from: ``data_root`` when given, else the one the run
     recorded. A relative recorded root (runs from before roots were resolved, such as the shipped
@@ -286,7 +291,7 @@ def run_data_root(config: TrainConfig, run_dir: Path, data_root: str | Path | No
     if data_root is not None:
         return resolve_root(data_root)
     root = config.data_root
-    if root is not None and config.data != "synthetic" and not Path(root).expanduser().is_absolute():
+    if root is not None and config.data not in GENERATED_DATASETS and not Path(root).expanduser().is_absolute():
         raise ValueError(
             f"{run_dir} records the relative data root {root!r}, which depends on the folder a command runs from "
             f"(here {Path.cwd()}); pass --data-root with the folder holding its {config.data} data"

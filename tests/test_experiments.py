@@ -23,6 +23,18 @@ def test_synthetic_study_tiny(tmp_path):
     assert again[0]["train_seconds"] < records[0]["train_seconds"] + 1
 
 
+def test_synthetic_study_paper_law_with_the_paper_architecture(tmp_path):
+    """--data synthetic-paper --architecture fivo: the paper's parameter counts, scored on the
+    paper-like law's own settings (switch is three full sequences)."""
+    records = synthetic_study.main(
+        ["--tiny", "--out", str(tmp_path), "--data", "synthetic-paper", "--architecture", "fivo", "--only", "VHRNN z=4"]
+    )
+    assert records[0]["parameters"] == 1572  # Table 1: 1568, plus the static output bias kept on purpose
+    config = json.loads((tmp_path / "vhrnn-z-4" / "config.json").read_text())
+    assert config["data"] == "synthetic-paper" and config["model_options"]["architecture"] == "fivo"
+    assert all(isinstance(v, float) for v in records[0]["fivo"].values())
+
+
 def test_dai_table4_plan_matches_parameter_budgets():
     """Dai et al. Table 8's rule: every RNN row has at most its SRNN counterpart's parameters,
     and the largest width that fits (no training: only the plan and the table are built)."""

@@ -4,7 +4,8 @@
 ships no data except ``synthetic`` and, built from the music21 corpus, ``bach``):
 
 ===================================== =====================================================
-``synthetic``                         ignored (generated, VHRNN section 4)
+``synthetic``, ``synthetic-paper``    ignored (generated, VHRNN section 4; two laws, see
+                                      :mod:`pyrosequence.data.synthetic`)
 ``jsb``, ``piano``, ``nottingham``,   the folder holding the music file (original pickle,
 ``muse``                              ``.mat`` or JSON; see :mod:`pyrosequence.data.music`)
 ``bach``                              the cache folder (default ``$PYROSEQUENCE_CACHE`` or
@@ -48,7 +49,7 @@ from pyrosequence.data.ht_sensor import load_ht_sensor
 from pyrosequence.data.music import MUSIC_SETS, load_music
 from pyrosequence.data.speech import load_speech
 from pyrosequence.data.stock import load_stock
-from pyrosequence.data.synthetic import SETTINGS, synthetic_dataset
+from pyrosequence.data.synthetic import LAWS, SETTINGS, synthetic_dataset
 
 _SPLITS = ("train", "valid", "test")
 
@@ -87,6 +88,14 @@ DATASETS: dict[str, DataSource] = {
         lambda split, root: synthetic_dataset(split),
         "gaussian",
         "VHRNN paper section 4: switching-noise linear dynamics, 2-D, built in",
+    ),
+    "synthetic-paper": DataSource(
+        "synthetic-paper",
+        ("train", "valid", "test") + SETTINGS,
+        lambda split, root: synthetic_dataset(split, law=LAWS["paper"]),
+        "gaussian",
+        "VHRNN paper section 4 under the paper-like law: unrescaled random matrices, some growing "
+        "(noiseless long sequences leave the training range), switch = three full sequences; built in",
     ),
     **{
         name: DataSource(

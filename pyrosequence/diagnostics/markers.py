@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
-from pyrosequence.data.synthetic import regime_changes
+from pyrosequence.data.synthetic import LAWS, regime_changes
 
 #: data set name -> (split, index) -> steps where the generating regime changes.
 CHANGE_POINTS: dict[str, Callable[[str, int], list[int]]] = {
-    "synthetic": regime_changes,
+    **{law.dataset: partial(regime_changes, law=law) for law in LAWS.values()},
 }
 
 
