@@ -117,3 +117,23 @@ def test_dmm_preset_is_pyros_2017_recipe():
     anneal = KLAnnealing(config.anneal_start, config.anneal_increment)
     for k in (1, 2, 6000, 12_000, 20_000):
         assert anneal(k - 1) == pytest.approx(min(1.0, 0.1 + 0.9 * k / 12_000), abs=1e-12)
+
+
+def test_presets_name_prints_the_full_settings(capsys):
+    from pyrosequence.config import TrainConfig
+
+    assert main(["presets", "vrnn-jsb-z32"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vrnn-jsb-z32: Deng et al. 2020, Table 4")
+    assert "the paper's figures: fivo -6.92, parameters 39000" in out
+    assert 'fixed by the paper: data="jsb", objective="fivo", particles=4, batch_size=4' in out
+    assert 'our choice where the paper is silent: optimizer="adam", lr=0.0001, grad_clip=null, init="fivo"' in out
+    config = preset_config("vrnn-jsb-z32")
+    for key in config.__dataclass_fields__:  # every field, not a summary
+        assert f"\n    {key} " in out, key
+    assert main(["presets", "dmm-jsb", "--json"]) == 0
+    assert TrainConfig.from_dict(json.loads(capsys.readouterr().out)) == preset_config("dmm-jsb")
+    assert main(["presets", "vrnn-z32"]) == 1
+    assert "unknown preset 'vrnn-z32'" in capsys.readouterr().err
+    assert main(["presets", "--json"]) == 1
+    assert "--json needs a preset NAME" in capsys.readouterr().err

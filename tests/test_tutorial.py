@@ -1,10 +1,14 @@
 """docs/writing-a-model.md runs: its Python blocks in order in one namespace, its shell commands
-through the CLI's main(), its pyproject snippet parses."""
+as typed (a subprocess, from a temporary folder, through the `pyrosequence` command), its
+pyproject snippet parses."""
 
 from __future__ import annotations
 
+import json
 import re
+import os
 import shlex
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -51,19 +55,64 @@ def test_python_blocks_run_in_order(workdir, capsys):
     assert "does not take option(s) hidden" in capsys.readouterr().err
 
 
-def test_shell_commands_run(workdir):
+REPOSITORY = TUTORIAL.parents[1]
+
+#: What setuptools writes as the `pyrosequence` console script: ``sys.path[0]`` is the script's
+#: folder, not the current one, which is what the command must make up for.
+CONSOLE_SCRIPT = "import sys\nfrom pyrosequence.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+
+
+def pyrosequence_command(folder: Path) -> Path:
+    """The environment's installed `pyrosequence` script, or where it is absent (a checkout run
+    without `pip install`), an identical one written into ``folder``."""
+    installed = Path(sys.executable).parent / "pyrosequence"
+    if installed.is_file():
+        return installed.parent
+    folder.mkdir()
+    script = folder / "pyrosequence"
+    script.write_text(f"#!{sys.executable}\n{CONSOLE_SCRIPT}")
+    script.chmod(0o755)
+    return folder
+
+
+def test_shell_commands_run_as_typed(tmp_path):
+    """The bash block, unchanged, in a shell whose current folder holds only what the tutorial told
+    the reader to write there (mymodels.py, music/)."""
+    work = tmp_path / "work"
+    work.mkdir()
     module = next(code for code in blocks("python") if code.startswith("# file: mymodels.py"))
-    (workdir / "mymodels.py").write_text(module)
-    sys.path.insert(0, str(workdir))
+    (work / "mymodels.py").write_text(module)
     toy_data = next(code for code in blocks("python") if "jsb-chorales-quarter.json" in code)
-    exec(compile(toy_data, f"{TUTORIAL.name} toy data block", "exec"), {"__name__": "tutorial"})
+    subprocess.run([sys.executable, "-c", toy_data], cwd=work, check=True)
     [shell] = blocks("bash")
     commands = [shlex.split(line) for line in shell.replace("\\\n", " ").splitlines() if line.strip()]
     assert [c[:2] for c in commands] == [["pyrosequence", "train"], ["pyrosequence", "evaluate"], ["pyrosequence", "train"]]
-    for argv in commands:
-        argv = argv[1:] + (["--no-progress"] if argv[1] == "train" else [])
-        assert main(argv) == 0, argv
-    assert (workdir / "runs" / "cli" / "evaluations.jsonl").read_text().count("\n") == 1
+    env = dict(os.environ)
+    env["PATH"] = f"{pyrosequence_command(tmp_path / 'bin')}{os.pathsep}{env.get('PATH', '')}"
+    # this checkout's package (which the installed command then imports); no relative entries, which
+    # would put the temporary folder on the path and hide what is tested
+    kept = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(entry)]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPOSITORY), *kept])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    done = subprocess.run(["bash", "-e", "-c", shell], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "per time step" in done.stdout
+    assert (work / "runs" / "cli" / "evaluations.jsonl").read_text().count("\n") == 1
+    assert json.loads((work / "runs" / "cli" / "config.json").read_text())["model"] == "mymodels:GRUStateSpace"
+
+
+def test_the_command_imports_from_the_current_folder_but_main_leaves_sys_path_alone(tmp_path, monkeypatch):
+    from pyrosequence.cli import current_folder_importable
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    before = list(sys.path)
+    assert main(["presets"]) == 0
+    assert sys.path == before
+    current_folder_importable()
+    assert sys.path == [str(tmp_path), *before]
+    current_folder_importable()  # once only
+    assert sys.path == [str(tmp_path), *before]
 
 
 def test_the_entry_point_snippet_parses():

@@ -4,6 +4,11 @@ Errors print one line (``pyrosequence: error: ...``) and exit non-zero; nothing 
 removed or overwritten unless ``--force`` says so. An unexpected error (one raised inside a user's
 model code, say) prints one line too, naming its type and where it was raised; set
 ``PYROSEQUENCE_TRACEBACK=1`` for the full traceback.
+
+Run as a command (the ``pyrosequence`` script, ``main()`` without arguments), the current folder is
+put first on ``sys.path``, as ``python -m`` does, so that ``--model mymodels:MyModel`` (and a data
+loader's ``package.module:function``) imports a module that lies in the folder the command is run
+from. ``main(argv)`` called from Python leaves ``sys.path`` alone.
 """
 
 from __future__ import annotations
@@ -27,7 +32,17 @@ def build_parser() -> Parser:
     return parser
 
 
+def current_folder_importable() -> None:
+    """Put the current folder first on ``sys.path`` unless it is there already (as ``python -m``
+    and ``python -c`` do; a console script's ``sys.path[0]`` is the folder of the script instead)."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or ".") == here for entry in sys.path):
+        sys.path.insert(0, here)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line: `pyrosequence ...` imports from the folder it runs in
+        current_folder_importable()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "command", None) is None:

@@ -2,8 +2,13 @@
 
 The report embeds a PNG of every plot kind of :data:`pyrosequence.diagnostics.kinds.PLOT_KINDS`
 and lists the run's configuration, its test result, the calibration of the one-step-ahead
-predictive intervals, the particle filter's health, active latent units and the guide's PSIS
-k-hat. Nothing in an existing non-empty ``--out`` is overwritten without ``--force``.
+predictive distribution, the particle filter's health, active latent units and the guide's PSIS
+k-hat. The calibration checks suit the emission: coverage of central predictive intervals for
+continuous data, and for a binary emission (Bernoulli piano rolls, where an interval of a 0/1
+value says nothing) the Brier score and reliability of the predicted probabilities
+(:mod:`pyrosequence.diagnostics.binary`). Every check and figure names the evaluation it comes
+from (split, sequences, particles, draws, seed). Nothing in an existing non-empty ``--out`` is
+overwritten without ``--force``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def _table(rows: dict) -> str:
 def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
     """Write ``out/report.md`` and the PNGs for ``diagnostics`` (a :class:`RunDiagnostics`)."""
     from pyrosequence.diagnostics.active_units import active_units
+    from pyrosequence.diagnostics.binary import predictive_reliability
     from pyrosequence.diagnostics.calibration import calibration
     from pyrosequence.diagnostics.filter_health import filter_health
     from pyrosequence.diagnostics.kinds import PLOT_KINDS, plot_kind
@@ -60,15 +66,29 @@ def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
     d = diagnostics
     images = {kind: plot_kind(kind, d, out / f"{kind}.png", force=True).name for kind in PLOT_KINDS}
     config = json.loads((d.run_dir / "config.json").read_text())
-    cal = calibration(d.idata)
     health = filter_health(d.idata)
     bound = d.idata.log_likelihood["x_sequence"].values.ravel()
     lengths = d.idata.constant_data["lengths"].values
+    if d.binary:  # probabilities of 0/1 values: Brier score and reliability, not interval coverage
+        r = predictive_reliability(d.idata)
+        filled = r.bin_count > 0
+        gap = np.abs(r.frequency[filled] - r.mean_probability[filled])
+        calibration_checks = {
+            "Brier score of P(x_t = 1 | x_<t)": (f"{r.brier:.4f} (forecasting the base rate {r.base_rate:.3f} "
+                                                 f"everywhere: {r.reference_brier:.4f}; skill {r.skill:.3f})"),
+            "reliability (bins of 0.1)": (f"largest gap between observed frequency and mean probability {gap.max():.3f}; "
+                                          f"weighted mean gap {np.average(gap, weights=r.bin_count[filled]):.3f}"),
+        }
+    else:
+        cal = calibration(d.idata)
+        calibration_checks = {
+            f"coverage of the central {level:.0%} interval": f"{c:.3f} (nominal {level:.2f}, binomial s.e. {se:.3f})"
+            for level, c, se in zip(cal.levels, cal.coverage, cal.standard_error)
+        }
     checks = {
         "sequences checked": f"{len(lengths)} ({d.split} split), {int(lengths.sum())} steps",
         f"FIVO bound per step (K = {d.particles})": f"{bound.sum() / lengths.sum():.4f}",
-        **{f"coverage of the central {level:.0%} interval": f"{c:.3f} (nominal {level:.2f}, binomial s.e. {se:.3f})"
-           for level, c, se in zip(cal.levels, cal.coverage, cal.standard_error)},
+        **calibration_checks,
         "mean ESS / K": f"{np.nanmean(health.ess) / health.num_particles:.3f}",
         "resampling events per sequence": f"{np.mean(health.resamples_per_sequence):.1f}",
     }
@@ -78,21 +98,25 @@ def write_report(diagnostics, out: Path, psis_particles: int = 500) -> Path:
         pyro.set_rng_seed(d.seed)
         khat = psis_khat(d.model, *d.batch, num_particles=psis_particles).khat
         checks[f"PSIS k-hat of the guide (K = {psis_particles})"] = (
-            f"median {np.median(khat):.2f}, max {np.max(khat):.2f}, {np.mean(khat > 0.7):.0%} of sequences above 0.7"
+            f"median {np.median(khat):.2f}, max {np.max(khat):.2f}, {np.mean(khat > 0.7):.0%} of sequences above 0.7 "
+            f"(its own {psis_particles} guide draws per sequence, seed {d.seed})"
         )
+    filtered, posterior = f"From {d.evaluation('filter')}.", f"From {d.evaluation('posterior')}."
     captions = {
-        "training": "Training objective and validation bound per epoch (`metrics.jsonl`).",
-        "ppc": "Posterior predictive check: one-step-ahead predictive draws against the data.",
-        "calibration": "Coverage of the central predictive intervals, overall and per step.",
-        "ess": "Particle filter: effective sample size and resampling events over time.",
-        "kl": "Per-step KL between the guide and the prior.",
-        "variance": "Predicted log-variance over time.",
+        "training": ("Training objective and validation bound per epoch (`metrics.jsonl`); the test line is "
+                     "`results.json`, the evaluation `train` ran at its end."),
+        "ppc": f"Posterior predictive check: one-step-ahead predictive draws against the data. {filtered}",
+        "calibration": (f"Reliability of the predicted probabilities and the Brier score per step (binary emission). {filtered}"
+                        if d.binary else f"Coverage of the central predictive intervals, overall and per step. {filtered}"),
+        "ess": f"Particle filter: effective sample size and resampling events over time. {filtered}",
+        "kl": f"Per-step KL between the guide and the prior. {posterior}",
+        "variance": f"Predicted log-variance over time. From {d.evaluation('both' if d.model.z_dim else 'filter')}.",
     }
     parts = [
         f"# Run report: {d.title}",
-        (f"Run directory `{d.run_dir}`; diagnostics on the first {len(lengths)} sequences of the `{d.split}` split "
-         f"with {d.draws} draws, a {d.particles}-particle filter and seed {d.seed}."),
-        "## Results (`results.json`)",
+        (f"Run directory `{d.run_dir}`. The checks and figures below come from one evaluation: "
+         f"{d.evaluation('filter')} (the per-step KL curves: {d.samples} posterior draws per sequence)."),
+        "## Results (`results.json`: the test evaluation `train` ran at its end)",
         _table(d.results) if d.results else "No `results.json`: the run has not finished.",
         "## Checks",
         _table(checks),

@@ -3,6 +3,7 @@
 from pyrosequence.diagnostics.dynamics import StepDynamics, step_dynamics
 from pyrosequence.diagnostics.plots import plot_dynamics
 from pyrosequence.diagnostics.active_units import ActiveUnits, active_units
+from pyrosequence.diagnostics.binary import Reliability, binary_emission, predictive_reliability, reliability
 from pyrosequence.diagnostics.calibration import Calibration, calibration, interval_coverage
 # (the forecasting functions live in pyrosequence.diagnostics.forecast; its name is the module's)
 from pyrosequence.diagnostics.forecast import Forecast, Predictive, one_step_predictive, sample_sequences
@@ -13,4 +14,5 @@ from pyrosequence.diagnostics.step_kl import StepCurves, step_curves
 
 __all__ = ["StepDynamics", "step_dynamics", "plot_dynamics",
     "to_inference_data", "calibration", "interval_coverage", "Calibration", "psis_khat", "PSISDiagnostic",
-    "filter_health", "FilterHealth", "Forecast", "one_step_predictive", "Predictive", "sample_sequences", "active_units", "ActiveUnits", "step_curves", "StepCurves"]
+    "filter_health", "FilterHealth", "Forecast", "one_step_predictive", "Predictive", "sample_sequences", "active_units", "ActiveUnits", "step_curves", "StepCurves",
+    "reliability", "predictive_reliability", "Reliability", "binary_emission"]

@@ -15,6 +15,7 @@ from typing import Callable
 import pyro
 
 from pyrosequence.diagnostics import run_plots
+from pyrosequence.diagnostics.binary import binary_emission
 from pyrosequence.diagnostics.filter_health import filter_health
 from pyrosequence.diagnostics.inference_data import to_inference_data
 from pyrosequence.diagnostics.step_kl import step_curves
@@ -106,16 +107,35 @@ class RunDiagnostics:
         config = json.loads((self.run_dir / "config.json").read_text()) if (self.run_dir / "config.json").is_file() else {}
         return f"{config.get('model', '?')} on {config.get('data', '?')} ({self.run_dir.name})"
 
-    def subtitle(self) -> str:
-        return f"{self.title}, {self.split} split, first {min(self.sequences, len(self.loaded[2]))} sequences"
+    @property
+    def binary(self) -> bool:
+        """Whether the model's emission is binary (Bernoulli rolls): the checks of predicted
+        probabilities (Brier score, reliability diagram) then replace those of intervals."""
+        return binary_emission(self.model)
+
+    def evaluation(self, which: str = "filter") -> str:
+        """Which evaluation a figure comes from: the data it read, and ``"filter"``: the one
+        particle-filter pass behind the InferenceData; ``"posterior"``: the posterior draws of the
+        per-step curves; ``"both"``."""
+        data = f"{self.split} split, first {min(self.sequences, len(self.loaded[2]))} sequences"
+        filtered = f"one FIVO particle-filter pass, K = {self.particles}, {self.draws} predictive draws"
+        posterior = f"{self.samples} posterior draws per sequence"
+        parts = {"filter": [filtered], "posterior": [posterior], "both": [filtered, posterior]}[which]
+        return f"{data}; {'; '.join(parts)}; seed {self.seed}"
+
+    def subtitle(self, which: str = "filter") -> str:
+        return f"{self.title}\n{self.evaluation(which)}"
 
 
 PLOT_KINDS: dict[str, Callable[[RunDiagnostics, Path], Path]] = {
-    "kl": lambda d, out: run_plots.plot_kl(d.curves, out, d.subtitle()),
-    "variance": lambda d, out: run_plots.plot_variance(d.idata, d.curves if d.model.z_dim else None, out, d.subtitle()),
+    "kl": lambda d, out: run_plots.plot_kl(d.curves, out, d.subtitle("posterior")),
+    "variance": lambda d, out: run_plots.plot_variance(d.idata, d.curves if d.model.z_dim else None, out,
+                                                       d.subtitle("both" if d.model.z_dim else "filter")),
     "ppc": lambda d, out: run_plots.plot_ppc(d.idata, out, index=d.index, title=d.subtitle(), seed=d.seed),
     "ess": lambda d, out: run_plots.plot_ess(filter_health(d.idata), out, d.config.ess_threshold, d.subtitle()),
-    "calibration": lambda d, out: run_plots.plot_calibration(d.idata, out, title=d.subtitle()),
+    # binary data: the predicted probabilities (Brier score, reliability diagram), not intervals
+    "calibration": lambda d, out: (run_plots.plot_reliability if d.binary else run_plots.plot_calibration)(
+        d.idata, out, title=d.subtitle()),
     "training": lambda d, out: run_plots.plot_training(d.history, out, d.results, d.title),
 }
 

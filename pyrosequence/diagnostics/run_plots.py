@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pyrosequence.diagnostics.binary import Reliability, predictive_reliability
 from pyrosequence.diagnostics.calibration import Calibration, interval_coverage
 from pyrosequence.diagnostics.filter_health import FilterHealth
 from pyrosequence.diagnostics.plots import _pyplot, save_figure
@@ -109,11 +110,14 @@ def plot_ppc(idata, path: str | Path, index: int = 0, num_pp_samples: int = 20, 
     lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
     mean = draws.mean(0)
     steps = np.arange(length)
+    binary = bool(np.all(np.isin(x, (0.0, 1.0))))  # a 90 % interval of a 0/1 value is {0, 1}: say nothing with it
     for d in np.argsort(-x.std(0))[: min(3, x.shape[1])]:
         line, = axes[1].plot(steps, x[:, d], "o", markersize=3, label=f"x[{d}]")
         axes[1].plot(steps, mean[:, d], color=line.get_color(), linewidth=1)
-        axes[1].fill_between(steps, lo[:, d], hi[:, d], color=line.get_color(), alpha=0.2)
-    axes[1].set_title(f"(b) sequence {index}: data (dots), predictive mean and 90 % interval")
+        if not binary:
+            axes[1].fill_between(steps, lo[:, d], hi[:, d], color=line.get_color(), alpha=0.2)
+    axes[1].set_title(f"(b) sequence {index}: data (dots) and " + (
+        f"the fraction of {draws.shape[0]} predictive draws that are 1" if binary else "predictive mean and 90 % interval"))
     axes[1].set_xlabel("time step")
     axes[1].legend(fontsize=8)
     return save_figure(fig, path, title)
@@ -165,6 +169,39 @@ def plot_calibration(idata, path: str | Path, levels: Sequence[float] = (0.5, 0.
     return save_figure(fig, path, title)
 
 
+def plot_reliability(idata, path: str | Path, title: str = "") -> Path:
+    """Calibration of one-step-ahead predictive probabilities of binary data (the ``calibration``
+    kind for a model with a binary emission): (a) the reliability diagram, the observed fraction
+    of ones against the mean predicted probability per bin, with the elements per bin; (b) the
+    Brier score per step beside that of forecasting the base rate."""
+    plt = _pyplot()
+    r: Reliability = predictive_reliability(idata)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.plot([0, 1], [0, 1], color="gray", linewidth=0.8, label="calibrated")
+    filled = r.bin_count > 0
+    left.plot(r.mean_probability[filled], r.frequency[filled], "o-", markersize=4, label="observed frequency of 1")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.set_xlabel("predicted probability P(x = 1 | x_<t) (bin mean)")
+    left.set_ylabel("fraction of ones")
+    left.set_title(f"(a) reliability: {r.count} elements, Brier {r.brier:.4f}, skill {r.skill:.3f}")
+    counts = left.twinx()
+    counts.bar((r.edges[:-1] + r.edges[1:]) / 2, r.bin_count, width=np.diff(r.edges) * 0.9, color="C7", alpha=0.25)
+    counts.set_yscale("log")
+    counts.set_ylabel("elements per bin (bars, log scale)")
+    left.set_zorder(counts.get_zorder() + 1)
+    left.patch.set_visible(False)
+    left.legend(fontsize=8, loc="upper left")
+    right.plot(r.per_step, label=f"model: {r.brier:.4f} overall")
+    right.axhline(r.reference_brier, color="gray", linestyle="--", linewidth=0.8,
+                  label=f"base rate {r.base_rate:.3f} everywhere: {r.reference_brier:.4f}")
+    right.set_xlabel("time step")
+    right.set_ylabel("Brier score (lower is better)")
+    right.set_title("(b) Brier score per step")
+    right.legend(fontsize=8)
+    return save_figure(fig, path, title)
+
+
 def plot_training(history: Sequence[dict], path: str | Path, test: dict | None = None, title: str = "") -> Path:
     """A run's ``metrics.jsonl``: the training objective (minus the loss, per step) and the
     validation bound per epoch, and the test bound of ``results.json`` when given."""
@@ -178,7 +215,8 @@ def plot_training(history: Sequence[dict], path: str | Path, test: dict | None =
         ax.plot(epochs, [r.get(key, np.nan) for r in history], "s-", label=key.replace("_", " "))
     if test and "per_timestep" in test:
         ax.axhline(test["per_timestep"], color="red", linewidth=0.8,
-                   label=f"test {test.get('bound', '')}({test.get('particles', '')}): {test['per_timestep']:.4f}")
+                   label=f"test {test.get('bound', '')}({test.get('particles', '')}): {test['per_timestep']:.4f} "
+                         "(results.json: the evaluation train ran at its end)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("bound per time step [nats]")
     ax.legend(fontsize=8)

@@ -145,3 +145,32 @@ def test_step_curves_reuse_step_dynamics_per_sequence():
     np.testing.assert_allclose(curves.kl[1, :3], second.kl.numpy(), rtol=1e-5)
     np.testing.assert_allclose(curves.log_variance[1, :3], second.log_variance.mean(-1).numpy(), rtol=1e-5)
     assert np.isnan(curves.kl[1, 3:]).all() and (curves.kl[:, :3] >= 0).all()
+
+
+def test_brier_score_and_reliability_on_a_constructed_case():
+    from pyrosequence.diagnostics import reliability
+
+    p = np.array([[[0.05], [0.05], [0.95], [0.95], [np.nan]]])
+    x = np.array([[[0.0], [1.0], [1.0], [1.0], [np.nan]]])
+    r = reliability(p, x, bins=2)
+    assert r.count == 4 and r.base_rate == 0.75
+    assert r.brier == pytest.approx((0.05**2 + 0.95**2 + 0.05**2 + 0.05**2) / 4)
+    assert r.reference_brier == pytest.approx(0.1875) and r.skill == pytest.approx(1 - r.brier / 0.1875)
+    assert r.bin_count.tolist() == [2, 2]
+    assert r.mean_probability == pytest.approx([0.05, 0.95]) and r.frequency == pytest.approx([0.5, 1.0])
+    assert r.per_step[:4] == pytest.approx([0.05**2, 0.95**2, 0.05**2, 0.05**2]) and np.isnan(r.per_step[4])
+    with pytest.raises(ValueError, match="not binary"):
+        reliability(p, x + 0.5)
+
+
+def test_a_calibrated_forecast_is_reliable_and_the_base_rate_has_no_skill():
+    from pyrosequence.diagnostics import reliability
+
+    rng = np.random.default_rng(0)
+    p = rng.random((50, 40, 8))
+    x = (rng.random(p.shape) < p).astype(float)
+    r = reliability(p, x)
+    assert np.max(np.abs(r.frequency - r.mean_probability)) < 0.03
+    assert r.brier == pytest.approx(1 / 6, abs=0.005)  # E[p (1 - p)] for p ~ U(0, 1)
+    flat = reliability(np.full(p.shape, x.mean()), x)
+    assert flat.skill == pytest.approx(0.0, abs=1e-12)

@@ -76,3 +76,33 @@ def test_report_embeds_every_plot(run_dir, tmp_path, capsys):
     assert (out / "report.md").read_text() == before
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 1
     assert "no run directory at" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    """A VRNN with a Bernoulli emission on a small file of 0/1 rolls."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("binary")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "rolls.npz", *[(rng.random((int(n), 6)) < 0.3).astype(np.float32) for n in rng.integers(8, 14, 40)])
+    out = folder / "run"
+    config = TrainConfig(data=str(folder / "rolls.npz"), epochs=1, z_dim=2, batch_size=16, eval_particles=2)
+    train(config, out=out, progress=False, log=lambda s: None)
+    return out
+
+
+def test_report_of_a_binary_emission_checks_probabilities_not_intervals(binary_run, tmp_path, capsys):
+    import json
+
+    assert json.loads((binary_run / "config.json").read_text())["model_options"]["likelihood"] == "bernoulli"
+    out = tmp_path / "report"
+    assert main(["report", str(binary_run), "--out", str(out), *SMALL, "--psis-particles", "20"]) == 0
+    text = (out / "report.md").read_text()
+    assert "Brier score of P(x_t = 1 | x_<t)" in text and "reliability (bins of 0.1)" in text
+    assert "coverage of the central" not in text
+    assert "Reliability of the predicted probabilities" in text
+    # every figure says which evaluation it comes from
+    assert "one FIVO particle-filter pass, K = 8, 20 predictive draws; seed 0" in text
+    assert "2 posterior draws" not in text and "16 posterior draws per sequence" in text
+    assert (out / "calibration.png").read_bytes()[:8] == PNG
