@@ -8,6 +8,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.base import SequenceModel, _masked
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.models.time_slicing import time_slices
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, lstm_pass, lstm_step, make_lstm, shift_right
@@ -101,7 +102,7 @@ class SimplifiedSRNN(SequenceModel):
     # ------------------------------------------------------------------ the fast path
     def _forward(self, seqs, initial):
         """Context, ``v_{t-1}^>`` for every step ``(batch, T, H)`` and the final ``(v, c)``."""
-        ctx = self.context(seqs.x)
+        ctx = self.context(self.network_input(seqs))
         start = None if initial is None else (initial[0], initial[1])
         out, final = lstm_pass(self.forward_rnn, ctx, start)
         return ctx, shift_right(out, None if initial is None else initial[0]), final
@@ -122,7 +123,7 @@ class SimplifiedSRNN(SequenceModel):
         pyro.module(self.pyro_name, self)
         seqs = self.prepare(x, lengths)
         ctx, v_prev, _ = self._forward(seqs, initial)
-        posterior = self.encoder_head(self.encoder_net(torch.cat([v_prev, self.proposal_context(seqs.x, ctx, seqs.lengths)], -1)))
+        posterior = self.encoder_head(self.encoder_net(torch.cat([v_prev, self.proposal_context(self.network_input(seqs), ctx, seqs.lengths)], -1)))
         with pyro.plate("sequences", seqs.batch_size, dim=-1):
             self._sample_steps(seqs, posterior)
 
@@ -139,7 +140,7 @@ class SimplifiedSRNN(SequenceModel):
             z = torch.stack(torch.broadcast_tensors(*zs), dim=-2)  # (..., batch, T, z_dim)
             h_start = None if initial is None else (initial[2], initial[3])
             h_out, (h, hc) = lstm_pass(self.h_rnn, cat_features(v_prev, z), h_start)
-            likelihood = self.decoder_head(self.decoder_net(h_out))
+            likelihood = mask_elements(self.decoder_head(self.decoder_net(h_out)), seqs.observed)
             if seqs.mask is not None:
                 likelihood = likelihood.mask(seqs.mask)
             pyro.sample(self.obs_name, likelihood.to_event(1), obs=seqs.x)

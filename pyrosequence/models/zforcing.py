@@ -11,6 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.latent_input_rnn import LatentInputRNN
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm
 
@@ -146,8 +147,9 @@ class ZForcing(LatentInputRNN):
         the same noise ``eps_t``), so that no gradient of it reaches the backward LSTM, not even
         through ``h_{t-1}`` and the earlier latents. That pass costs one more sequential loop.
         """
-        ctx = self.context(seqs.x)
-        b = self.proposal_context(seqs.x, ctx, seqs.lengths)
+        inputs = self.network_input(seqs)
+        ctx = self.context(inputs)
+        b = self.proposal_context(inputs, ctx, seqs.lengths)
         mask = seqs.mask if seqs.mask is not None else seqs.x.new_ones(seqs.x.shape[:2], dtype=torch.bool)
         total = seqs.x.new_zeros(())
         if self.aux_alpha > 0:
@@ -157,7 +159,8 @@ class ZForcing(LatentInputRNN):
             log_b = self.aux_b_head(self.aux_b_net(z)).log_prob(target)  # (..., batch, T)
             total = total + self.aux_alpha * log_b.masked_fill(~mask, 0.0).sum(-1)
         if self.aux_beta > 0 and seqs.num_steps > 1:
-            log_x = self.aux_x_head(b[:, 1:]).log_prob(seqs.x[:, :-1])  # b_t predicts x_{t-1}
+            observed = None if seqs.observed is None else seqs.observed[:, :-1]
+            log_x = mask_elements(self.aux_x_head(b[:, 1:]), observed).log_prob(seqs.x[:, :-1])  # b_t predicts x_{t-1}
             total = total + self.aux_beta * log_x.masked_fill(~mask[:, 1:], 0.0).sum(-1)
         return total
 
