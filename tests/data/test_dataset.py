@@ -95,7 +95,7 @@ def test_from_sequences_keeps_nan_as_missing_values():
     seq = np.ones((3, 2))
     seq[2, 1] = np.nan
     data = SequenceDataset.from_sequences([np.zeros((5, 2)), seq], name="gaps")
-    assert data.has_missing and torch.isnan(data.x[1, 2, 1]) and data.mean().tolist() == [3 / 8, 2 / 7]
+    assert data.has_missing and torch.isnan(data.x[1, 2, 1]) and torch.allclose(data.mean(), torch.tensor([3 / 8, 2 / 7]))
     with pytest.raises(ValueError, match=r"dataset 'gaps': sequence 1 has no observed value"):
         SequenceDataset.from_sequences([np.zeros((5, 2)), np.full((3, 2), np.nan)], name="gaps")
 
