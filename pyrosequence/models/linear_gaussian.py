@@ -37,8 +37,9 @@ class LinearGaussianSSM(SequenceModel):
     #: Gaussian observations: any real value (no distribution head to declare it).
     emission_support = constraints.real
 
-    def __init__(self, x_dim: int, z_dim: int, proposal: str = "learned", name: str | None = None) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+    def __init__(self, x_dim: int, z_dim: int, proposal: str = "learned", name: str | None = None,
+                 mask_inputs: bool = False) -> None:
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if proposal not in PROPOSALS:
             raise ValueError(f"unknown proposal {proposal!r}; choose one of: {', '.join(PROPOSALS)}")
         self.proposal_kind = proposal
@@ -49,7 +50,7 @@ class LinearGaussianSSM(SequenceModel):
         self.log_observation_scale = nn.Parameter(torch.full((x_dim,), -0.5))
         if proposal == "learned":
             self.q_state = nn.Parameter(torch.zeros(z_dim, z_dim))
-            self.q_obs = nn.Parameter(torch.zeros(2, z_dim, x_dim))  # [t = 0, t >= 1]
+            self.q_obs = nn.Parameter(torch.zeros(2, z_dim, self.input_dim))  # [t = 0, t >= 1]
             self.q_bias = nn.Parameter(torch.zeros(2, z_dim))
             self.q_log_scale = nn.Parameter(torch.zeros(2, z_dim))
 

@@ -53,9 +53,10 @@ class SimplifiedSRNN(SequenceModel):
         width: int | None = None,
         layers: int = 1,
         fast_path: bool = True,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if z_dim < 1:
             raise ValueError(f"SimplifiedSRNN needs latents: z_dim must be at least 1, got {z_dim}")
         if layers < 1:
@@ -63,8 +64,8 @@ class SimplifiedSRNN(SequenceModel):
         hidden_dim = hidden_dim or 4 * z_dim
         width = width or hidden_dim
         self.hidden_dim, self.likelihood, self.output, self.fast_path = hidden_dim, likelihood, output, bool(fast_path)
-        self.forward_rnn = make_lstm(x_dim, hidden_dim)
-        self.backward_rnn = make_lstm(x_dim, hidden_dim)
+        self.forward_rnn = make_lstm(self.input_dim, hidden_dim)
+        self.backward_rnn = make_lstm(self.input_dim, hidden_dim)
         self.h_rnn = make_lstm(hidden_dim + z_dim, hidden_dim)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)

@@ -87,6 +87,7 @@ class ZForcing(LatentInputRNN):
         aux_beta: float = 0.0025,
         width: int | None = None,
         layers: int = 1,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
         for label, value in (("aux_alpha", aux_alpha), ("aux_beta", aux_beta)):
@@ -94,10 +95,10 @@ class ZForcing(LatentInputRNN):
                 raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
         hidden_dim = hidden_dim or 4 * z_dim
         width = width or hidden_dim
-        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name)
+        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name, mask_inputs)
         backward_dim = backward_dim or hidden_dim
         self.aux_alpha, self.aux_beta = float(aux_alpha), float(aux_beta)
-        self.backward_rnn = make_lstm(x_dim, backward_dim)
+        self.backward_rnn = make_lstm(self.input_dim, backward_dim)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)
         self.encoder_net = MLP(hidden_dim + backward_dim, [width] * layers)
