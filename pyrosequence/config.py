@@ -189,6 +189,9 @@ class TrainConfig:
             raise ValueError(
                 f"model {self.model!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}"
             )
+        if "mask_inputs" in accepted and "mask_inputs" not in self.model_options and source.has_missing(self.data_root):
+            # data with gaps: the networks read the observation mask too; recorded, so reopening builds the same
+            self.model_options = {**self.model_options, "mask_inputs": True}
         if "likelihood" in accepted and "likelihood" not in self.model_options:
             self.model_options = {**self.model_options, "likelihood": source.natural_likelihood(self.data_root)}
         if source.options is not None and self.model_options.get("likelihood") == "bernoulli" and source.likelihood != "bernoulli":
