@@ -210,11 +210,11 @@ class SequenceModel(nn.Module):
         elements zero-filled), and with :attr:`mask_inputs` the observation mask concatenated
         as ``x_dim`` more features (1 = observed, 0 = missing; padding reads as observed
         zeros), ``(batch, time, input_dim)``."""
+        x = seqs.x if seqs.observed is None else seqs.x.masked_fill(~seqs.observed, 0.0)
         if not self.mask_inputs:
-            return seqs.x
-        observed = (seqs.x.new_ones(()).expand(seqs.x.shape) if seqs.observed is None
-                    else seqs.observed.to(seqs.x.dtype))
-        return torch.cat([seqs.x, observed], -1)
+            return x
+        observed = (x.new_ones(()).expand(x.shape) if seqs.observed is None else seqs.observed.to(x.dtype))
+        return torch.cat([x, observed], -1)
 
     def centered(self, x: torch.Tensor) -> torch.Tensor:
         """``x - input_offset``: the network input for data ``x`` (from :meth:`network_input`).

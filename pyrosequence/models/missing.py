@@ -89,10 +89,7 @@ def mask_elements(d: tdist.Distribution, observed: torch.Tensor | None) -> tdist
         return dist.Independent(dist.MaskedDistribution(d.base_dist, observed), 1)
     if _factorised_mixture(d):
         return ObservedMixture(d, observed)
-    step_observed = observed.all(-1)
-    if isinstance(d, dist.TorchDistributionMixin):
-        return d.mask(step_observed)
-    return dist.MaskedDistribution(d, step_observed)
+    return dist.MaskedDistribution(d, observed.all(-1))
 
 
 def partial_step(observed: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[int, int] | None:
