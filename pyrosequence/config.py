@@ -26,6 +26,16 @@ SIZE_OPTIONS = ("hidden_dim", "hyper_dim", "omega_dim", "feature_dim", "width", 
                 "low_hidden", "position_dim", "group", "leak", "transition_dim", "emission_dim", "iaf_dim")
 
 
+def _has_missing(source, root) -> bool:
+    """Whether the training split of ``source`` has missing values; ``False`` when it cannot be
+    read here (a run reopened elsewhere: it recorded ``mask_inputs`` when its data had gaps, and
+    the data's own reader reports what is wrong when it is loaded)."""
+    try:
+        return source.has_missing(root)
+    except (ValueError, OSError):
+        return False
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Invalid values raise ``ValueError`` at construction.
@@ -189,6 +199,9 @@ class TrainConfig:
             raise ValueError(
                 f"model {self.model!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}"
             )
+        if "mask_inputs" in accepted and "mask_inputs" not in self.model_options and _has_missing(source, self.data_root):
+            # data with gaps: the networks read the observation mask too; recorded, so reopening builds the same
+            self.model_options = {**self.model_options, "mask_inputs": True}
         if "likelihood" in accepted and "likelihood" not in self.model_options:
             self.model_options = {**self.model_options, "likelihood": source.natural_likelihood(self.data_root)}
         if source.options is not None and self.model_options.get("likelihood") == "bernoulli" and source.likelihood != "bernoulli":

@@ -425,4 +425,4 @@ def evaluate_sharded(
         mine[j * batch_size : j * batch_size + len(values)] = values.to(torch.float64)
     log_likelihood = group.sum(mine).to(seqs.x.dtype)
     check_bounds(rule.name, num_particles, log_likelihood)
-    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone()), batch_size
+    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed()), batch_size

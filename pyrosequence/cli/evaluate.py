@@ -113,6 +113,9 @@ def _evaluate_run(args, group, device) -> int:
         "particles": args.particles,
         **{key: getattr(bound, key) for key in ("resampler", "ess_threshold") if hasattr(bound, key)},
         "per_timestep": result.per_timestep,
+        "per_element": result.per_element,
+        "observed_elements": int(result.num_observed.sum()),
+        "elements": int(result.num_steps.sum()) * model.x_dim,
         "total": result.total,
         "epoch": int(checkpoint["epoch"]),
         "weights": checkpoint["scored_weights"],
@@ -125,6 +128,7 @@ def _evaluate_run(args, group, device) -> int:
     }
     if group.is_main:
         print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}  "
+              f"per observed element: {result.per_element:.4f}{_missing_note(record)}  "
               f"(the {checkpoint['scored_weights']} weights, epoch {record['epoch']})")
 
     def append() -> None:
@@ -134,3 +138,9 @@ def _evaluate_run(args, group, device) -> int:
     if record_it:
         group.on_main(append)
     return 0
+
+
+def _missing_note(record: dict) -> str:
+    """`` (12.5% of the values missing)`` when the data has gaps, else nothing."""
+    missing = record["elements"] - record["observed_elements"]
+    return f" ({100 * missing / record['elements']:.1f}% of the values missing)" if missing else ""

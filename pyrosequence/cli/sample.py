@@ -12,6 +12,10 @@ Written into ``--out``:
     ``(num, steps, D)`` unconditional draws; for forecasts also ``prefix`` ``(B, N, D)``,
     ``mean`` ``(B, steps, D)``, ``truth`` ``(B, steps, D)`` (the data's continuation, zero past
     its end), ``truth_steps`` ``(B,)`` (how many of those steps the data has) and ``index``.
+    When the prefix has missing values (NaN, kept as NaN in ``prefix``) also ``filled_prefix``
+    ``(num, B, N, D)``: the prefix with every gap filled by a posterior predictive draw, draw
+    ``s`` from the filter given the steps before and the step's observed values
+    (:attr:`pyrosequence.diagnostics.forecast.Forecast.filled_prefix`).
 ``sample.json``
     the options, the run and its checkpoint's epoch.
 For a run on standardised data (``--standardize``) every array is in the data's own units (the
@@ -138,6 +142,9 @@ def run_sample(args) -> int:
             "samples": fc.samples, "mean": fc.mean, "prefix": prefix, "truth": truth,
             "truth_steps": available, "index": torch.tensor(index),
         }
+        if fc.filled_prefix is not None:  # the prefix's gaps, filled by posterior predictive draws
+            arrays["filled_prefix"] = fc.filled_prefix
+            info["prefix_missing_values"] = int(torch.isnan(prefix).sum())
         info.update(index=index, steps=steps)
     else:
         steps = args.steps if args.steps is not None else 64
@@ -146,7 +153,7 @@ def run_sample(args) -> int:
     if config.data_options.get("scaling"):  # standardised data (--standardize): written in the data's units
         from pyrosequence.data.from_path import unstandardize
 
-        for key in ("samples", "mean", "prefix", "truth"):
+        for key in ("samples", "mean", "prefix", "truth", "filled_prefix"):
             if key in arrays:
                 arrays[key] = unstandardize(arrays[key], config.data_options)
         if "truth" in arrays:  # zero past the data's end, as without scaling
@@ -190,7 +197,7 @@ def _write_music(arrays: dict, out: Path, args) -> list[str]:
         panels = {f"sample {j}": roll for j, roll in enumerate(samples[:PLOTTED_DRAWS])}
         plot_pianorolls(panels, out / "pianoroll.png", title=f"{len(samples)} unconditional samples")
         return written + ["pianoroll.png"]
-    prefix = arrays["prefix"].cpu().numpy()
+    prefix = (arrays["filled_prefix"][0] if "filled_prefix" in arrays else arrays["prefix"]).cpu().numpy()  # gaps filled
     truth = arrays["truth"].cpu().numpy()
     for row, i in enumerate(arrays["index"].tolist()):
         n = int(arrays["truth_steps"][row])

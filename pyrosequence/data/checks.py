@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -17,11 +18,17 @@ class Sequences:
         lengths: ``(batch,)`` int64 tensor on ``x``'s device.
         mask: ``(batch, time)`` bool tensor, ``True`` where ``t < lengths[b]``; ``None`` when every
             sequence has the full length (no masking work is needed then).
+        observed: ``(batch, time, x_dim)`` bool tensor, ``True`` where the element was observed
+            (NaN in the data means "not observed"; missing elements of ``x`` are zero-filled);
+            ``None`` when every element within the lengths was observed (the path of data
+            without gaps is then exactly the one without this field). Padding counts as observed
+            (the step mask already removes it).
     """
 
     x: torch.Tensor
     lengths: torch.Tensor
     mask: torch.Tensor | None
+    observed: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -33,6 +40,28 @@ class Sequences:
 
     def step_mask(self, t: int) -> torch.Tensor | None:
         return None if self.mask is None else self.mask[:, t]
+
+    @functools.cached_property
+    def x_with_nan(self) -> torch.Tensor:
+        """``x`` with NaN at every missing element: what to hand back to an entry point that
+        validates its input again (``model.guide(seqs.x_with_nan, seqs.lengths)``), so the gaps
+        survive the round trip. ``x`` itself when nothing is missing; computed once."""
+        return self.x if self.observed is None else self.x.masked_fill(~self.observed, float("nan"))
+
+    def rows(self, index) -> "Sequences":
+        """The batch restricted to the sequences ``index`` (a slice, index tensor or bool mask)."""
+        return Sequences(
+            self.x[index], self.lengths[index], None if self.mask is None else self.mask[index],
+            None if self.observed is None else self.observed[index],
+        )
+
+    def num_observed(self) -> torch.Tensor:
+        """``(batch,)`` the number of observed elements of each sequence within its length."""
+        dim = self.x.shape[-1]
+        if self.observed is None:
+            return self.lengths * dim
+        valid = self.observed if self.mask is None else self.observed & self.mask[..., None]
+        return valid.sum((1, 2))
 
 
 def check_lengths(lengths, batch_size: int, num_steps: int) -> torch.Tensor:
@@ -55,12 +84,17 @@ def check_lengths(lengths, batch_size: int, num_steps: int) -> torch.Tensor:
     return lengths.long()
 
 
-def check_sequences(x, lengths=None, x_dim: int | None = None, name: str = "x") -> Sequences:
+def check_sequences(x, lengths=None, x_dim: int | None = None, name: str = "x", missing: bool = True) -> Sequences:
     """Check a padded batch and return it as :class:`Sequences`.
 
     Raises ``TypeError``/``ValueError`` naming the problem: not a tensor, wrong rank, wrong
-    ``x_dim``, non-floating dtype, empty batch, bad ``lengths``, or NaN/inf inside the lengths
-    (NaN in padding is allowed: padding is zeroed and ignored).
+    ``x_dim``, non-floating dtype, empty batch, bad ``lengths``, inf inside the lengths, or a
+    sequence with no observed element at all (NaN in padding is allowed: padding is zeroed and
+    ignored).
+
+    NaN inside the lengths means "not observed" (``missing=True``, the default): the element is
+    zero-filled in ``x`` and recorded in :attr:`Sequences.observed`. ``missing=False`` refuses
+    NaN as before (for a consumer that cannot take gaps).
     """
     if not torch.is_tensor(x):
         raise TypeError(f"{name} must be a torch tensor of shape (batch, time, x_dim), got {type(x).__name__}")
@@ -88,11 +122,26 @@ def check_sequences(x, lengths=None, x_dim: int | None = None, name: str = "x") 
     # A NaN or inf entry makes the sum NaN or inf, so a finite sum proves every entry finite (one
     # cheap reduction instead of a full boolean copy on large data sets); a non-finite sum, which
     # an overflow can also cause, gets the entry-wise check.
+    observed = None
     if not bool(torch.isfinite(x.sum())):
-        finite = torch.isfinite(x)
-        if not bool(finite.all()):
-            b, t, d = (int(i) for i in (~finite).nonzero()[0])
-            raise ValueError(f"{name} contains NaN or inf at sequence {b}, step {t}, dimension {d}")
+        infinite = torch.isinf(x)
+        if bool(infinite.any()):
+            b, t, d = (int(i) for i in infinite.nonzero()[0])
+            raise ValueError(f"{name} contains inf at sequence {b}, step {t}, dimension {d}")
+        missing_at = torch.isnan(x)
+        if bool(missing_at.any()):
+            if not missing:
+                b, t, d = (int(i) for i in missing_at.nonzero()[0])
+                raise ValueError(f"{name} contains NaN at sequence {b}, step {t}, dimension {d} "
+                                 "(missing values are not accepted here)")
+            observed = ~missing_at
+            within = observed if mask is None else observed & mask[..., None]
+            empty = ~within.flatten(1).any(1)
+            if bool(empty.any()):
+                b = int(empty.nonzero()[0, 0])
+                raise ValueError(f"{name}: sequence {b} has no observed value (every element within its "
+                                 "length is NaN); remove it from the batch")
+            x = x.masked_fill(missing_at, 0.0)
     if lengths is None:
         lengths = torch.full((batch_size,), num_steps, dtype=torch.long, device=x.device)
-    return Sequences(x=x, lengths=lengths, mask=mask)
+    return Sequences(x=x, lengths=lengths, mask=mask, observed=observed)

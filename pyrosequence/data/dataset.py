@@ -16,7 +16,8 @@ class SequenceDataset:
     """Sequences padded to a common length.
 
     Attributes:
-        x: ``(num_sequences, max_time, x_dim)`` float tensor, zero beyond each length.
+        x: ``(num_sequences, max_time, x_dim)`` float tensor, zero beyond each length; NaN
+            marks a missing value (every sequence must have at least one observed value).
         lengths: ``(num_sequences,)`` int64 tensor.
         name: a label for messages and run directories.
     """
@@ -108,6 +109,12 @@ class SequenceDataset:
         return list(order.split(batch_size))
 
     def mean(self) -> torch.Tensor:
-        """Per-dimension mean over all valid steps, ``(x_dim,)``."""
+        """Per-dimension mean over all valid steps (of the observed values), ``(x_dim,)``."""
         mask = torch.arange(self.x.shape[1], device=self.x.device) < self.lengths[:, None].to(self.x.device)
-        return self.x[mask].mean(0)
+        return self.x[mask].nanmean(0)
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether some value within the lengths is missing (NaN)."""
+        mask = torch.arange(self.x.shape[1], device=self.x.device) < self.lengths[:, None].to(self.x.device)
+        return bool(torch.isnan(self.x[mask]).any())

@@ -63,7 +63,7 @@ class RawSequences:
     """Sequences as read from disk, before splitting and scaling.
 
     Attributes:
-        sequences: ``(T_i, x_dim)`` float64 arrays, finite.
+        sequences: ``(T_i, x_dim)`` float64 arrays, without inf (NaN marks a missing value).
         ids: one label per sequence (the id column's value, the file name, or the position).
         splits: the split of each sequence when the file gives it, else ``None``.
         features: the value columns' names (tables) or ``None``.
@@ -101,15 +101,25 @@ def check_exists(path: Path) -> None:
 
 
 def _finite(array: np.ndarray, where: str, lengths=None) -> None:
-    """Refuse NaN/inf inside the sequences (the later 'missing values' item will allow NaN)."""
-    bad = ~np.isfinite(array)
+    """Refuse inf inside the sequences, and a sequence whose values are all NaN (NaN is a missing
+    value, but a sequence needs at least one observed value)."""
+    within = np.ones(array.shape, dtype=bool)
     if lengths is not None and array.ndim == 3:
-        bad &= np.arange(array.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
+        within = np.broadcast_to(np.arange(array.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None],
+                                 array.shape)
+    bad = np.isinf(array) & within
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         names = ("sequence", "step", "feature")[-len(index):] if len(index) <= 3 else ()
         at = ", ".join(f"{n} {i}" for n, i in zip(names, index))
-        raise ValueError(f"{where}: NaN or inf at {at}; missing values are not supported yet")
+        raise ValueError(f"{where}: inf at {at} (NaN marks a missing value; inf is refused)")
+    observed = ~np.isnan(array) & within
+    if array.ndim == 3:
+        empty = ~observed.reshape(array.shape[0], -1).any(1)
+        if empty.any():
+            raise ValueError(f"{where}: sequence {int(np.argmax(empty))} has no observed value (all NaN)")
+    elif not observed.any():
+        raise ValueError(f"{where}: the sequence has no observed value (all NaN)")
 
 
 def _numeric(array: np.ndarray, where: str) -> np.ndarray:
@@ -338,18 +348,18 @@ def _floats(table: Table, column: str) -> np.ndarray:
     else:
         out = np.empty(len(values))
         for i, text in enumerate(values):
-            if isinstance(text, str) and text == "":
-                raise ValueError(f"{table.path}, {table.row_name(i)}, column {column!r}: missing value; "
-                                 "missing values are not supported yet")
+            if isinstance(text, str) and text.strip() == "":
+                out[i] = math.nan  # an empty cell is a missing value
+                continue
             try:
                 out[i] = float(text)
             except (TypeError, ValueError):
                 raise ValueError(f"{table.path}, {table.row_name(i)}, column {column!r}: {text!r} is not a number") from None
-    bad = ~np.isfinite(out)
+    bad = np.isinf(out)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{table.path}, {table.row_name(i)}, column {column!r}: "
-                         f"{'missing value' if math.isnan(out[i]) else 'infinite value'}; missing values are not supported yet")
+        raise ValueError(f"{table.path}, {table.row_name(i)}, column {column!r}: infinite value "
+                         "(an empty cell or NaN marks a missing value; inf is refused)")
     return out
 
 

@@ -217,8 +217,23 @@ def _check_dims(raw: RawSequences, path: Path) -> None:
 
 
 def infer_likelihood(sequences: list) -> str:
-    """``bernoulli`` when every value of every sequence is 0 or 1, else ``gaussian``."""
-    return "bernoulli" if all(bool(np.isin(s, (0.0, 1.0)).all()) for s in sequences) else "gaussian"
+    """``bernoulli`` when every observed value of every sequence is 0 or 1, else ``gaussian``."""
+    return "bernoulli" if all(bool(np.isin(s[~np.isnan(s)], (0.0, 1.0)).all()) for s in sequences) else "gaussian"
+
+
+def _check_observed(raw: RawSequences, path: Path) -> None:
+    """Missing values (NaN) are allowed, but every sequence needs an observed value, and so does
+    every feature (a column that is never observed cannot be learnt, nor standardised)."""
+    for i, s in enumerate(raw.sequences):
+        if np.isnan(s).all():
+            raise ValueError(f"{path}: sequence {raw.ids[i]!r} has no observed value (all NaN); remove it")
+    seen = np.zeros(raw.sequences[0].shape[1], dtype=bool)
+    for s in raw.sequences:
+        seen |= ~np.isnan(s).all(0)
+    if not seen.all():
+        j = int(np.argmin(seen))
+        name = raw.features[j] if getattr(raw, "features", None) is not None and j < len(raw.features) else f"feature {j}"
+        raise ValueError(f"{path}: column {name!r} has no observed value (all NaN); remove it")
 
 
 def _split_parts(raw: RawSequences, options: dict, path: Path) -> dict:
@@ -251,9 +266,9 @@ def _split_parts(raw: RawSequences, options: dict, path: Path) -> dict:
 
 def _scaling(train: list, path: Path) -> dict:
     steps = np.concatenate(train, axis=0)
-    mean = steps.mean(axis=0)
-    std = steps.std(axis=0)
-    std[std == 0] = 1.0  # a constant feature is only centred
+    mean = np.nanmean(steps, axis=0)  # of the observed values (NaN marks a missing one)
+    std = np.nanstd(steps, axis=0)
+    std[~(std > 0)] = 1.0  # a constant feature is only centred
     return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
 
 
@@ -276,6 +291,7 @@ def load_path(path, options: dict | None = None) -> FileData:
     if len(raw) == 0:
         raise ValueError(f"{path} holds no sequences")
     _check_dims(raw, path)
+    _check_observed(raw, path)
     options.update(format=data_format(path), **layout)
     parts = _split_parts(raw, options, path)
     options.setdefault("likelihood", infer_likelihood(raw.sequences))

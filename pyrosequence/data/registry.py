@@ -80,6 +80,13 @@ class DataSource:
         data = self.load("train", root)
         return infer_likelihood([data.x[i, : int(n)].numpy() for i, n in enumerate(data.lengths)])
 
+    def has_missing(self, root=None) -> bool:
+        """Whether the training split has missing values (NaN). The built-in data sets have none
+        (their readers refuse NaN), so only the user's data (a path, a registered loader) is read."""
+        if self.name in DATASETS and DATASETS[self.name] is self:
+            return False
+        return self.load("train", root).has_missing
+
 
 DATASETS: dict[str, DataSource] = {
     "synthetic": DataSource(

@@ -33,6 +33,7 @@ from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.models.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
@@ -78,12 +79,18 @@ class Forecast:
         latents: ``(S, B, H, Z)`` the latents drawn with them (``None`` when ``z_dim = 0``;
             ``Z = r * z_dim`` for a wrapper filtered as ``r`` inner steps per step).
         prefix_lengths: ``(B,)`` the ``P_b``.
+        filled_prefix: ``(S, B, T, D)`` the prefix with every missing value (NaN) replaced by a
+            posterior predictive draw, draw ``s`` going with forecast ``s``'s particle population
+            (observed values and padding as given); ``None`` when the prefix has no gaps. Each gap
+            of step ``t`` is drawn from the filter's particles given ``x_<t`` and the observed
+            elements of ``x_t`` (the filtering posterior predictive: later steps do not inform it).
     """
 
     samples: torch.Tensor
     mean: torch.Tensor
     latents: torch.Tensor | None
     prefix_lengths: torch.Tensor
+    filled_prefix: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------- checks
@@ -151,7 +158,8 @@ def emission_moments(d: dist.Distribution, num_mc: int = MC_MOMENT_SAMPLES) -> t
 def _step_context(model: SequenceModel, x_t: torch.Tensor):
     """The model's per-step context of one drawn step ``x_t`` of batch shape ``(S, B)``."""
     lead = x_t.shape[:-1]
-    ctx = context_steps(model.context(x_t.reshape(-1, 1, x_t.shape[-1])), 1)[0]
+    flat = x_t.reshape(-1, 1, x_t.shape[-1])
+    ctx = context_steps(model.context(model.network_input(Sequences(flat, None, None))), 1)[0]
     return map_state(lambda c: c.reshape(lead + c.shape[1:]), ctx) if ctx is not None else None
 
 
@@ -206,7 +214,7 @@ def _setup(model, x, lengths, num_samples, num_particles, resampler, ess_thresho
     resampler = get_resampler(resampler)
     seqs = model.prepare(x, lengths)
     view = _view(model, seqs)
-    return num_samples, resampler, seqs, view, _event_ranks(view.model, view.seqs.x)
+    return num_samples, resampler, seqs, view, _event_ranks(view.model, view.model.network_input(view.seqs))
 
 
 # ---------------------------------------------------------------------------- public API
@@ -301,9 +309,13 @@ def forecast(
     ends = set(view.seqs.lengths.tolist())
     picked: dict[int, object] = {}  # inner prefix length -> particles drawn for the sequences with it
 
+    fill = _gap_filler(inner, view.seqs, num_samples)
+
     def on_step(t, state, log_w):
         if t in ends:  # the filtered particles of x_0 .. x_{t-1}
             picked[t] = _gather(state, _draw_ancestors(log_w, num_samples), ranks, log_w.shape)
+        if fill is not None:
+            fill(t, state, log_w)
 
     particle_filter(inner, view.seqs, num_particles, resampler, ess_threshold, on_step=on_step)
     batch = seqs.batch_size
@@ -321,7 +333,50 @@ def forecast(
         mean=samples.mean(0),
         latents=latents if model.z_dim else None,
         prefix_lengths=seqs.lengths,
+        filled_prefix=None if fill is None else view.outer_steps(fill.result()),
     )
+
+
+class _GapFiller:
+    """Draws the missing elements of a prefix while the filter runs (``on_step``): at step ``t``
+    every particle proposes ``z_t`` as the filter does, is weighted by its filtering weight and
+    ``p(observed part of x_t | s, z_t) p(z_t | s) / q(z_t | s, x)``, and ``num_samples`` particles
+    drawn by those weights each draw ``x_t`` from the emission; the draw's elements fill the gaps
+    (given ``(s, z_t)`` a factorised emission's elements are independent, so these are draws of the
+    missing elements given ``x_<t`` and the observed part of ``x_t``)."""
+
+    def __init__(self, model: SequenceModel, seqs: Sequences, num_samples: int) -> None:
+        self.model, self.seqs, self.num = model, seqs, num_samples
+        inputs = model.network_input(seqs)
+        ctx = model.context(inputs)
+        self.q_steps = context_steps(model.proposal_context(inputs, ctx, seqs.lengths), seqs.num_steps)
+        self.filled = seqs.x.expand((num_samples,) + seqs.x.shape).clone()
+        self.gaps = (~seqs.observed).any(-1).any(0).tolist()  # steps with a gap in some sequence
+
+    def __call__(self, t: int, state, log_w: torch.Tensor) -> None:
+        if t >= self.seqs.num_steps or not self.gaps[t]:
+            return
+        model, particles = self.model, log_w.shape
+        observed = self.seqs.observed[:, t]
+        if model.z_dim:
+            q = _full(model.proposal(state, t, self.q_steps[t]), particles)
+            z = q.sample()
+            weight = log_w + model.transition(state, t).log_prob(z) - q.log_prob(z)
+        else:
+            z, weight = log_w.new_zeros(particles + (0,)), log_w
+        emission = _full(model.emission(state, model.latent_features(z)), particles)
+        weight = weight + mask_elements(emission, observed).log_prob(self.seqs.x[:, t])
+        draws = emission.sample()  # (K, B, D)
+        chosen = _draw_ancestors(weight, self.num)  # (S, B)
+        picked = draws.gather(0, chosen[..., None].expand(chosen.shape + draws.shape[-1:]))
+        self.filled[:, :, t] = torch.where(observed, self.filled[:, :, t], picked)
+
+    def result(self) -> torch.Tensor:
+        return self.filled
+
+
+def _gap_filler(model: SequenceModel, seqs: Sequences, num_samples: int) -> _GapFiller | None:
+    return None if seqs.observed is None else _GapFiller(model, seqs, num_samples)
 
 
 @torch.no_grad()
@@ -332,6 +387,6 @@ def sample_sequences(model: SequenceModel, num: int, num_steps: int) -> torch.Te
     num_steps = _check_count(num_steps, "num_steps")
     blank = check_sequences(model.input_offset.new_zeros(num, num_steps, model.x_dim))
     view = _view(model, blank)
-    state = view.model.initial_state(torch.Size([num]), view.seqs.x)
+    state = view.model.initial_state(torch.Size([num]), view.model.network_input(view.seqs))
     xs, _ = _roll_forward(view.model, state, 0, view.ratio * num_steps, torch.Size([num]), view.seqs.x)
     return view.outer_steps(xs)

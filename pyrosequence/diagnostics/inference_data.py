@@ -50,7 +50,7 @@ def guide_latents(model: SequenceModel, seqs: Sequences, num_samples: int) -> to
     """``num_samples`` draws of ``z_{0:T-1}`` from the guide, shape ``(S, B, T, Z)``: the guide is
     traced once under a plate of ``num_samples`` left of the sequence plate."""
     with torch.no_grad(), pyro.plate("draws", num_samples, dim=-2):
-        trace = poutine.trace(model.guide).get_trace(seqs.x, seqs.lengths)
+        trace = poutine.trace(model.guide).get_trace(seqs.x_with_nan, seqs.lengths)
     z = [trace.nodes[name]["value"] for name in model.latent_sites(seqs.num_steps)]
     return torch.stack([v.expand(num_samples, seqs.batch_size, model.z_dim) for v in z], dim=2)
 
@@ -60,8 +60,7 @@ def _importance_steps(model: SequenceModel, seqs: Sequences, bound: str, num_par
     out = []
     for start in range(0, seqs.batch_size, rows):
         part = slice(start, start + rows)
-        mask = None if seqs.mask is None else seqs.mask[part]
-        out.append(step_log_likelihood(model, Sequences(seqs.x[part], seqs.lengths[part], mask), bound, num_particles))
+        out.append(step_log_likelihood(model, seqs.rows(part), bound, num_particles))
     return torch.cat(out)
 
 
@@ -180,7 +179,7 @@ def to_inference_data(
     model.eval()
     try:
         pred = one_step_predictive(
-            model, seqs.x, seqs.lengths, num_samples=num_samples, num_particles=num_particles,
+            model, seqs.x_with_nan, seqs.lengths, num_samples=num_samples, num_particles=num_particles,
             resampler=resampler, ess_threshold=ess_threshold,
         )
         if bound == "fivo":
@@ -194,7 +193,7 @@ def to_inference_data(
         if prefix_len is not None:
             prefix_lengths = seqs.lengths.clamp(max=prefix_len)
             fc = forecast(
-                model, seqs.x[:, :prefix_len], prefix_lengths, horizon=horizon,
+                model, seqs.x_with_nan[:, :prefix_len], prefix_lengths, horizon=horizon,
                 num_samples=num_samples, num_particles=num_particles,
             )
     finally:
@@ -233,7 +232,7 @@ def to_inference_data(
     groups = {
         "posterior_predictive": dataset(predictive),
         "log_likelihood": dataset(log_lik),
-        "observed_data": dataset({"x": (obs, _nan_beyond(seqs.x, valid))}),
+        "observed_data": dataset({"x": (obs, _nan_beyond(seqs.x_with_nan, valid))}),  # NaN where missing
         "constant_data": dataset(constant),
         "filter_stats": dataset(stats, attrs=attrs),
     }

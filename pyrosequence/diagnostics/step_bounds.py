@@ -31,8 +31,9 @@ def step_log_weights(model: SequenceModel, seqs: Sequences, num_particles: int) 
     """
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
     with torch.no_grad(), pyro.plate("particles", k, dim=-2):
-        guide_trace = poutine.trace(model.guide).get_trace(seqs.x, seqs.lengths)
-        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(seqs.x, seqs.lengths)
+        x = seqs.x_with_nan  # the gaps survive the model's own validation
+        guide_trace = poutine.trace(model.guide).get_trace(x, seqs.lengths)
+        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, seqs.lengths)
         out = seqs.x.new_zeros(k, batch, steps)
         if model.z_dim:
             for t, name in enumerate(model.latent_sites(steps)):
@@ -41,7 +42,7 @@ def step_log_weights(model: SequenceModel, seqs: Sequences, num_particles: int) 
         likelihood = model_trace.nodes[model.obs_name]["fn"]
         if not isinstance(likelihood, Independent) or likelihood.reinterpreted_batch_ndims != 1:
             raise TypeError(f"the observation site of {type(model).__name__} is not a per-step likelihood with to_event(1)")
-        per_step = likelihood.base_dist.log_prob(seqs.x)  # masked steps score 0
+        per_step = likelihood.base_dist.log_prob(seqs.x)  # masked steps and missing elements score 0
         out = out + per_step.expand(k, batch, steps)
     if seqs.mask is not None:
         out = out.masked_fill(~seqs.mask, 0.0)

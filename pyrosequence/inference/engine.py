@@ -55,6 +55,7 @@ from pyro.distributions.kl import kl_divergence
 from pyro.poutine.runtime import _PYRO_STACK
 
 from pyrosequence.device import model_device
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -128,7 +129,7 @@ def gather_particles(state, ancestors: torch.Tensor):
 
 
 def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
-                active, may_resample, latent_scale, t: int, analytic_kl: bool = False):
+                active, may_resample, latent_scale, t: int, analytic_kl: bool = False, observed_t=None):
     """One step of the particle filter, without reading anything back to the host.
 
     Args:
@@ -150,6 +151,8 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
             in closed form (the mean-field ELBO of ``TraceMeanField_ELBO``) instead of the
             sampled ``log p(z_t|.) - log q(z_t|.)``; where no closed form is registered the
             sampled term is used, as Pyro does. ``z_t`` still drives the state update.
+        observed_t: ``(B, x_dim)`` bool, the observed elements of ``x_t`` (``None``: all): the
+            emission is scored on those only (:func:`~pyrosequence.models.missing.mask_elements`).
 
     Returns:
         ``(state, log_w, log_z, reference, increment, ess, resampled, lse)`` with the updated
@@ -173,7 +176,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     else:  # a deterministic model: every particle carries the exact likelihood
         z, log_latent = x_t.new_zeros(particles + (0,)), 0.0
     features = model.latent_features(z)
-    increment = model.emission(state, features).log_prob(x_t) + log_latent
+    increment = mask_elements(model.emission(state, features), observed_t).log_prob(x_t) + log_latent
     log_w = log_w + increment.masked_fill(~active, 0.0)
     lse = log_w.logsumexp(PARTICLE_DIM)
     ess = (2 * lse - (2 * log_w).logsumexp(PARTICLE_DIM)).exp()
@@ -212,18 +215,21 @@ def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False
 
 
 def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_steps, context_steps,
-                 proposal_steps, active_steps, may_resample_steps, latent_scale, analytic_kl: bool = False):
+                 proposal_steps, active_steps, may_resample_steps, latent_scale, analytic_kl: bool = False,
+                 observed_steps=None):
     """Consecutive :func:`filter_step` s, one per element of the per-step tuples (``t = 0`` for
     every one: compiled steps need :attr:`time_invariant_pieces`). Returns the carried
     ``(state, log_w, log_z, reference)`` and a tuple of each step's
     ``(increment, ess, resampled, lse)``."""
     outputs = []
-    for x_t, context_t, proposal_t, active, may_resample in zip(
-        x_steps, context_steps, proposal_steps, active_steps, may_resample_steps
+    if observed_steps is None:
+        observed_steps = (None,) * len(x_steps)
+    for x_t, context_t, proposal_t, active, may_resample, observed_t in zip(
+        x_steps, context_steps, proposal_steps, active_steps, may_resample_steps, observed_steps
     ):
         state, log_w, log_z, reference, *per_step = filter_step(
             model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
-            may_resample, latent_scale, 0, analytic_kl,
+            may_resample, latent_scale, 0, analytic_kl, observed_t,
         )
         outputs.append(tuple(per_step))
     return state, log_w, log_z, reference, tuple(outputs)
@@ -298,11 +304,14 @@ class StepRunner:
         return 1
 
     def __call__(self, state, log_w, log_z, reference, x_steps, context_steps, proposal_steps, active_steps,
-                 may_resample_steps, latent_scale, t: int, first: bool = False):
+                 may_resample_steps, latent_scale, t: int, first: bool = False, observed_steps=None):
         """Steps ``t ... t + n - 1`` (``n`` = the length of the per-step tuples, from
         :meth:`block_length`): the carried ``(state, log_w, log_z, reference)`` and each step's
-        ``(increment, ess, resampled, lse)``. ``first``: the filter's first step (always eager)."""
+        ``(increment, ess, resampled, lse)``. ``first``: the filter's first step (always eager).
+        ``observed_steps``: the observed elements of each step, ``None`` when nothing is missing."""
         carry = (state, log_w, log_z, reference)
+        if observed_steps is None:
+            observed_steps = (None,) * len(x_steps)
         if self.compiled and not first and len(x_steps) == self.unroll:
             if latent_scale is not None and not torch.is_tensor(latent_scale):
                 latent_scale = log_w.new_tensor(latent_scale)  # a float would be a constant of the graph
@@ -310,7 +319,7 @@ class StepRunner:
                 return _compiled_step(self.options)(
                     self.model, self.resampler, self.ess_threshold, *carry, tuple(x_steps), tuple(context_steps),
                     tuple(proposal_steps), tuple(active_steps), tuple(may_resample_steps), latent_scale,
-                    self.analytic_kl,
+                    self.analytic_kl, tuple(observed_steps),
                 )
             except Exception as error:  # a graph break, an unsupported op, a compiler failure
                 self.compiled = False
@@ -320,7 +329,7 @@ class StepRunner:
         for i, x_t in enumerate(x_steps):
             *carry, increment, ess, resampled, lse = filter_step(
                 self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
-                active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl,
+                active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl, observed_steps[i],
             )
             outputs.append((increment, ess, resampled, lse))
         return (*carry, tuple(outputs))

@@ -40,16 +40,28 @@ class EvaluationResult:
         num_steps: ``(batch,)`` the length of each sequence.
         per_timestep: ``sum(log_likelihood) / sum(num_steps)``, the normalisation of the FIVO
             paper and its reference code.
+        num_observed: ``(batch,)`` the number of observed elements of each sequence (its length
+            times ``x_dim`` when nothing is missing); ``None`` when not known.
+        per_element: ``sum(log_likelihood) / sum(num_observed)``: the bound per observed
+            element, the comparable figure when values are missing (a missing element adds
+            nothing to the bound).
     """
 
     bound: str
     num_particles: int
     log_likelihood: torch.Tensor
     num_steps: torch.Tensor
+    num_observed: torch.Tensor | None = None
 
     @property
     def per_timestep(self) -> float:
         return float(self.log_likelihood.sum() / self.num_steps.sum())
+
+    @property
+    def per_element(self) -> float | None:
+        if self.num_observed is None:
+            return None
+        return float(self.log_likelihood.sum() / self.num_observed.sum())
 
     @property
     def total(self) -> float:
@@ -70,8 +82,9 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
         return model.log_importance_weights(seqs, num_particles)
     shape = (num_particles, seqs.batch_size)
     with pyro.plate("particles", num_particles, dim=-2):
-        guide_trace = poutine.trace(model.guide).get_trace(seqs.x, seqs.lengths)
-        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(seqs.x, seqs.lengths)
+        x = seqs.x_with_nan  # the gaps survive the model's own validation
+        guide_trace = poutine.trace(model.guide).get_trace(x, seqs.lengths)
+        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, seqs.lengths)
     log_w = seqs.x.new_zeros(shape)
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
@@ -249,7 +262,8 @@ def evaluate(
             with a bound object, a true value replaces that object's setting.
 
     Returns:
-        :class:`EvaluationResult` with ``log_likelihood`` per sequence and ``per_timestep``.
+        :class:`EvaluationResult` with ``log_likelihood`` per sequence, ``per_timestep`` and
+        ``per_element`` (per observed element: NaN in ``x`` marks a missing value).
     """
     if isinstance(bound, str):
         rule = make_bound(bound, compile=compile)
@@ -263,7 +277,7 @@ def evaluate(
     scores = score_blocks(model, seqs, rule, num_particles, batch_size, particle_chunk, seed)
     log_likelihood = torch.cat([scores[j] for j in sorted(scores)])
     check_bounds(rule.name, num_particles, log_likelihood)
-    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone())
+    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed())
 
 
 def block_seed(seed: int, block: int) -> int:
@@ -306,7 +320,7 @@ def score_blocks(
     with torch.no_grad(), evaluation_mode(model):
         for j in chosen:
             rows = slice(j * batch_size, (j + 1) * batch_size)
-            part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
+            part = seqs.rows(rows)
             with _seeded(None if seed is None else block_seed(seed, j), seqs.x.device):
                 out[j] = rule.per_sequence(model, part, num_particles, particle_chunk)
     return out

@@ -77,7 +77,8 @@ def particle_filter(
 
     Each step draws ``z_t`` from the proposal (reparameterised), adds
     ``log p(x_t | s, z_t) + latent_scale * (log p(z_t | s) - log q(z_t | s, x))`` to the
-    log-weights, updates the states, and resamples the filters whose ESS is below
+    log-weights (the emission scored on the observed elements of ``x_t`` only, when values are
+    missing: :attr:`Sequences.observed`), updates the states, and resamples the filters whose ESS is below
     ``ess_threshold * K`` (not after a sequence's last step). Sequences that have ended add no
     weight and do not resample. Gradients flow through the weights and the resampled states but
     not through the choice of ancestors (the FIVO paper's estimator, section 4: the
@@ -135,13 +136,15 @@ def run_filter(
     require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
-    ctx = model.context(seqs.x)
+    inputs = model.network_input(seqs)
+    ctx = model.context(inputs)
     ctx_steps = context_steps(ctx, steps)
-    q_steps = context_steps(model.proposal_context(seqs.x, ctx, seqs.lengths), steps)
+    q_steps = context_steps(model.proposal_context(inputs, ctx, seqs.lengths), steps)
     x_steps = seqs.x.unbind(1)
+    observed_steps = (None,) * steps if seqs.observed is None else seqs.observed.unbind(1)
     particles = torch.Size([k, batch])
     if initial is None:
-        state = model.initial_state(particles, seqs.x)
+        state = model.initial_state(particles, inputs)
     else:  # every particle starts from the state the sequence reached
         state = map_state(lambda s: s.expand(particles + s.shape[1:]), initial)
     log_k = math.log(k)
@@ -163,7 +166,7 @@ def run_filter(
             block = slice(t, t + run.block_length(t, steps))
             state, log_w, log_z, reference, outputs = run(
                 state, log_w, log_z, reference, x_steps[block], ctx_steps[block], q_steps[block], active_steps[block],
-                may_resample_steps[block], scale, start + t, first=t == 0,
+                may_resample_steps[block], scale, start + t, first=t == 0, observed_steps=observed_steps[block],
             )
             for increment, ess, resampled, lse in outputs:
                 increments.append(increment)

@@ -114,7 +114,7 @@ def rate_distortion(
     with torch.no_grad():
         for start in range(0, seqs.batch_size, batch_size):
             rows = slice(start, start + batch_size)
-            part = Sequences(seqs.x[rows], seqs.lengths[rows], None if seqs.mask is None else seqs.mask[rows])
+            part = seqs.rows(rows)
             for _ in range(num_samples):
                 r, d, a = rate_distortion_sums(model, part.x, part.lengths, analytic)
                 rate, distortion, all_analytic = rate + float(r), distortion + float(d), all_analytic and a

@@ -48,13 +48,14 @@ class FRNN(SequenceModel):
         output: str = "factorized",
         low_hidden: int = 32,
         order: str = "natural",
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, 0, name=name)
+        super().__init__(x_dim, 0, name=name, mask_inputs=mask_inputs)
         if hidden_dim < 1:
             raise ValueError(f"hidden_dim must be positive, got {hidden_dim}")
         self.hidden_dim, self.likelihood, self.output = hidden_dim, likelihood, output
-        self.rnn = RecurrentCell(x_dim, hidden_dim, cell)
+        self.rnn = RecurrentCell(self.input_dim, hidden_dim, cell)
         options = {"components": components} if likelihood in ("mixture", "dim-mixture") else {}
         if output != "factorized":
             options["hidden"] = low_hidden
@@ -87,6 +88,8 @@ class RNNHier(FRNN):
         output: str = "hier-rnn",
         low_hidden: int = 32,
         order: str = "natural",
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, hidden_dim, likelihood, components, cell, output, low_hidden, order, name)
+        super().__init__(x_dim, hidden_dim, likelihood, components, cell, output, low_hidden, order, mask_inputs,
+                         name)

@@ -36,6 +36,7 @@ import pyro.poutine as poutine
 from pyro.poutine.messenger import Messenger
 
 from pyrosequence.data.checks import Sequences, check_sequences
+from pyrosequence.models.missing import mask_elements, partial_step
 from pyrosequence.models.time_slicing import Context, context_steps, stack_states, time_slices
 from pyrosequence.nn.cells import State
 from pyrosequence.nn.support import AllOf, check_support, element_support
@@ -132,7 +133,8 @@ class SequenceModel(nn.Module):
     Shapes: ``x`` is ``(batch, time, x_dim)``; ``lengths`` is ``(batch,)`` integer or ``None``.
     Latent sites are named ``z_0 ... z_{T-1}`` (``latent_name``), each with event shape
     ``(z_dim,)``; the observations form one site ``x`` with event shape ``(time, x_dim)``, masked
-    beyond each sequence's length. Handlers such as ``poutine.scale`` or
+    beyond each sequence's length, and per element where a value is missing (NaN in ``x``: see
+    :mod:`pyrosequence.models.missing`). Handlers such as ``poutine.scale`` or
     :func:`pyrosequence.inference.scale_latents` find the latent sites by type (unobserved).
     """
 
@@ -167,12 +169,17 @@ class SequenceModel(nn.Module):
     #: compiled filter runs this model's step eagerly, with a warning.
     time_invariant_pieces = False
 
-    def __init__(self, x_dim: int, z_dim: int, name: str | None = None) -> None:
+    def __init__(self, x_dim: int, z_dim: int, name: str | None = None, mask_inputs: bool = False) -> None:
         super().__init__()
         if int(x_dim) < 1 or int(z_dim) < 0:
             raise ValueError(f"x_dim must be positive and z_dim non-negative, got x_dim={x_dim}, z_dim={z_dim}")
+        if not isinstance(mask_inputs, bool):
+            raise ValueError(f"mask_inputs must be true or false, got {mask_inputs!r}")
         self.x_dim = int(x_dim)
         self.z_dim = int(z_dim)
+        #: The networks read ``x`` with the observation mask as ``x_dim`` extra features
+        #: (:meth:`network_input`); set for data with missing values (``train`` does it).
+        self.mask_inputs = mask_inputs
         # A unique name keeps parameters of different instances apart in Pyro's param store.
         self.pyro_name = name or f"{type(self).__name__.lower()}_{uuid.uuid4().hex[:8]}"
         self._recurrence: _Recurrence | None = None
@@ -190,9 +197,33 @@ class SequenceModel(nn.Module):
             state_dict[key] = torch.zeros_like(self.input_offset)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
+    @property
+    def input_dim(self) -> int:
+        """The width of the network input :meth:`network_input` (what :meth:`context`,
+        :meth:`proposal_context` and :meth:`initial_state` receive as ``x``): ``x_dim``, or
+        ``2 * x_dim`` with :attr:`mask_inputs` (values, then the observation mask). Size the
+        layers that read ``x`` with it."""
+        return 2 * self.x_dim if self.mask_inputs else self.x_dim
+
+    def network_input(self, seqs: Sequences) -> torch.Tensor:
+        """What the networks read for the batch ``seqs``: ``seqs.x`` (padding and missing
+        elements zero-filled), and with :attr:`mask_inputs` the observation mask concatenated
+        as ``x_dim`` more features (1 = observed, 0 = missing; padding reads as observed
+        zeros), ``(batch, time, input_dim)``."""
+        x = seqs.x if seqs.observed is None else seqs.x.masked_fill(~seqs.observed, 0.0)
+        if not self.mask_inputs:
+            return x
+        observed = (x.new_ones(()).expand(x.shape) if seqs.observed is None else seqs.observed.to(x.dtype))
+        return torch.cat([x, observed], -1)
+
     def centered(self, x: torch.Tensor) -> torch.Tensor:
-        """``x - input_offset``: the network input for data ``x``."""
-        return x - self.input_offset
+        """``x - input_offset``: the network input for data ``x`` (from :meth:`network_input`).
+        With :attr:`mask_inputs` only the values are centred, and a missing value stays zero
+        (the training mean) after centring; the mask features pass unchanged."""
+        if not self.mask_inputs or x.shape[-1] != 2 * self.x_dim:
+            return x - self.input_offset
+        values, observed = x.split(self.x_dim, -1)
+        return torch.cat([(values - self.input_offset) * observed, observed], -1)
 
     def __getstate__(self) -> dict:
         # The recorded recurrence holds graph tensors of one evaluation: never copy or pickle it.
@@ -341,7 +372,11 @@ class SequenceModel(nn.Module):
         """
         seqs = self.prepare(x, lengths)
         valid = seqs.x if seqs.mask is None else seqs.x[seqs.mask]
-        mean = valid.reshape(-1, self.x_dim).mean(0)
+        if seqs.observed is None:
+            mean = valid.reshape(-1, self.x_dim).mean(0)
+        else:  # the mean of the observed values of each dimension
+            seen = (seqs.observed if seqs.mask is None else seqs.observed[seqs.mask]).reshape(-1, self.x_dim)
+            mean = valid.reshape(-1, self.x_dim).sum(0) / seen.sum(0).clamp(min=1)
         for _, head in self.declaring_heads():
             if hasattr(head, "init_bias_from_mean") and getattr(head, "dim", self.x_dim) == self.x_dim:
                 head.init_bias_from_mean(mean)
@@ -363,8 +398,32 @@ class SequenceModel(nn.Module):
         seqs = check_sequences(x, lengths, self.x_dim)
         if not getattr(self, "_pieces_checked", False):
             self._check_contract(seqs)  # first: it reads the support of the emission's distribution
-        self.check_data(seqs.x)
+        if seqs.observed is None:
+            self.check_data(seqs.x)
+        else:
+            self.check_data(self._fill_for_check(seqs))
+            self._check_partial_steps(seqs)
         return seqs
+
+    def _fill_for_check(self, seqs: Sequences) -> torch.Tensor:
+        """``x`` with each missing element replaced by an observed value of the same batch, so
+        that the support check judges observed values only."""
+        seen = seqs.x[seqs.observed]
+        return seqs.x.masked_fill(~seqs.observed, float(seen[0]) if seen.numel() else 0.0)
+
+    def _check_partial_steps(self, seqs: Sequences) -> None:
+        """Refuse a step with some but not all elements observed when the emission can only
+        score whole steps (an autoregressive output; see :mod:`pyrosequence.models.missing`)."""
+        if getattr(self, "_emission_masks_elements", True):
+            return
+        where = partial_step(seqs.observed, seqs.mask)
+        if where is not None:
+            b, t = where
+            raise ValueError(
+                f"x: step {t} of sequence {b} is partly observed, but the emission of {type(self).__name__} "
+                "cannot score part of a step (its output is autoregressive within a step); use a factorized "
+                "output, or make such steps entirely missing"
+            )
 
     def _check_contract(self, seqs: Sequences) -> None:
         """On the first batch: check every piece's output shapes (:mod:`pyrosequence.models.contract`)."""
@@ -389,7 +448,7 @@ class SequenceModel(nn.Module):
     def start_state(self, seqs: Sequences, initial: State | None = None) -> State:
         """The state before the first step: ``initial`` when a window continues a sequence
         (truncated backpropagation through time), else :meth:`initial_state`."""
-        return self.initial_state(torch.Size([seqs.batch_size]), seqs.x) if initial is None else initial
+        return self.initial_state(torch.Size([seqs.batch_size]), self.network_input(seqs)) if initial is None else initial
 
     # ------------------------------------------------------------------ Pyro programs
     def guide(
@@ -404,9 +463,10 @@ class SequenceModel(nn.Module):
         seqs = self.prepare(x, lengths)
         if not self.z_dim:  # a deterministic model: nothing to propose
             return
-        ctx = self.context(seqs.x)
+        inputs = self.network_input(seqs)
+        ctx = self.context(inputs)
         ctx_steps = context_steps(ctx, seqs.num_steps)
-        q_steps = context_steps(self.proposal_context(seqs.x, ctx, seqs.lengths), seqs.num_steps)
+        q_steps = context_steps(self.proposal_context(inputs, ctx, seqs.lengths), seqs.num_steps)
         state = self.start_state(seqs, initial)
         record = _Recurrence(key=self._key(x, lengths, initial, start), context=ctx, initial=state)
         collector = _DeterministicCollector()
@@ -445,7 +505,7 @@ class SequenceModel(nn.Module):
                 stacked_previous = stack_states([cached.initial] + cached.states[:-1])
                 priors = time_slices(self.transition(stacked_previous, None), steps)
         else:
-            ctx = self.context(seqs.x)
+            ctx = self.context(self.network_input(seqs))
             state = self.start_state(seqs, initial)
         ctx_steps = None
         previous, features_seq = [], []
@@ -472,7 +532,7 @@ class SequenceModel(nn.Module):
             self.final_state = state
             if stacked_previous is None:
                 stacked_previous = stack_states(previous)
-            likelihood = self.emission(stacked_previous, stack_states(features_seq))
+            likelihood = mask_elements(self.emission(stacked_previous, stack_states(features_seq)), seqs.observed)
             if seqs.mask is not None:
                 likelihood = likelihood.mask(seqs.mask)
             pyro.sample(self.obs_name, likelihood.to_event(1), obs=seqs.x)

@@ -21,6 +21,11 @@ The element support the emission's distribution declares (``Bernoulli``: ``boole
 part of the model's :attr:`~pyrosequence.models.SequenceModel.emission_support`, so data outside
 it is rejected even when no head declares it.
 
+Whether the emission's distributions can be scored on part of a step's elements
+(:func:`~pyrosequence.models.missing.can_mask_elements`) is recorded too, so that a batch with
+partly observed steps is refused, naming the step, by a model whose emission cannot
+(``_emission_masks_elements``).
+
 The check runs without gradients, outside any Pyro handler, and on a forked random-number
 state, so it changes no result and no seed's draws.
 """
@@ -34,6 +39,7 @@ import torch
 import pyro.poutine as poutine
 
 from pyrosequence.data.checks import Sequences
+from pyrosequence.models.missing import can_mask_elements
 from pyrosequence.models.time_slicing import context_steps, stack_states
 from pyrosequence.nn.support import element_support, is_static
 
@@ -111,16 +117,19 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
     steps = min(seqs.num_steps, 2)
     x = seqs.x[:rows, :steps]
     lengths = seqs.lengths[:rows].clamp(max=steps)
-    part = Sequences(x, lengths, None if seqs.mask is None else seqs.mask[:rows, :steps])
+    part = Sequences(x, lengths, None if seqs.mask is None else seqs.mask[:rows, :steps],
+                     None if seqs.observed is None else seqs.observed[:rows, :steps])
     devices = [x.device] if x.device.type == "cuda" else []
+    inputs = model.network_input(part)
+    masks_elements = True
     with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=devices), _eval(model):
-        ctx = model.context(part.x)
+        ctx = model.context(inputs)
         _steps("context(x)", ctx, rows, steps)
-        q_ctx = model.proposal_context(part.x, ctx, part.lengths)
+        q_ctx = model.proposal_context(inputs, ctx, part.lengths)
         _steps("proposal_context(x, context, lengths)", q_ctx, rows, steps)
         ctx_steps, q_steps = context_steps(ctx, steps), context_steps(q_ctx, steps)
         for batch in (torch.Size([rows]), torch.Size([particles, rows])):
-            state = model.initial_state(batch, part.x)
+            state = model.initial_state(batch, inputs)
             _check_state(f"initial_state({tuple(batch)}, x)", state, batch)
             states, features_seq = [], []
             for t in range(steps):
@@ -139,6 +148,7 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
                 _check_distribution("emission(state, z_features)", emission, model.x_dim, batch, "x_dim")
                 if t == 0 and len(batch) == 1:
                     _record_support(model, emission)
+                masks_elements = masks_elements and can_mask_elements(emission)
                 states.append(state)
                 features_seq.append(features)
                 new_state = model.update(state, features, ctx_steps[t], t)
@@ -149,6 +159,8 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
                 "emission(states stacked over time, z_features stacked over time)", stacked, model.x_dim,
                 batch + (steps,), "x_dim",
             )
+            masks_elements = masks_elements and can_mask_elements(stacked)
+    model._emission_masks_elements = masks_elements
 
 
 def _record_support(model, emission) -> None:

@@ -158,13 +158,14 @@ class DeltaRNN(SequenceModel):
         mix_hidden: int | None = None,
         cell: str = "lstm",
         name: str | None = None,
+        mask_inputs: bool = False,
     ) -> None:
-        super().__init__(x_dim, 0, name=name)
+        super().__init__(x_dim, 0, name=name, mask_inputs=mask_inputs)
         if leak is None:
             leak = 2 if split == "stride" else max(1, x_dim // 2)
         a, b = split_indices(x_dim, split, leak, seed)
         self.hidden_dim, self.likelihood, self.split, self.leak = hidden_dim, likelihood, split, leak
-        self.rnn = RecurrentCell(x_dim, hidden_dim, cell)
+        self.rnn = RecurrentCell(self.input_dim, hidden_dim, cell)
         options = {"components": components} if likelihood in ("mixture", "dim-mixture") else {}
         self.decoder_head = DeltaHead(hidden_dim, x_dim, a, b, likelihood, mix_hidden or hidden_dim, **options)
 
@@ -183,5 +184,6 @@ class DeltaRNNRandom(DeltaRNN):
 
     def __init__(self, x_dim: int, hidden_dim: int = 64, split: str = "random", leak: int | None = None,
                  seed: int = 0, likelihood: str = "bernoulli", components: int = 5, mix_hidden: int | None = None,
-                 cell: str = "lstm", name: str | None = None) -> None:
-        super().__init__(x_dim, hidden_dim, split, leak, seed, likelihood, components, mix_hidden, cell, name)
+                 cell: str = "lstm", mask_inputs: bool = False, name: str | None = None) -> None:
+        super().__init__(x_dim, hidden_dim, split, leak, seed, likelihood, components, mix_hidden, cell, name,
+                         mask_inputs)

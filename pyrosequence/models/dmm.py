@@ -183,9 +183,10 @@ class DMM(SequenceModel):
         cell: str = "rnn",
         iafs: int = 0,
         iaf_dim: int | None = None,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if self.z_dim < 1:
             raise ValueError(f"DMM needs latents: z_dim must be at least 1, got {z_dim}")
         if cell not in CELLS:
@@ -206,7 +207,7 @@ class DMM(SequenceModel):
         self.combiner = Combiner(self.z_dim, self.hidden_dim)
         rnn_class = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
         rnn_options = {"nonlinearity": "relu"} if cell == "rnn" else {}
-        self.backward_rnn = rnn_class(x_dim, self.hidden_dim, batch_first=True, **rnn_options)
+        self.backward_rnn = rnn_class(self.input_dim, self.hidden_dim, batch_first=True, **rnn_options)
         self.rnn_h0 = nn.Parameter(torch.zeros(self.hidden_dim))
         self.z_0 = nn.Parameter(torch.zeros(self.z_dim))
         self.z_q_0 = nn.Parameter(torch.zeros(self.z_dim))

@@ -88,8 +88,9 @@ class FilteringRNN(SequenceModel):
         proposal_input: str = "centered",
         initial_step: bool = False,
         dropout: float = 0.0,
+        mask_inputs: bool = False,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
         if architecture not in ARCHITECTURES:
@@ -111,7 +112,7 @@ class FilteringRNN(SequenceModel):
         if isinstance(scale_offset, bool) or not isinstance(scale_offset, (int, float)) or not abs(scale_offset) < float("inf"):
             raise ValueError(f"scale_offset must be a finite number, got {scale_offset!r}")
         scale_offset = float(scale_offset)
-        self.phi_x = MLP(x_dim, [feature_dim] * layers, feature_out, dropout=dropout)  # checks the rate
+        self.phi_x = MLP(self.input_dim, [feature_dim] * layers, feature_out, dropout=dropout)  # checks the rate
         self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out, dropout=dropout)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim, scale_offset=scale_offset)
@@ -144,7 +145,7 @@ class FilteringRNN(SequenceModel):
         if not self.initial_step:
             return self.zero_state(batch_shape, x)
         one = torch.Size([1] * len(batch_shape))
-        zeros_x = x.new_zeros(tuple(one) + (self.x_dim,))
+        zeros_x = x.new_zeros(tuple(one) + (self.input_dim,))
         z = x.new_zeros(tuple(one) + (self.z_dim,))
         z_features = self.zero_latent_features(z)
         state = self.advance(self.zero_state(one, x), z, z_features, self.phi_x(zeros_x))

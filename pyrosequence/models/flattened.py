@@ -66,16 +66,31 @@ class Flattened(SequenceModel):
         """The inner model's initial state (the state a continued window starts from)."""
         return self.inner.initial_state(batch_shape, x.reshape(x.shape[0], -1, self.group))
 
+    @property
+    def mask_inputs(self) -> bool:
+        """The inner model's: it owns the networks."""
+        return self.inner.mask_inputs if "inner" in self._modules else False
+
+    @mask_inputs.setter
+    def mask_inputs(self, value) -> None:
+        pass  # set by SequenceModel.__init__ before the inner model exists; the inner model decides
+
+    def network_input(self, seqs: Sequences) -> torch.Tensor:
+        x = seqs.x.reshape(seqs.x.shape[0], -1, self.group)
+        observed = None if seqs.observed is None else seqs.observed.reshape(x.shape)
+        inner = self.inner.network_input(Sequences(x, seqs.lengths * self.ratio, None, observed))
+        return inner.reshape(seqs.x.shape[0], seqs.x.shape[1], -1)
+
     def check_data(self, x: torch.Tensor) -> None:
         self.inner.check_data(x.reshape(x.shape[0], -1, self.group))
 
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
         seqs = self.prepare(x, lengths)
-        self.inner.init_from_data(*self.flatten(seqs.x, seqs.lengths), center=center)
+        self.inner.init_from_data(*self.flatten(seqs.x_with_nan, seqs.lengths), center=center)
 
     def filter_view(self, seqs: Sequences, start: int = 0) -> tuple[SequenceModel, Sequences, int]:
         inner_model, inner_seqs, inner_start = self.inner.filter_view(
-            self.inner.prepare(*self.flatten(seqs.x, seqs.lengths)), start * self.ratio
+            self.inner.prepare(*self.flatten(seqs.x_with_nan, seqs.lengths)), start * self.ratio
         )
         return inner_model, inner_seqs, inner_start
 
@@ -86,7 +101,7 @@ class Flattened(SequenceModel):
         if memo is not None and memo[0] is x and memo[1] is lengths:
             return memo[2]
         seqs = self.prepare(x, lengths)
-        batch = self.flatten(seqs.x, seqs.lengths)
+        batch = self.flatten(seqs.x_with_nan, seqs.lengths)  # gaps stay NaN for the inner model
         self.__dict__["_memo"] = (x, lengths, batch)
         return batch
 

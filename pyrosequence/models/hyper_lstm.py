@@ -43,12 +43,13 @@ class HyperLSTM(SequenceModel):
         components: int = 5,
         cell: str = "lstm",
         output: str = "factorized",
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, 0, name=name)
+        super().__init__(x_dim, 0, name=name, mask_inputs=mask_inputs)
         self.hidden_dim, self.likelihood = hidden_dim, likelihood
-        self.cell = HyperCell(x_dim, hidden_dim, cell)
-        self.theta = HyperGenerator(x_dim + hidden_dim, hyper_dim or hidden_dim, self.cell.modulation_dim, "rnn")
+        self.cell = HyperCell(self.input_dim, hidden_dim, cell)
+        self.theta = HyperGenerator(self.input_dim + hidden_dim, hyper_dim or hidden_dim, self.cell.modulation_dim, "rnn")
         options = {"components": components} if likelihood in ("mixture", "dim-mixture") else {}
         self.output = output
         self.decoder_head = make_likelihood(likelihood, hidden_dim, x_dim, output=output, **options)

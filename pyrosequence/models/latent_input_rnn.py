@@ -36,20 +36,21 @@ class LatentInputRNN(SequenceModel):
         width: int,
         layers: int,
         name: str | None,
+        mask_inputs: bool = False,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if z_dim < 1:
             raise ValueError(f"{type(self).__name__} needs latents: z_dim must be at least 1, got {z_dim}")
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
         self.hidden_dim, self.likelihood, self.output = hidden_dim, likelihood, output
-        self.rnn = make_lstm(x_dim + z_dim, hidden_dim)
+        self.rnn = make_lstm(self.input_dim + z_dim, hidden_dim)
         self.decoder_net = MLP(hidden_dim, [width] * layers)
         self.decoder_head = make_likelihood(likelihood, width, x_dim, output=output)
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
         h = x.new_zeros(tuple(batch_shape) + (self.hidden_dim,))
-        return h, h, x.new_zeros(tuple(batch_shape) + (self.x_dim,))
+        return h, h, x.new_zeros(tuple(batch_shape) + (self.input_dim,))
 
     def hidden(self, state) -> torch.Tensor:
         """``h_{t-1}``: what the conditional prior and the proposal read."""

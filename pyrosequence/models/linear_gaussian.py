@@ -37,8 +37,9 @@ class LinearGaussianSSM(SequenceModel):
     #: Gaussian observations: any real value (no distribution head to declare it).
     emission_support = constraints.real
 
-    def __init__(self, x_dim: int, z_dim: int, proposal: str = "learned", name: str | None = None) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+    def __init__(self, x_dim: int, z_dim: int, proposal: str = "learned", name: str | None = None,
+                 mask_inputs: bool = False) -> None:
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if proposal not in PROPOSALS:
             raise ValueError(f"unknown proposal {proposal!r}; choose one of: {', '.join(PROPOSALS)}")
         self.proposal_kind = proposal
@@ -49,7 +50,7 @@ class LinearGaussianSSM(SequenceModel):
         self.log_observation_scale = nn.Parameter(torch.full((x_dim,), -0.5))
         if proposal == "learned":
             self.q_state = nn.Parameter(torch.zeros(z_dim, z_dim))
-            self.q_obs = nn.Parameter(torch.zeros(2, z_dim, x_dim))  # [t = 0, t >= 1]
+            self.q_obs = nn.Parameter(torch.zeros(2, z_dim, self.input_dim))  # [t = 0, t >= 1]
             self.q_bias = nn.Parameter(torch.zeros(2, z_dim))
             self.q_log_scale = nn.Parameter(torch.zeros(2, z_dim))
 
@@ -78,11 +79,16 @@ class LinearGaussianSSM(SequenceModel):
         return dist.Normal(loc, self.q_log_scale[i].exp().expand(loc.shape)).to_event(1)
 
     # ------------------------------------------------------------------ exact answers
-    def hmm(self, num_steps: int) -> dist.GaussianHMM:
+    def hmm(self, num_steps: int, observed: torch.Tensor | None = None) -> dist.GaussianHMM:
         """The model as a ``GaussianHMM`` over ``num_steps`` observations.
 
         Pyro's ``GaussianHMM`` starts from a state *before* the first observation; a zero first
         transition matrix whose noise is ``N(0, diag(s0^2))`` turns that into our ``z_0``.
+
+        ``observed`` (``(batch, num_steps, x_dim)`` bool) makes a batch of HMMs in which every
+        missing element is cut off from the state (its row of the observation matrix is zero):
+        it is then ``N(0, r_d^2)`` whatever the state, so scoring it at 0 adds the constant
+        ``log N(0; 0, r_d^2)``, which :meth:`exact_log_prob` subtracts.
         """
         z, p = self.z_dim, self.transition_matrix
         matrices = torch.cat([p.new_zeros(1, z, z), p.T.expand(num_steps - 1, z, z)])
@@ -93,21 +99,31 @@ class LinearGaussianSSM(SequenceModel):
             initial_dist=dist.MultivariateNormal(p.new_zeros(z), torch.eye(z, dtype=p.dtype, device=p.device)),
             transition_matrix=matrices,
             transition_dist=dist.MultivariateNormal(p.new_zeros(num_steps, z), scale_tril=torch.diag_embed(scales)),
-            observation_matrix=self.observation_matrix.T,
+            observation_matrix=(self.observation_matrix.T if observed is None
+                                else self.observation_matrix.T * observed[..., None, :].to(p.dtype)),
             observation_dist=dist.Normal(p.new_zeros(self.x_dim), self.log_observation_scale.exp()).to_event(1),
             duration=num_steps,
         )
 
     def exact_log_prob(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact ``log p(x_b[:lengths[b]])`` for each sequence, shape ``(batch,)``.
+        """Exact ``log p(x_b[:lengths[b]])`` for each sequence, shape ``(batch,)``; with missing
+        values (NaN) the exact marginal likelihood of the observed elements.
 
-        Sequences are grouped by length and each group is filtered with one ``GaussianHMM``.
+        Sequences are grouped by length and each group is filtered with one ``GaussianHMM`` (with
+        missing values, one whose observation matrix drops the missing elements: see :meth:`hmm`).
         """
         seqs = check_sequences(x, lengths, self.x_dim)
         out = seqs.x.new_empty(seqs.batch_size)
         for length in seqs.lengths.unique().tolist():
             rows = seqs.lengths == length
-            out[rows] = self.hmm(length).log_prob(seqs.x[rows, :length])
+            values = seqs.x[rows, :length]
+            if seqs.observed is None:
+                out[rows] = self.hmm(length).log_prob(values)
+                continue
+            observed = seqs.observed[rows, :length]
+            noise = dist.Normal(values.new_zeros(()), self.log_observation_scale.exp())
+            cut_off = (noise.log_prob(values.new_zeros(self.x_dim)) * (~observed)).sum((-1, -2))
+            out[rows] = self.hmm(length, observed).log_prob(values) - cut_off
         return out
 
     @torch.no_grad()

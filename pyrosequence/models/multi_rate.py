@@ -73,10 +73,11 @@ def _drive_pieces(model: SequenceModel, example: torch.Tensor) -> None:
     """Run the per-step pieces over ``example`` the way the particle filter does (independent of
     any overridden ``model``/``guide``)."""
     seqs = model.prepare(example, None)
-    ctx = model.context(seqs.x)
+    inputs = model.network_input(seqs)
+    ctx = model.context(inputs)
     ctx_steps = context_steps(ctx, seqs.num_steps)
-    q_steps = context_steps(model.proposal_context(seqs.x, ctx, seqs.lengths), seqs.num_steps)
-    state = model.initial_state(torch.Size([seqs.batch_size]), seqs.x)
+    q_steps = context_steps(model.proposal_context(inputs, ctx, seqs.lengths), seqs.num_steps)
+    state = model.initial_state(torch.Size([seqs.batch_size]), inputs)
     for t in range(seqs.num_steps):
         model.transition(state, t)
         z = model.proposal(state, t, q_steps[t]).sample()

@@ -331,7 +331,14 @@ class PyroProgram(nn.Module):
         dtype = next((p.dtype for p in self.parameters() if p.dtype.is_floating_point), None)
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and dtype is not None and x.dtype != dtype:
             x = x.to(dtype)
-        seqs = check_sequences(x, lengths, self.x_dim)
+        try:
+            seqs = check_sequences(x, lengths, self.x_dim, missing=False)
+        except ValueError as error:
+            if "contains NaN" not in str(error):
+                raise
+            raise ValueError(f"{error}: {type(self).__name__} is a plain Pyro program, which receives x without "
+                             "a mask; handle missing values inside the program (pyro.sample(..., obs_mask=...)) "
+                             "and pass them in another form") from None
         self.check_data(seqs.x)
         if not self._inspected:
             self._inspect(seqs)

@@ -8,6 +8,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.base import SequenceModel, _masked
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.models.time_slicing import time_slices
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, lstm_pass, lstm_step, make_lstm, shift_right
@@ -52,9 +53,10 @@ class SimplifiedSRNN(SequenceModel):
         width: int | None = None,
         layers: int = 1,
         fast_path: bool = True,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if z_dim < 1:
             raise ValueError(f"SimplifiedSRNN needs latents: z_dim must be at least 1, got {z_dim}")
         if layers < 1:
@@ -62,8 +64,8 @@ class SimplifiedSRNN(SequenceModel):
         hidden_dim = hidden_dim or 4 * z_dim
         width = width or hidden_dim
         self.hidden_dim, self.likelihood, self.output, self.fast_path = hidden_dim, likelihood, output, bool(fast_path)
-        self.forward_rnn = make_lstm(x_dim, hidden_dim)
-        self.backward_rnn = make_lstm(x_dim, hidden_dim)
+        self.forward_rnn = make_lstm(self.input_dim, hidden_dim)
+        self.backward_rnn = make_lstm(self.input_dim, hidden_dim)
         self.h_rnn = make_lstm(hidden_dim + z_dim, hidden_dim)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)
@@ -101,7 +103,7 @@ class SimplifiedSRNN(SequenceModel):
     # ------------------------------------------------------------------ the fast path
     def _forward(self, seqs, initial):
         """Context, ``v_{t-1}^>`` for every step ``(batch, T, H)`` and the final ``(v, c)``."""
-        ctx = self.context(seqs.x)
+        ctx = self.context(self.network_input(seqs))
         start = None if initial is None else (initial[0], initial[1])
         out, final = lstm_pass(self.forward_rnn, ctx, start)
         return ctx, shift_right(out, None if initial is None else initial[0]), final
@@ -122,7 +124,7 @@ class SimplifiedSRNN(SequenceModel):
         pyro.module(self.pyro_name, self)
         seqs = self.prepare(x, lengths)
         ctx, v_prev, _ = self._forward(seqs, initial)
-        posterior = self.encoder_head(self.encoder_net(torch.cat([v_prev, self.proposal_context(seqs.x, ctx, seqs.lengths)], -1)))
+        posterior = self.encoder_head(self.encoder_net(torch.cat([v_prev, self.proposal_context(self.network_input(seqs), ctx, seqs.lengths)], -1)))
         with pyro.plate("sequences", seqs.batch_size, dim=-1):
             self._sample_steps(seqs, posterior)
 
@@ -139,7 +141,7 @@ class SimplifiedSRNN(SequenceModel):
             z = torch.stack(torch.broadcast_tensors(*zs), dim=-2)  # (..., batch, T, z_dim)
             h_start = None if initial is None else (initial[2], initial[3])
             h_out, (h, hc) = lstm_pass(self.h_rnn, cat_features(v_prev, z), h_start)
-            likelihood = self.decoder_head(self.decoder_net(h_out))
+            likelihood = mask_elements(self.decoder_head(self.decoder_net(h_out)), seqs.observed)
             if seqs.mask is not None:
                 likelihood = likelihood.mask(seqs.mask)
             pyro.sample(self.obs_name, likelihood.to_event(1), obs=seqs.x)

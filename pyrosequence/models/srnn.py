@@ -54,9 +54,10 @@ class SRNN(SequenceModel):
         output: str = "factorized",
         width: int | None = None,
         layers: int = 1,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
         if z_dim < 1:
             raise ValueError(f"SRNN needs latents: z_dim must be at least 1, got {z_dim}")
         if layers < 1:
@@ -65,8 +66,8 @@ class SRNN(SequenceModel):
         backward_dim = backward_dim or hidden_dim
         width = width or hidden_dim
         self.hidden_dim, self.likelihood, self.output = hidden_dim, likelihood, output
-        self.forward_rnn = make_lstm(x_dim, hidden_dim)
-        self.backward_rnn = make_lstm(hidden_dim + x_dim, backward_dim)
+        self.forward_rnn = make_lstm(self.input_dim, hidden_dim)
+        self.backward_rnn = make_lstm(hidden_dim + self.input_dim, backward_dim)
         self.prior_net = MLP(z_dim + hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)
         self.encoder_net = MLP(z_dim + backward_dim, [width] * layers)

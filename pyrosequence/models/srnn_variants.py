@@ -14,8 +14,8 @@ class SRNNHier(SimplifiedSRNN):
 
     def __init__(self, x_dim: int, z_dim: int, hidden_dim: int | None = None, likelihood: str = "bernoulli",
                  output: str = "hier-rnn", width: int | None = None, layers: int = 1, fast_path: bool = True,
-                 name: str | None = None) -> None:
-        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, fast_path, name)
+                 mask_inputs: bool = False, name: str | None = None) -> None:
+        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, fast_path, mask_inputs, name)
 
 
 class SRNNFlat(Flattened):
@@ -37,8 +37,9 @@ class SRNNFlat(Flattened):
 
     def __init__(self, x_dim: int, z_dim: int, group: int = 1, hidden_dim: int | None = None,
                  likelihood: str = "bernoulli", width: int | None = None, layers: int = 1, fast_path: bool = True,
-                 name: str | None = None) -> None:
+                 mask_inputs: bool = False, name: str | None = None) -> None:
         if not isinstance(group, int) or group < 1 or group > x_dim:
             raise ValueError(f"group (U) must be an integer between 1 and x_dim = {x_dim}, got {group!r}")
-        inner = SimplifiedSRNN(group, z_dim, hidden_dim, likelihood, "factorized", width, layers, fast_path)
+        inner = SimplifiedSRNN(group, z_dim, hidden_dim, likelihood, "factorized", width, layers, fast_path,
+                               mask_inputs=mask_inputs)
         super().__init__(inner, x_dim, name=name)

@@ -59,16 +59,17 @@ class STORN(LatentInputRNN):
         posterior: str = "filtering",
         width: int | None = None,
         layers: int = 1,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
         if posterior not in POSTERIORS:
             raise ValueError(f"unknown STORN posterior {posterior!r}; choose one of: {', '.join(POSTERIORS)}")
         hidden_dim = hidden_dim or 4 * z_dim
         width = width or hidden_dim
-        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name)
+        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name, mask_inputs)
         encoder_dim = encoder_dim or hidden_dim
         self.posterior = posterior
-        self.encoder_rnn = make_lstm(x_dim, encoder_dim)
+        self.encoder_rnn = make_lstm(self.input_dim, encoder_dim)
         self.encoder_net = MLP(encoder_dim, [width] * layers)
         self.encoder_head = DiagNormalHead(width, z_dim)
 

@@ -77,13 +77,14 @@ class VHRNN(FilteringRNN):
         proposal_input: str = "centered",
         initial_step: bool = False,
         dropout: float = 0.0,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
         h = hidden_dim or z_dim
         super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step, dropout)
+                         scale_offset, proposal_input, initial_step, dropout, mask_inputs)
         fivo = architecture == "fivo"
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood

@@ -78,13 +78,14 @@ class VRNN(FilteringRNN):
         proposal_input: str = "centered",
         initial_step: bool = False,
         dropout: float = 0.0,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
         super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step, dropout)
+                         scale_offset, proposal_input, initial_step, dropout, mask_inputs)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.output = output

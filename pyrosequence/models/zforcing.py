@@ -11,6 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.latent_input_rnn import LatentInputRNN
+from pyrosequence.models.missing import mask_elements
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm
 
@@ -86,6 +87,7 @@ class ZForcing(LatentInputRNN):
         aux_beta: float = 0.0025,
         width: int | None = None,
         layers: int = 1,
+        mask_inputs: bool = False,
         name: str | None = None,
     ) -> None:
         for label, value in (("aux_alpha", aux_alpha), ("aux_beta", aux_beta)):
@@ -93,10 +95,10 @@ class ZForcing(LatentInputRNN):
                 raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
         hidden_dim = hidden_dim or 4 * z_dim
         width = width or hidden_dim
-        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name)
+        super().__init__(x_dim, z_dim, hidden_dim, likelihood, output, width, layers, name, mask_inputs)
         backward_dim = backward_dim or hidden_dim
         self.aux_alpha, self.aux_beta = float(aux_alpha), float(aux_beta)
-        self.backward_rnn = make_lstm(x_dim, backward_dim)
+        self.backward_rnn = make_lstm(self.input_dim, backward_dim)
         self.prior_net = MLP(hidden_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)
         self.encoder_net = MLP(hidden_dim + backward_dim, [width] * layers)
@@ -146,8 +148,9 @@ class ZForcing(LatentInputRNN):
         the same noise ``eps_t``), so that no gradient of it reaches the backward LSTM, not even
         through ``h_{t-1}`` and the earlier latents. That pass costs one more sequential loop.
         """
-        ctx = self.context(seqs.x)
-        b = self.proposal_context(seqs.x, ctx, seqs.lengths)
+        inputs = self.network_input(seqs)
+        ctx = self.context(inputs)
+        b = self.proposal_context(inputs, ctx, seqs.lengths)
         mask = seqs.mask if seqs.mask is not None else seqs.x.new_ones(seqs.x.shape[:2], dtype=torch.bool)
         total = seqs.x.new_zeros(())
         if self.aux_alpha > 0:
@@ -157,7 +160,8 @@ class ZForcing(LatentInputRNN):
             log_b = self.aux_b_head(self.aux_b_net(z)).log_prob(target)  # (..., batch, T)
             total = total + self.aux_alpha * log_b.masked_fill(~mask, 0.0).sum(-1)
         if self.aux_beta > 0 and seqs.num_steps > 1:
-            log_x = self.aux_x_head(b[:, 1:]).log_prob(seqs.x[:, :-1])  # b_t predicts x_{t-1}
+            observed = None if seqs.observed is None else seqs.observed[:, :-1]
+            log_x = mask_elements(self.aux_x_head(b[:, 1:]), observed).log_prob(seqs.x[:, :-1])  # b_t predicts x_{t-1}
             total = total + self.aux_beta * log_x.masked_fill(~mask[:, 1:], 0.0).sum(-1)
         return total
 

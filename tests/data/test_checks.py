@@ -73,12 +73,34 @@ def test_custom_name_appears_in_messages():
         check_sequences(torch.zeros(2, 4, 2), x_dim=3, name="batch")
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_value_reports_sequence_step_and_dimension(value):
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_value_reports_sequence_step_and_dimension(value):
     x = _x(4, 6, 3)
     x[2, 4, 1] = value
-    with pytest.raises(ValueError, match=r"NaN or inf at sequence 2, step 4, dimension 1$"):
+    with pytest.raises(ValueError, match=r"inf at sequence 2, step 4, dimension 1$"):
         check_sequences(x)
+
+
+def test_nan_is_a_missing_value_zero_filled_and_recorded():
+    x = _x(4, 6, 3)
+    x[2, 4, 1] = float("nan")
+    seqs = check_sequences(x)
+    assert seqs.observed is not None and int((~seqs.observed).sum()) == 1 and not seqs.observed[2, 4, 1]
+    assert seqs.x[2, 4, 1] == 0 and torch.isfinite(seqs.x).all()
+    assert torch.isnan(seqs.x_with_nan[2, 4, 1]) and seqs.num_observed().tolist() == [18, 18, 17, 18]
+    assert check_sequences(_x(4, 6, 3)).observed is None  # nothing missing: no mask at all
+    with pytest.raises(ValueError, match=r"NaN at sequence 2, step 4, dimension 1 \(missing values are not accepted"):
+        check_sequences(x, missing=False)
+
+
+def test_a_sequence_with_nothing_observed_is_named():
+    x = _x(3, 6, 2)
+    lengths = torch.tensor([6, 3, 5])
+    x[1, :3] = float("nan")  # everything within its length; the padding is not looked at
+    with pytest.raises(ValueError, match=r"sequence 1 has no observed value"):
+        check_sequences(x, lengths)
+    x[1, 2, 0] = 1.0
+    assert check_sequences(x, lengths).num_observed()[1] == 1
 
 
 def test_first_non_finite_value_is_reported_in_sequence_then_step_order():
@@ -93,7 +115,7 @@ def test_first_non_finite_value_is_reported_in_sequence_then_step_order():
 def test_non_finite_value_inside_lengths_is_rejected():
     x = _x(3, 6, 2)
     lengths = torch.tensor([6, 3, 5])
-    x[1, 2, 0] = float("nan")  # last valid step of sequence 1
+    x[1, 2, 0] = float("inf")  # last valid step of sequence 1
     with pytest.raises(ValueError, match=r"at sequence 1, step 2, dimension 0"):
         check_sequences(x, lengths)
 
@@ -259,7 +281,7 @@ def test_prepare_checks_the_model_x_dim_and_finiteness():
     with pytest.raises(ValueError, match=r"x has x_dim 2 but the model expects x_dim 3"):
         model.prepare(torch.zeros(2, 4, 2))
     x = torch.zeros(2, 4, 3)
-    x[0, 1, 2] = float("nan")
+    x[0, 1, 2] = float("inf")
     with pytest.raises(ValueError, match=r"sequence 0, step 1, dimension 2"):
         model.prepare(x)
 
@@ -268,10 +290,10 @@ def _bad_inputs():
     non_binary = torch.zeros(2, 4, 3)
     non_binary[0, 0, 1] = 0.5
     nan = torch.zeros(2, 4, 3)
-    nan[1, 3, 0] = float("nan")
+    nan[1, 3, 0] = float("inf")
     return [
         ("bernoulli", non_binary, None, ValueError, r"binary"),
-        ("gaussian", nan, None, ValueError, r"NaN or inf at sequence 1, step 3"),
+        ("gaussian", nan, None, ValueError, r"inf at sequence 1, step 3"),
         ("gaussian", torch.zeros(2, 4, 5), None, ValueError, r"expects x_dim 3"),
         ("gaussian", torch.zeros(2, 4), None, ValueError, r"must have shape \(batch, time, x_dim\)"),
         ("gaussian", torch.zeros(2, 4, 3, dtype=torch.long), None, TypeError, r"floating-point"),

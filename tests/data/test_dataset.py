@@ -86,9 +86,18 @@ def test_from_sequences_rejects_sequences_that_are_not_matrices():
 
 def test_from_sequences_rejects_non_finite_values_naming_the_dataset():
     seq = np.zeros((3, 2))
-    seq[2, 1] = np.nan
-    with pytest.raises(ValueError, match=r"dataset 'bad' contains NaN or inf at sequence 1, step 2, dimension 1"):
+    seq[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"dataset 'bad' contains inf at sequence 1, step 2, dimension 1"):
         SequenceDataset.from_sequences([np.zeros((5, 2)), seq], name="bad")
+
+
+def test_from_sequences_keeps_nan_as_missing_values():
+    seq = np.ones((3, 2))
+    seq[2, 1] = np.nan
+    data = SequenceDataset.from_sequences([np.zeros((5, 2)), seq], name="gaps")
+    assert data.has_missing and torch.isnan(data.x[1, 2, 1]) and torch.allclose(data.mean(), torch.tensor([3 / 8, 2 / 7]))
+    with pytest.raises(ValueError, match=r"dataset 'gaps': sequence 1 has no observed value"):
+        SequenceDataset.from_sequences([np.zeros((5, 2)), np.full((3, 2), np.nan)], name="gaps")
 
 
 def test_constructor_validates_lengths():

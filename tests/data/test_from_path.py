@@ -170,8 +170,10 @@ def test_standardisation_uses_the_training_statistics_and_is_recorded(tmp_path):
     [
         ("ragged.csv", "sequence,time,a\n0,0,1\n0,1,2,3\n", {}, r"ragged\.csv, line 3: 4 fields, but the header has 3 columns"),
         ("text.csv", "sequence,time,a\n0,0,1\n0,1,abc\n", {}, r"text\.csv, line 3, column 'a': 'abc' is not a number"),
-        ("nan.csv", "sequence,time,a\n0,0,1\n0,1,nan\n", {}, r"nan\.csv, line 3, column 'a': missing value"),
-        ("blank.csv", "sequence,time,a\n0,0,\n", {}, r"blank\.csv, line 2, column 'a': missing value"),
+        ("inf.csv", "sequence,time,a\n0,0,1\n0,1,inf\n", {}, r"inf\.csv, line 3, column 'a': infinite value"),
+        ("blank.csv", "sequence,time,a\n0,0,\n", {}, r"blank\.csv: sequence '0' has no observed value \(all NaN\)"),
+        ("allnan.csv", "sequence,time,a\n0,0,1\n1,0,\n1,1,nan\n", {}, r"allnan\.csv: sequence '1' has no observed value"),
+        ("nancol.csv", "sequence,time,a,b\n0,0,1,\n1,0,2,NaN\n", {}, r"nancol\.csv: column 'b' has no observed value"),
         ("cols.csv", "sequence,time,a\n0,0,1\n", {"value_columns": ["b"]}, r"cols\.csv: no column 'b' \(value_columns\); the columns are sequence, time, a"),
         ("idcol.csv", "sequence,time,a\n0,0,1\n", {"id_column": "store"}, r"idcol\.csv: no column 'store' \(id_column\)"),
         ("empty.csv", "", {}, r"empty\.csv is empty"),
@@ -192,12 +194,23 @@ def test_bad_arrays_get_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"no data file or folder at .*missing\.npz"):
         load_data(tmp_path / "missing.npz")
     x = np.ones((3, 5, 2))
+    x[1, 2, 1] = np.inf
+    np.savez(tmp_path / "inf.npz", x=x)
+    with pytest.raises(ValueError, match=r"inf\.npz, array 'x': inf at sequence 1, step 2, feature 1"):
+        load_data(tmp_path / "inf.npz")
     x[1, 2, 1] = np.nan
-    np.savez(tmp_path / "nan.npz", x=x)
-    with pytest.raises(ValueError, match=r"nan\.npz, array 'x': NaN or inf at sequence 1, step 2, feature 1"):
-        load_data(tmp_path / "nan.npz")
     np.savez(tmp_path / "padding.npz", x=x, lengths=np.array([5, 2, 5]))  # NaN beyond a length is padding
     assert load_data(tmp_path / "padding.npz", split="sequence")["train"].x.isfinite().all()
+    np.savez(tmp_path / "gaps.npz", x=x)  # NaN within a length is a missing value
+    data = load_data(tmp_path / "gaps.npz", split="sequence")
+    assert int(sum(torch.isnan(d.x).sum() for d in data.values())) == 1
+    x[1] = np.nan
+    np.savez(tmp_path / "allnan.npz", x=x)
+    with pytest.raises(ValueError, match=r"allnan\.npz, array 'x': sequence 1 has no observed value \(all NaN\)$"):
+        load_data(tmp_path / "allnan.npz")
+    np.savez(tmp_path / "list.npz", np.ones((4, 2)), np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match=r"list\.npz, array 'arr_1': the sequence has no observed value"):
+        load_data(tmp_path / "list.npz")
     np.savez(tmp_path / "dims.npz", np.ones((4, 2)), np.ones((4, 3)), np.ones((4, 2)))
     with pytest.raises(ValueError, match=r"dims\.npz: sequence 1 has 3 features, sequence 0 has 2"):
         load_data(tmp_path / "dims.npz")
@@ -298,8 +311,10 @@ def test_bad_parquet_tables_name_the_row_and_column(tmp_path):
     pd = pytest.importorskip("pandas", reason="Parquet needs the optional pandas (pyrosequence[tables])")
     pytest.importorskip("pyarrow", reason="Parquet needs the optional pyarrow (pyrosequence[tables])")
     pd.DataFrame({"sequence": [0, 0, 1], "a": [1.0, float("nan"), 2.0]}).to_parquet(tmp_path / "nan.parquet")
-    with pytest.raises(ValueError, match=r"nan\.parquet, row 1, column 'a': missing value"):
-        load_data(tmp_path / "nan.parquet")
+    assert torch.isnan(load_data(tmp_path / "nan.parquet", split="time", holdout=0)["train"].x).any()
+    pd.DataFrame({"sequence": [0, 1], "a": [1.0, float("nan")]}).to_parquet(tmp_path / "allnan.parquet")
+    with pytest.raises(ValueError, match=r"allnan\.parquet: sequence '1' has no observed value"):
+        load_data(tmp_path / "allnan.parquet")
     pd.DataFrame({"sequence": [0, 0], "a": ["x", "y"]}).to_parquet(tmp_path / "text.parquet")
     with pytest.raises(ValueError, match=r"text\.parquet, row 0, column 'a': 'x' is not a number"):
         load_data(tmp_path / "text.parquet")

@@ -88,7 +88,8 @@ def test_a_changed_file_is_refused_on_reopening(tmp_path, capsys):
     [
         ("sequence,time,a\n0,0,1\n0,1,2,3\n", "line 3: 4 fields, but the header has 3 columns"),
         ("sequence,time,a\n0,0,1\n0,1,x\n", "line 3, column 'a': 'x' is not a number"),
-        ("sequence,time,a\n0,0,1\n0,1,NaN\n", "line 3, column 'a': missing value"),
+        ("sequence,time,a\n0,0,1\n0,1,inf\n", "line 3, column 'a': infinite value"),
+        ("sequence,time,a\n0,0,1\n1,0,NaN\n", "sequence '1' has no observed value"),
         ("", "bad.csv is empty"),
     ],
 )
