@@ -80,6 +80,15 @@ def test_jsb_presets_take_the_reference_codes_protocol_and_v1_keeps_the_old_one(
     assert preset_config("vhrnn-jsb-z14-latent-v1").model_options["hyper_input"] == "latent"
 
 
+def test_wd_presets_add_weight_decay_to_the_reference_protocol():
+    for name in ("vrnn-jsb-z32", "vhrnn-jsb-z14", "vhrnn-jsb-z14-latent"):
+        reference, regularised = preset_config(name), preset_config(name + "-wd")
+        assert (regularised.optimizer, regularised.lr, regularised.patience) == ("adamw", 3e-4, 150)
+        assert regularised.optimizer_options["weight_decay"] == 0.125
+        assert regularised.model_options == reference.model_options
+        assert (regularised.init, regularised.grad_clip, regularised.keep_best) == ("fivo", None, True)
+
+
 def test_overrides_replace_fields_and_merge_model_options():
     config = preset_config("vrnn-jsb-z32", epochs=7, lr=3e-4, proposal="smoothing", data_root="/data")
     assert (config.epochs, config.lr, config.data_root) == (7, 3e-4, "/data")
