@@ -84,7 +84,7 @@ def _order(text):
 
 
 def run_backtest(args) -> int:
-    from pyrosequence.diagnostics.backtest import QUANTILES, backtest, plot_fan, plot_scores
+    from pyrosequence.diagnostics.backtest import QUANTILES, backtest, check_plot_choice, plot_fan, plot_scores
 
     out = check_output_dir(args.out, args.force)
     if not Path(args.run_dir).is_dir():
@@ -96,6 +96,7 @@ def run_backtest(args) -> int:
                       heldout=args.holdout, sarimax_order=_order(args.sarimax_order), seed=args.seed, split=args.split,
                       data_root=args.data_root, device=args.device, resampler=args.resampler,
                       ess_threshold=args.ess_threshold, accept_data_change=args.accept_data_change)
+    check_plot_choice(result, args.plot_window, args.plot_index)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "scores.md", result.to_markdown())
     atomic_write(out / "scores.csv", result.to_csv())

@@ -412,6 +412,17 @@ def plot_scores(result: BacktestResult, path) -> Path:
     return path
 
 
+def check_plot_choice(result: BacktestResult, window: int, sequence: int) -> tuple:
+    """``(windows, series)`` of the result, after checking that ``window`` (negative: from the
+    end) and ``sequence`` name one of them."""
+    windows, batch = result.origins.shape
+    if not -windows <= window < windows:
+        raise ValueError(f"the backtest has {windows} windows; window {window} is out of range")
+    if not 0 <= sequence < batch:
+        raise ValueError(f"the backtest has {batch} series; series {sequence} is out of range")
+    return windows, batch
+
+
 def plot_fan(result: BacktestResult, path, window: int = -1, sequence: int = 0, context: int | None = None) -> Path:
     """One window's forecasts: the steps before the origin, what happened, our model's median with
     its 50/80/95 % bands, and each baseline's median and 95 % band (one panel per feature, up to 4)."""
@@ -420,11 +431,7 @@ def plot_fan(result: BacktestResult, path, window: int = -1, sequence: int = 0, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    windows, batch = result.origins.shape
-    if not -windows <= window < windows:
-        raise ValueError(f"the backtest has {windows} windows; window {window} is out of range")
-    if not 0 <= sequence < batch:
-        raise ValueError(f"the backtest has {batch} series; series {sequence} is out of range")
+    windows, batch = check_plot_choice(result, window, sequence)
     w = window % windows
     origin, horizon = int(result.origins[w, sequence]), result.options["horizon"]
     series = result.series.series[sequence]

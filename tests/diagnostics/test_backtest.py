@@ -276,6 +276,7 @@ def test_cli_backtest_refusals_are_one_line(tiny_run, tmp_path, capsys):
         (["--horizon", "2", "--windows", "1", "--holdout", "4"], "is split by time with holdout 8"),
         (["--horizon", "2", "--windows", "1", "--sarimax-order", "1,0"], "--sarimax-order takes p,d,q"),
         (["--horizon", "2", "--windows", "1", "--baselines", "naive,arima"], "unknown baseline(s) 'arima'"),
+        (["--horizon", "2", "--windows", "2", "--baselines", "naive", "--plot-window", "2"], "the backtest has 2 windows; window 2 is out of range"),
     ]
     for extra, message in cases:
         capsys.readouterr()
