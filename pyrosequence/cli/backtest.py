@@ -12,11 +12,11 @@ Written into ``--out`` (never into a non-empty folder without ``--force``):
 ``scores.png``, ``forecast.png``
     CRPS and coverage per horizon step; one window's forecasts (``--plot-window``, ``--plot-index``).
 ``forecasts.npz``
-    ``quantiles_<method>`` ``(W, B, H, D, 7)`` at ``quantiles``, ``truth`` ``(W, B, H, D)``,
-    ``origins`` ``(W, B)``.
+    ``quantiles_<method>`` ``(W, B, H, D, 7)`` at ``quantiles``, ``window_crps_<method>`` ``(W,)``
+    (each window's mean CRPS), ``truth`` ``(W, B, H, D)``, ``origins`` ``(W, B)``.
 ``backtest.json``
     the options, the run and its epoch, each method's description, the skipped baselines and why,
-    and the scores over all steps.
+    the scores over all steps and each window's mean CRPS per method.
 """
 
 from __future__ import annotations
@@ -103,11 +103,14 @@ def run_backtest(args) -> int:
     plot_scores(result, out / "scores.png")
     plot_fan(result, out / "forecast.png", window=args.plot_window, sequence=args.plot_index)
     arrays = {"truth": result.truth, "origins": result.origins, "quantiles": np.asarray(QUANTILES)}
-    arrays.update({f"quantiles_{m.replace(' ', '_').replace('(', '').replace(')', '')}": q for m, q in result.quantiles.items()})
+    key = {m: m.replace(" ", "_").replace("(", "").replace(")", "") for m in result.methods}
+    arrays.update({f"quantiles_{key[m]}": q for m, q in result.quantiles.items()})
+    arrays.update({f"window_crps_{key[m]}": c for m, c in result.window_crps.items()})
     with atomic_path(out / "forecasts.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     info = {"options": result.options, "methods": result.descriptions, "skipped": result.skipped,
-            "source": result.series.source, "scores_all_steps": result.table()}
+            "source": result.series.source, "scores_all_steps": result.table(),
+            "window_crps": {m: [float(v) for v in c] for m, c in result.window_crps.items()}}
     atomic_write(out / "backtest.json", strict_json(info, indent=2) + "\n")
     summary = ", ".join(f"{m} {result.score(m, 'crps'):.4g}" for m in result.methods)
     print(f"CRPS over {args.windows} window(s) x {args.horizon} step(s): {summary}")

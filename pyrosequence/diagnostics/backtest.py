@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrosequence.diagnostics.forecast_scores import LEVELS, coverage_name, score_by_step
+from pyrosequence.diagnostics.forecast_scores import LEVELS, coverage_name, crps, score_by_step
 
 #: Quantiles of every method's forecasts kept in the result (for the fan chart and forecasts.npz).
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
@@ -181,6 +181,8 @@ class BacktestResult:
         quantiles: per method, ``(W, B, H, D, len(QUANTILES))`` quantiles of its forecasts.
         truth: ``(W, B, H, D)`` the scored values; ``origins``: ``(W, B)`` the origins (steps).
         series: the :class:`BacktestSeries` (for plots); ``options``: the settings.
+        window_crps: per method, ``(W,)`` the mean CRPS of each window (over series, steps and
+            features), to see how many windows a difference between methods rests on.
     """
 
     rows: list
@@ -193,6 +195,7 @@ class BacktestResult:
     series: BacktestSeries
     options: dict
     levels: tuple = LEVELS
+    window_crps: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> list:
@@ -372,15 +375,18 @@ def backtest(run_or_model, data=None, horizon: int = 1, windows: int = 1, stride
     rng = np.random.default_rng(seed)
     for baseline in built:
         draws[baseline.name], descriptions[baseline.name] = _baseline_draws(baseline, series, origins, horizon, num_samples, rng)
-    rows, quantiles = [], {}
+    rows, quantiles, window_crps = [], {}, {}
     for method, d in draws.items():
         rows += _score_rows(method, d, truth, series.feature_names, levels)
         quantiles[method] = np.moveaxis(np.quantile(d, QUANTILES, axis=0), 0, -1)
+        per_value = crps(torch.as_tensor(d), torch.as_tensor(truth))
+        window_crps[method] = per_value.reshape(per_value.shape[0], -1).mean(1).numpy()
     options = {"horizon": int(horizon), "windows": int(windows), "stride": int(stride), "num_samples": num_samples,
                "num_particles": num_particles, "season": int(season), "seed": int(seed), "heldout": series.heldout,
                "baselines": baselines if isinstance(baselines, str) or baselines is None else list(baselines),
                "sarimax_order": list(sarimax_order) if sarimax_order is not None else "by AIC", **info}
-    return BacktestResult(rows, list(draws), descriptions, skipped, quantiles, truth, origins, series, options, levels)
+    return BacktestResult(rows, list(draws), descriptions, skipped, quantiles, truth, origins, series, options, levels,
+                          window_crps)
 
 
 # ---------------------------------------------------------------------------- plots

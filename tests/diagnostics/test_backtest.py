@@ -78,6 +78,7 @@ def test_each_window_conditions_on_the_steps_before_its_origin_and_scores_the_ne
     assert mae == pytest.approx([np.mean([14, 15, 16, 117, 118, 119]), np.mean([15, 16, 17, 118, 119, 120]),
                                  np.mean([16, 17, 18, 119, 120, 121])])
     assert result.score("vrnn (ours)", "crps") == pytest.approx(result.truth.mean())   # a point forecast's CRPS
+    assert result.window_crps["vrnn (ours)"].tolist() == pytest.approx(result.truth.reshape(3, -1).mean(1).tolist())
 
 
 def test_standardised_runs_are_scored_in_the_data_units(monkeypatch):
@@ -259,6 +260,8 @@ def test_cli_backtest_end_to_end(tiny_run, tmp_path, capsys):
     assert methods == ["vrnn (ours)", "naive"] + (["sarimax"] if HAVE_STATSMODELS else [])
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == len(methods) * 3                 # steps 1, 2 and all
+    assert arrays["window_crps_vrnn_ours"].shape == (4,) and len(info["window_crps"]["naive"]) == 4
+    assert np.mean(info["window_crps"]["naive"]) == pytest.approx(float(rows[len(rows) // len(methods) * 1 + 2]["crps"]), rel=1e-4)
     assert all(np.isfinite(float(r["crps"])) for r in rows)
     # never overwritten without --force
     assert main(argv) == 1
