@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
         help="score rolling-origin forecasts of a run (CRPS, MAE/RMSE, coverage) beside naive, SARIMAX and VAR baselines",
         description="Rolling-origin backtest: from each of --windows origins in the held-out part (a time split's test "
         "split, or the last --holdout steps of each sequence), condition on every step before it and forecast --horizon "
-        "steps; score CRPS, MAE/RMSE of the median and the coverage of 50/80/95 %% intervals per horizon step, in the "
+        "steps; score CRPS, MAE/RMSE of the median and the coverage of 50/80/95 % intervals per horizon step, in the "
         "data's units, beside baselines fitted on the same training steps. Writes scores.md/.csv/.png, forecast.png, "
         "forecasts.npz and backtest.json into --out.",
     )
