@@ -1,6 +1,7 @@
 """Forecasting baselines that users know, fitted on the same splits as our models (for
 :func:`pyrosequence.diagnostics.backtest.backtest`): the naive seasonal forecast (no dependency)
-and statsmodels' SARIMAX (univariate, one per feature) and VAR (multivariate), behind the optional
+and statsmodels' SARIMAX and UnobservedComponents (a local level; univariate, one per feature) and
+VAR (multivariate), behind the optional
 extra ``pip install 'pyrosequence[baselines]'``.
 
 Every baseline is fitted once on a series' training steps (:meth:`Baseline.fit`) and then, with
@@ -18,7 +19,7 @@ from pyrosequence.baselines.registry import (
     make_baselines,
     statsmodels_missing,
 )
-from pyrosequence.baselines.statsmodels_models import SARIMAXBaseline, VARBaseline
+from pyrosequence.baselines.statsmodels_models import SARIMAXBaseline, UnobservedComponentsBaseline, VARBaseline
 
-__all__ = ["Baseline", "Fitted", "GaussianForecast", "NaiveSeasonal", "SARIMAXBaseline", "VARBaseline",
+__all__ = ["Baseline", "Fitted", "GaussianForecast", "NaiveSeasonal", "SARIMAXBaseline", "UnobservedComponentsBaseline", "VARBaseline",
            "BASELINES", "DEFAULT", "baseline_names", "make_baselines", "statsmodels_missing"]

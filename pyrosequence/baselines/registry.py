@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pyrosequence.baselines.base import Baseline
 from pyrosequence.baselines.naive import NaiveSeasonal
-from pyrosequence.baselines.statsmodels_models import SARIMAXBaseline, VARBaseline
+from pyrosequence.baselines.statsmodels_models import SARIMAXBaseline, UnobservedComponentsBaseline, VARBaseline
 
 #: The baselines by name.
-BASELINES = ("naive", "sarimax", "var")
+BASELINES = ("naive", "sarimax", "uc", "var")
 #: ``"auto"``: the naive seasonal forecast, and SARIMAX for a univariate or VAR for a multivariate series.
 DEFAULT = "auto"
 #: Baselines that model real values with statsmodels.
-STATSMODELS = ("sarimax", "var")
+STATSMODELS = ("sarimax", "uc", "var")
 
 
 def statsmodels_missing() -> str | None:
@@ -64,6 +64,8 @@ def make_baselines(names, x_dim: int, binary: bool, season: int = 1, sarimax_ord
             built.append(NaiveSeasonal(season, point=binary))
         elif name == "sarimax":
             built.append(SARIMAXBaseline(sarimax_order, seasonal_order))
+        elif name == "uc":
+            built.append(UnobservedComponentsBaseline())
         else:
             built.append(VARBaseline())
     return built, skipped

@@ -1,8 +1,9 @@
-"""statsmodels baselines: SARIMAX (one model per feature) and VAR (all features jointly).
+"""statsmodels baselines: SARIMAX and UnobservedComponents (one model per feature) and VAR (all
+features jointly).
 
 Both are fitted by maximum likelihood on a series' training steps; to forecast from an origin the
-fitted parameters are kept and the model conditions on every step before it (SARIMAX:
-``results.apply(history)``, a Kalman filter with the same parameters; VAR: the last ``p`` steps),
+fitted parameters are kept and the model conditions on every step before it (SARIMAX and
+UnobservedComponents: ``results.apply(history)``, a Kalman filter with the same parameters; VAR: the last ``p`` steps),
 so nothing after the training steps changes a parameter. The forecasts' standard deviations are
 those statsmodels reports (``get_forecast(...).se_mean``; the diagonal of VAR's
 ``forecast_cov``), which ignore the uncertainty of the estimated parameters.
@@ -45,7 +46,9 @@ def _quiet():
         yield
 
 
-class _FittedSARIMAX(Fitted):
+class _FittedStateSpace(Fitted):
+    """One fitted statsmodels state-space model per feature (SARIMAX, UnobservedComponents)."""
+
     def __init__(self, results: list, descriptions: list):
         self.results = results
         self.description = "; ".join(dict.fromkeys(descriptions))
@@ -109,7 +112,7 @@ class SARIMAXBaseline(Baseline):
                 results.append(fitted)
                 seasonal = f"x{self.seasonal_order}" if self.seasonal_order else ""
                 names.append(f"SARIMAX{order}{seasonal}" + (" by AIC" if self.order is None else ""))
-        return _FittedSARIMAX(results, names)
+        return _FittedStateSpace(results, names)
 
 
 class _FittedVAR(Fitted):
@@ -154,3 +157,26 @@ class VARBaseline(Baseline):
         with _quiet():
             results = VAR(train).fit(maxlags=maxlags, ic="aic", trend="c")
         return _FittedVAR(results)
+
+
+class UnobservedComponentsBaseline(Baseline):
+    """statsmodels' ``UnobservedComponents`` on each feature separately: ``level`` (statsmodels'
+    names: ``"local level"``, the default, ``"local linear trend"``, ...) and, with ``cycle=True``,
+    a damped stochastic cycle (Harvey's trend-cycle model)."""
+
+    name = "uc"
+
+    def __init__(self, level: str = "local level", cycle: bool = False):
+        self.level, self.cycle = level, bool(cycle)
+
+    def fit(self, train: np.ndarray) -> Fitted:
+        _statsmodels()
+        from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+        train = np.asarray(train, dtype=float)
+        options = {"cycle": True, "stochastic_cycle": True, "damped_cycle": True} if self.cycle else {}
+        with _quiet():
+            results = [UnobservedComponents(train[:, d], level=self.level, **options).fit(disp=False)
+                       for d in range(train.shape[1])]
+        name = f"UnobservedComponents({self.level}{', damped stochastic cycle' if self.cycle else ''})"
+        return _FittedStateSpace(results, [name] * train.shape[1])

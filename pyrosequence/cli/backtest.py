@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--particles", type=int, default=100, help="particles of the filter conditioning on each prefix")
     filter_arguments(p, defaults=True)
     p.add_argument("--baselines", default="auto",
-                   help="comma-separated: naive, sarimax, var; auto (naive + sarimax for one feature, + var for several; "
+                   help="comma-separated: naive, sarimax, uc (UnobservedComponents, a local level), var; auto (naive + sarimax for one feature, + var for several; "
                    "skipped with the reason where they do not apply) or none")
     p.add_argument("--season", type=int, default=1, help="season of the naive seasonal forecast in steps (1 = last value)")
     p.add_argument("--sarimax-order", dest="sarimax_order", default=None,

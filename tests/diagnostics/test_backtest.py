@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyrosequence.baselines import NaiveSeasonal, SARIMAXBaseline, VARBaseline, baseline_names, make_baselines
+from pyrosequence.baselines import (NaiveSeasonal, SARIMAXBaseline, UnobservedComponentsBaseline, VARBaseline, baseline_names,
+                                    make_baselines)
 from pyrosequence.baselines import registry as baseline_registry
 from pyrosequence.cli import main
 from pyrosequence.diagnostics import backtest as backtest_module
@@ -155,6 +156,26 @@ def test_sarimax_keeps_its_parameters_and_conditions_on_the_history():
     assert list(fitted.results[0].params) == [c, phi, sigma2]
     auto = SARIMAXBaseline().fit(y[:150, None])
     assert auto.description.startswith("SARIMAX(") and auto.description.endswith("by AIC")
+
+
+@needs_statsmodels
+def test_unobserved_components_local_level_forecast():
+    """A local level: the forecast is flat at the filtered level of the last step before the
+    origin, and its variance grows by the level's variance per step (sigma2.level)."""
+    rng = np.random.default_rng(2)
+    y = (np.cumsum(rng.normal(scale=0.5, size=160)) + rng.normal(size=160))[:, None]
+    fitted = UnobservedComponentsBaseline().fit(y[:120])
+    results = fitted.results[0]
+    names = list(results.model.param_names)
+    level_var = results.params[names.index("sigma2.level")]
+    for origin in (120, 150):
+        forecast = fitted.forecast(y[:origin], horizon=3)
+        filtered = results.apply(y[:origin, 0])
+        assert forecast.mean[:, 0] == pytest.approx([filtered.filtered_state[0, -1]] * 3, rel=1e-6)
+        assert np.diff(forecast.std[:, 0] ** 2) == pytest.approx([level_var] * 2, rel=1e-4)
+    assert fitted.description == "UnobservedComponents(local level)"
+    built, _ = make_baselines(["uc"], 1, False)
+    assert isinstance(built[0], UnobservedComponentsBaseline)
 
 
 @needs_statsmodels
