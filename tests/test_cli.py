@@ -89,7 +89,7 @@ def test_non_empty_out_needs_resume_or_force(tmp_path, capsys):
     assert (out / "thesis.tex").read_text() == "precious"
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["backtest"]])
 def test_help(command):
     result = subprocess.run([sys.executable, "-m", "pyrosequence", *command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: pyrosequence" in result.stdout

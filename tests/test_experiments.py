@@ -79,3 +79,33 @@ def test_dmm_jsb_curve_summarises_a_run(tmp_path):
     table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert table == ["3", "5 (best)", "6", "7"]  # every 3rd, the best and the last
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_statsmodels_walkthrough_exports_and_its_commands_parse(tmp_path):
+    """The walk-through's CSV files (skipped without statsmodels), its eight commands (every flag
+    one the CLI knows) and the summary of backtest.json files."""
+    import shlex
+
+    import pytest
+
+    import statsmodels_walkthrough as walk
+    from pyrosequence.cli import build_parser
+
+    lines = walk.commands(tmp_path / "data", tmp_path / "runs")
+    assert len(lines) == 8 and sum(line.startswith("pyrosequence backtest") for line in lines) == 4
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert args.command is not None
+    run = tmp_path / "runs" / "sunspots-vrnn" / "backtest"
+    run.mkdir(parents=True)
+    row = {"method": "vrnn (ours)", "step": "all", "feature": "all", "crps": 1.0, "mae": 2.0, "rmse": 3.0,
+           "coverage_50": 0.5, "coverage_80": 0.8, "coverage_95": 0.95, "count": 10}
+    (run / "backtest.json").write_text(json.dumps({"scores_all_steps": [row, {**row, "method": "naive"}],
+                                                   "methods": {"vrnn (ours)": "a run", "naive": "naive"}}))
+    table = walk.summary(tmp_path / "runs")
+    assert "| vrnn (ours) | 1.000 | 2.000 | 3.000 | 0.500 | 0.800 | 0.950 | a run |" in table and "macrodata" not in table
+    pytest.importorskip("statsmodels", reason="statsmodels is not installed (pip install 'pyrosequence[baselines]')")
+    sun, macro = walk.export(tmp_path / "data")
+    assert sun.read_text().splitlines()[0] == "time,sunactivity" and len(sun.read_text().splitlines()) == 310
+    assert macro.read_text().splitlines()[0] == "time,gdp_growth,inflation,unemp" and len(macro.read_text().splitlines()) == 203
