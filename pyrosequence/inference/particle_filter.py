@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.inference.engine import PARTICLE_DIM, CompileOptions, StepRunner, compile_options, gather_particles
+from pyrosequence.inference.engine import (
+    PARTICLE_DIM, CompileOptions, HeldFixed, StepRunner, compile_options, gather_particles,
+)
 from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.base import SequenceModel, context_steps
 from pyrosequence.models.program import require_pieces
@@ -122,7 +124,8 @@ def run_filter(
     compile: bool | str | CompileOptions = False,
     analytic_kl: bool = False,
     keep_particles: bool = False,
-) -> tuple[FilterResult, torch.Tensor]:
+    held_fixed: str = "none",
+) -> tuple[FilterResult, torch.Tensor] | tuple[FilterResult, torch.Tensor, HeldFixed]:
     """:func:`particle_filter`, also returning the final log-weights ``(K, B)`` (since each
     filter's last resampling; with ``ess_threshold = 0`` they are the log importance weights
     ``log p(x, z_k) - log q(z_k | x)`` of ``K`` independent particles).
@@ -131,7 +134,17 @@ def run_filter(
     :func:`~pyrosequence.inference.engine.latent_log_ratio`): the per-particle weights are then
     mean-field ELBOs, not importance weights. ``keep_particles``: leave :attr:`final_state` with
     its particle dimension first, as the model's own ``model`` does, instead of drawing one
-    particle per sequence by the final weights (no random draw after the loop)."""
+    particle per sequence by the final weights (no random draw after the loop).
+
+    ``held_fixed`` (``"guide"`` or ``"both"``, only with ``ess_threshold = 0``): also run the
+    held-fixed pass of the lower-variance gradient estimators beside the particles
+    (:class:`~pyrosequence.inference.engine.HeldFixed`: the states recomputed from the detached
+    draws, and per particle ``log q`` and, for ``"both"``, ``log p`` at those draws), and return
+    its final value as a third element."""
+    if held_fixed not in ("none", "guide", "both"):
+        raise ValueError(f"held_fixed must be 'none', 'guide' or 'both', got {held_fixed!r}")
+    if held_fixed != "none" and ess_threshold != 0:
+        raise ValueError("the held-fixed pass needs a filter that never resamples (ess_threshold = 0)")
     require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
@@ -153,6 +166,9 @@ def run_filter(
     active_steps = (time < lengths).unbind(0)  # (B,) per step: t < length
     may_resample_steps = (time < lengths - 1).unbind(0)  # never after a sequence's last step
     scale = None if isinstance(latent_scale, numbers.Real) and latent_scale == 1.0 else latent_scale
+    held = None
+    if held_fixed != "none":
+        held = HeldFixed(state, log_w if held_fixed == "both" else None, log_w)
     increments, ess_steps, resampled_steps, lse_steps = [], [], [], []
     with StepRunner(model, resampler, ess_threshold, compile_options(compile), single_steps=on_step is not None,
                     analytic_kl=analytic_kl) as run:
@@ -161,9 +177,9 @@ def run_filter(
             if on_step is not None:
                 on_step(t, state, log_w)
             block = slice(t, t + run.block_length(t, steps))
-            state, log_w, log_z, reference, outputs = run(
+            state, log_w, log_z, reference, held, outputs = run(
                 state, log_w, log_z, reference, x_steps[block], ctx_steps[block], q_steps[block], active_steps[block],
-                may_resample_steps[block], scale, start + t, first=t == 0,
+                may_resample_steps[block], scale, start + t, first=t == 0, held_fixed=held,
             )
             for increment, ess, resampled, lse in outputs:
                 increments.append(increment)
@@ -177,12 +193,14 @@ def run_filter(
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
     if keep_particles:
         model.final_state = state
-        return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
+        result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+        return (result, log_w) if held is None else (result, log_w, held)
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
     model.final_state = map_state(lambda s: s[0], gather_particles(state, chosen.expand(particles)))
-    return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
+    result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+    return (result, log_w) if held is None else (result, log_w, held)
 
 
 def _result(log_z, increments, ess_steps, resampled_steps, seqs: Sequences) -> FilterResult:
