@@ -31,6 +31,12 @@ does and does not do:
   the mode is accepted and has no CUDA-graph effect. Shapes are static per compiled graph: a new
   batch size or particle count compiles again (Dynamo marks the dimension dynamic after it has
   seen it change).
+* A filter that never resamples, run with gradients (the elbo and iwae training objectives),
+  needs no weights inside the loop: its compiled steps are :func:`deferred_step` s (proposal,
+  draw, state update), and the emissions of all steps (and a time-homogeneous prior) are scored
+  in one batched call after the loop (:func:`~pyrosequence.inference.particle_filter.run_filter`),
+  which makes the per-step graphs smaller and the scoring one large product instead of ``T``
+  small ones.
 * The first run compiles (tens of seconds on a CPU for a VRNN, forward and backward each);
   gradient mode, particle count, resampling on/off and the model instance each have their own
   graph. One compiled call runs ``CompileOptions.unroll`` steps (default 4,
@@ -255,6 +261,35 @@ def held_fixed_step(model, held: HeldFixed, z: torch.Tensor, x_t, context_t, pro
     return HeldFixed(model.update(held.state, features, context_t, t), log_p, log_q)
 
 
+def deferred_step(model, state, context_t, proposal_t, log_w: torch.Tensor, t: int):
+    """Step ``t`` of a filter that never resamples, with the scoring left for after the loop
+    (:func:`~pyrosequence.inference.particle_filter.run_filter` scores every step's emission,
+    and a time-homogeneous prior, in one batched call, as the model's own ``model`` does):
+    only what the recurrence needs runs per step. Returns the new state and
+    ``(state, z, features, log_q, log_prior)``: the new state again (the caller stacks them),
+    the draw ``z_t`` from the proposal, its features, ``log q(z_t)`` ``(K, B)`` and, for a model
+    without :attr:`homogeneous_transition`, ``log p(z_t | s_{t-1})`` (else ``None``); both
+    unscaled, ``None`` for a model without latents. ``log_w`` (``(K, B)``) gives the particles'
+    shape."""
+    particles = log_w.shape
+    log_q = log_prior = None
+    if model.z_dim:
+        proposal = model.proposal(state, t, proposal_t)
+        if proposal.batch_shape != particles:
+            proposal = proposal.expand(particles)
+        if not proposal.has_rsample:
+            raise NotReparameterized(model, proposal, t)
+        z = proposal.rsample()
+        log_q = proposal.log_prob(z)
+        if not model.homogeneous_transition:
+            log_prior = model.transition(state, t).log_prob(z)
+    else:  # a deterministic model
+        z = log_w.new_zeros(particles + (0,))
+    features = model.latent_features(z)
+    state = model.update(state, features, context_t, t)
+    return state, (state, z, features, log_q, log_prior)
+
+
 def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False) -> torch.Tensor:
     """The latent term of a weight increment: ``log p(z) - log q(z)``, or with ``analytic_kl``
     ``-KL(q || p)`` in closed form when ``torch.distributions`` registers one for the pair
@@ -271,15 +306,21 @@ def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False
 
 def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, held_fixed, x_steps,
                  context_steps, proposal_steps, active_steps, may_resample_steps, latent_scale,
-                 analytic_kl: bool = False):
+                 analytic_kl: bool = False, deferred: bool = False):
     """Consecutive :func:`filter_step` s, one per element of the per-step tuples (``t = 0`` for
     every one: compiled steps need :attr:`time_invariant_pieces`). Returns the carried
     ``(state, log_w, log_z, reference, held_fixed)`` (``held_fixed`` stays ``None`` when not
-    given) and a tuple of each step's ``(increment, ess, resampled, lse)``."""
+    given) and a tuple of each step's ``(increment, ess, resampled, lse)``; with ``deferred``,
+    :func:`deferred_step` s instead (the weights carried unchanged, each step's outputs
+    those of :func:`deferred_step`)."""
     outputs = []
     for x_t, context_t, proposal_t, active, may_resample in zip(
         x_steps, context_steps, proposal_steps, active_steps, may_resample_steps
     ):
+        if deferred:
+            state, per_step = deferred_step(model, state, context_t, proposal_t, log_w, 0)
+            outputs.append(per_step)
+            continue
         state, log_w, log_z, reference, *per_step = filter_step(
             model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
             may_resample, latent_scale, 0, analytic_kl, held_fixed,
@@ -325,9 +366,10 @@ class StepRunner:
     """
 
     def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None,
-                 single_steps: bool = False, analytic_kl: bool = False) -> None:
+                 single_steps: bool = False, analytic_kl: bool = False, deferred: bool = False) -> None:
         self.model, self.resampler, self.ess_threshold = model, resampler, float(ess_threshold)
         self.analytic_kl = bool(analytic_kl)
+        self.deferred = bool(deferred)
         self.options = options
         self.unroll = 1 if options is None or single_steps else options.unroll
         if options is not None and not getattr(model, "time_invariant_pieces", False):
@@ -372,7 +414,7 @@ class StepRunner:
                 return _compiled_step(self.options)(
                     self.model, self.resampler, self.ess_threshold, *carry, tuple(x_steps), tuple(context_steps),
                     tuple(proposal_steps), tuple(active_steps), tuple(may_resample_steps), latent_scale,
-                    self.analytic_kl,
+                    self.analytic_kl, self.deferred,
                 )
             except Exception as error:  # a graph break, an unsupported op, a compiler failure
                 self.compiled = False
@@ -381,6 +423,12 @@ class StepRunner:
         outputs = []
         *carry, held_fixed = carry
         for i, x_t in enumerate(x_steps):
+            if self.deferred:
+                state, per_step = deferred_step(self.model, carry[0], context_steps[i], proposal_steps[i],
+                                                carry[1], t + i)
+                carry[0] = state
+                outputs.append(per_step)
+                continue
             out = filter_step(
                 self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
                 active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl, held_fixed,
