@@ -18,8 +18,10 @@ Part 1b (objectives, issue 26): training updates of the VRNN (z = h = 32) on the
 the elbo (one particle) and iwae (K) objectives of :func:`make_objective` eager (Pyro's
 ``Trace_ELBO`` / ``RenyiELBO(alpha=0)``) and compiled (``compile=...``: the per-step engine), and
 ``FIVO(4, compile=...)``. Reports compiled / eager for elbo and iwae and compiled FIVO / compiled
-IWAE; the first (compiling) updates apart. Needs ``--data-root`` with JSB (fails in one line
-otherwise); ``--skip-objectives`` leaves it out.
+IWAE; the first (compiling) updates apart. With ``--estimators``, also the lower-variance
+gradient estimators eager and compiled: iwae-dreg (K) and elbo-stl (one particle), reported as
+compiled / eager. Needs ``--data-root`` with JSB (fails in one line otherwise);
+``--skip-objectives`` leaves it out.
 
 Part 2 (evaluation): FIVO(128) of the JSB Chorales test split with the VRNN, eager against
 compiled (and CUDA graphs with ``--cuda-graphs``), alternating; the compiled runs' first calls
@@ -28,7 +30,7 @@ compiled (and CUDA graphs with ``--cuda-graphs``), alternating; the compiled run
     python benchmarks/bench_engine.py [--rounds 5] [--steps 3] [--configs vrnn-b4 vrnn-b32 vhrnn-b4]
         [--eval-rounds 2] [--eval-sequences N] [--data-root /work/shared/data] [--skip-eval]
         [--skip-objectives] [--objective-rounds 5] [--objective-batch 4] [--objective-steps N]
-        [--device cpu|cuda] [--cuda-graphs]
+        [--estimators] [--device cpu|cuda] [--cuda-graphs]
 
 ``--rounds 0`` runs the evaluation part only.
 """
@@ -166,7 +168,8 @@ def jsb_batch(args, split: str = "train", count: int | None = None):
 
 
 def objective_ratios(args) -> dict:
-    """Part 1b: the elbo and iwae objectives eager and compiled, and compiled FIVO, on JSB."""
+    """Part 1b: the elbo and iwae objectives eager and compiled, and compiled FIVO, on JSB (and
+    with ``--estimators`` iwae-dreg and elbo-stl eager and compiled)."""
     x, lengths = jsb_batch(args, "train", args.objective_batch)
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -192,6 +195,15 @@ def objective_ratios(args) -> dict:
         "iwae_compiled": update(make_objective("iwae", k, compile=options)),
         "fivo_compiled": update(FIVO(k, compile=options)),
     }
+    estimators = {"iwae_dreg": ("iwae-dreg", k), "elbo_stl": ("elbo-stl", 1)} if args.estimators else {}
+    # Static shapes for the held-fixed graphs: after the runners above compiled the step at two
+    # particle counts, Dynamo marks the particle dimension dynamic, and the held-fixed state's
+    # fresh size symbol then fails the recurrent cell's shape check (the step would fall back
+    # to eager for this model, every runner included).
+    static = CompileOptions(backend=args.backend, dynamic=False)
+    for key, (name, particles) in estimators.items():
+        runners[f"{key}_eager"] = update(make_objective(name, particles))
+        runners[f"{key}_compiled"] = update(make_objective(name, particles, compile=static))
     warmup = {}
     for name, run in runners.items():
         if name.endswith("_compiled"):
@@ -212,6 +224,7 @@ def objective_ratios(args) -> dict:
         "ratio_elbo_compiled_vs_eager": round(ms["elbo_compiled"] / ms["elbo_eager"], 3),
         "ratio_iwae_compiled_vs_eager": round(ms["iwae_compiled"] / ms["iwae_eager"], 3),
         "ratio_fivo_compiled_vs_iwae_compiled": round(ms["fivo_compiled"] / ms["iwae_compiled"], 3),
+        **{f"ratio_{key}_compiled_vs_eager": round(ms[f"{key}_compiled"] / ms[f"{key}_eager"], 3) for key in estimators},
     }
 
 
@@ -281,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--objective-batch", type=int, default=4, help="JSB training sequences per update (part 1b)")
     parser.add_argument("--objective-steps", type=int, default=None,
                         help="cut the part 1b batch to its first N steps (default: the batch's longest sequence)")
+    parser.add_argument("--estimators", action="store_true",
+                        help="part 1b also times iwae-dreg (K) and elbo-stl (1 particle), eager and compiled")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled runners")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--cuda-graphs", action="store_true",

@@ -115,9 +115,10 @@ class TrainConfig:
     #: length, so batch-mates have similar lengths and less padding is computed; None = off.
     length_buckets: int | None = None
     #: Compile the per-step engine with torch.compile (pyrosequence.inference.engine): every
-    #: training objective (fivo's filter; elbo, iwae and mean-field through
-    #: pyrosequence.inference.engine_objectives, which compute Pyro's estimates from the model's
-    #: pieces) and the validation/test bounds. Models without pieces train with Pyro's ELBOs. Off = eager.
+    #: training objective (fivo's filter; elbo, iwae, mean-field, iwae-dreg and elbo-stl through
+    #: pyrosequence.inference.engine_objectives, which compute the eager estimates from the model's
+    #: pieces) and the validation/test bounds. Models without pieces train with the eager
+    #: estimators (Pyro traces). Off = eager.
     compile: bool = False
     #: Processes of a data-parallel run (pyrosequence.distributed): set by train() from the torchrun
     #: launch, and recorded so that resuming with another number of processes is refused.

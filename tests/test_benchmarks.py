@@ -82,6 +82,23 @@ def test_engine_benchmark_runs_with_tiny_sizes(shared_data):
     assert evaluation["per_timestep"]["eager"] < 0 and evaluation["per_timestep"]["compiled"] < 0
 
 
+def test_engine_benchmark_times_the_gradient_estimators(shared_data):
+    """--estimators: part 1b also times iwae-dreg and elbo-stl eager and compiled, every compiled
+    runner compiled (no fallback to the eager step)."""
+    import warnings
+
+    import bench_engine
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="compile:", category=RuntimeWarning)
+        result = bench_engine.main(["--rounds", "0", "--skip-eval", "--steps", "1", "--vrnn-dim", "3", "--backend",
+                                    "aot_eager", "--data-root", str(shared_data), "--objective-rounds", "1",
+                                    "--objective-batch", "2", "--objective-steps", "6", "--estimators"])
+    objectives = result["objectives"]
+    assert {"iwae_dreg_eager", "iwae_dreg_compiled", "elbo_stl_eager", "elbo_stl_compiled"} <= set(objectives["ms_per_update"])
+    assert objectives["ratio_iwae_dreg_compiled_vs_eager"] > 0 and objectives["ratio_elbo_stl_compiled_vs_eager"] > 0
+
+
 # ------------------------------------------------------------------------------------ the GPU check (issue 28)
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -153,9 +153,9 @@ def config_arguments(p) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--compile", action="store_const", const=True,
-                   help="run the objective (fivo, elbo, iwae, mean-field) and the validation/test bounds "
-                   "through the per-step engine compiled with torch.compile (a warm-up of about a minute on a "
-                   "CPU); eager Pyro is the reference")
+                   help="run the objective (any: fivo, elbo, iwae, mean-field, iwae-dreg, elbo-stl) and the "
+                   "validation/test bounds through the per-step engine compiled with torch.compile (a warm-up of "
+                   "about a minute on a CPU); the eager objectives are the reference")
 
 
 def config_from_args(args) -> TrainConfig:

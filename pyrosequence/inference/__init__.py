@@ -11,7 +11,13 @@ from pyrosequence.inference.evaluate import (
     make_bound,
 )
 from pyrosequence.inference.engine import CompileOptions
-from pyrosequence.inference.engine_objectives import EngineELBO, EngineIWAE, EngineMeanFieldELBO
+from pyrosequence.inference.engine_objectives import (
+    EngineDReGIWAE,
+    EngineELBO,
+    EngineIWAE,
+    EngineMeanFieldELBO,
+    EngineSTLELBO,
+)
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.objectives import OBJECTIVES, ObjectiveOptions, make_objective
 from pyrosequence.inference.particle_filter import FilterResult, particle_filter
@@ -37,6 +43,8 @@ __all__ = [
     "EngineELBO",
     "EngineIWAE",
     "EngineMeanFieldELBO",
+    "EngineDReGIWAE",
+    "EngineSTLELBO",
     "particle_filter",
     "FilterResult",
     "RESAMPLERS",

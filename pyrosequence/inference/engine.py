@@ -8,7 +8,8 @@ gathered unconditionally. Being a pure function of tensors (plus the model and c
 be compiled with ``torch.compile``; the eager call of the same function is the reference.
 
 Compilation is opt-in: ``FIVO(..., compile=True)``, ``make_objective("iwae" | "elbo" |
-"mean-field", ..., compile=True)`` (:mod:`pyrosequence.inference.engine_objectives`), ``make_bound(..., compile=True)``,
+"mean-field" | "iwae-dreg" | "elbo-stl", ..., compile=True)``
+(:mod:`pyrosequence.inference.engine_objectives`), ``make_bound(..., compile=True)``,
 ``evaluate(..., compile=True)``, ``TrainConfig(compile=True)`` (``--compile`` in the CLI). What it
 does and does not do:
 
@@ -30,6 +31,12 @@ does and does not do:
   the mode is accepted and has no CUDA-graph effect. Shapes are static per compiled graph: a new
   batch size or particle count compiles again (Dynamo marks the dimension dynamic after it has
   seen it change).
+* A filter that never resamples, run with gradients (the elbo and iwae training objectives),
+  needs no weights inside the loop: its compiled steps are :func:`deferred_step` s (proposal,
+  draw, state update), and the emissions of all steps (and a time-homogeneous prior) are scored
+  in one batched call after the loop (:func:`~pyrosequence.inference.particle_filter.run_filter`),
+  which makes the per-step graphs smaller and the scoring one large product instead of ``T``
+  small ones.
 * The first run compiles (tens of seconds on a CPU for a VRNN, forward and backward each);
   gradient mode, particle count, resampling on/off and the model instance each have their own
   graph. One compiled call runs ``CompileOptions.unroll`` steps (default 4,
@@ -47,6 +54,7 @@ import math
 import warnings
 import weakref
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -128,8 +136,17 @@ def gather_particles(state, ancestors: torch.Tensor):
     return map_state(pick, state)
 
 
+class NotReparameterized(ValueError):
+    """A proposal without ``rsample``: the filter (and every objective built on it) needs
+    reparameterised latents. ``distribution`` is the offending proposal, ``t`` its step."""
+
+    def __init__(self, model, distribution, t: int) -> None:
+        self.distribution, self.t = distribution, t
+        super().__init__(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
+
+
 def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
-                active, may_resample, latent_scale, t: int, analytic_kl: bool = False, observed_t=None):
+                active, may_resample, latent_scale, t: int, analytic_kl: bool = False, observed_t=None, held_fixed=None):
     """One step of the particle filter, without reading anything back to the host.
 
     Args:
@@ -153,13 +170,16 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
             sampled term is used, as Pyro does. ``z_t`` still drives the state update.
         observed_t: ``(B, x_dim)`` bool, the observed elements of ``x_t`` (``None``: all): the
             emission is scored on those only (:func:`~pyrosequence.models.missing.mask_elements`).
+        held_fixed: ``None``, or the carry of the held-fixed pass of the lower-variance gradient
+            estimators (:class:`HeldFixed`, see :func:`held_fixed_step`); only without
+            resampling (``ess_threshold == 0``).
 
     Returns:
         ``(state, log_w, log_z, reference, increment, ess, resampled, lse)`` with the updated
         (and resampled) state and weights, ``increment = log p_hat(x_t | x_<t)`` ``(B,)``, the ESS
         after reweighting ``(B,)``, whether each filter resampled ``(B,)`` and the log-sum of the
         weights ``(B,)`` (non-finite where a filter's weights broke down; the caller checks that
-        once, after the loop).
+        once, after the loop); with ``held_fixed``, its updated carry follows.
     """
     particles = log_w.shape
     k = particles[0]
@@ -168,13 +188,16 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
         if proposal.batch_shape != particles:
             proposal = proposal.expand(particles)
         if not proposal.has_rsample:
-            raise ValueError(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
+            raise NotReparameterized(model, proposal, t)
         z = proposal.rsample()
         log_latent = latent_log_ratio(model.transition(state, t), proposal, z, analytic_kl)
         if latent_scale is not None:
             log_latent = latent_scale * log_latent
     else:  # a deterministic model: every particle carries the exact likelihood
         z, log_latent = x_t.new_zeros(particles + (0,)), 0.0
+    if held_fixed is not None:
+        held_fixed = held_fixed_step(model, held_fixed, z, x_t, context_t, proposal_t, active, latent_scale, t,
+                                     observed_t)
     features = model.latent_features(z)
     increment = mask_elements(model.emission(state, features), observed_t).log_prob(x_t) + log_latent
     log_w = log_w + increment.masked_fill(~active, 0.0)
@@ -197,7 +220,80 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     else:
         resample = torch.zeros_like(active)
         reference = lse
-    return state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse
+    outputs = (state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse)
+    return outputs if held_fixed is None else outputs + (held_fixed,)
+
+
+class HeldFixed(NamedTuple):
+    """The held-fixed pass of :mod:`pyrosequence.inference.gradient_estimators`, carried beside
+    the filter's particles: the model's state recomputed from the *detached* draws ``z_<t``
+    (the parameters keep their gradient), and per particle ``(K, B)`` the sums so far of
+    ``log p(x_s, z_s)`` and ``log q(z_s)`` at those detached draws (latent terms scaled as the
+    filter scales them; ``log_p`` is ``None`` when only the guide's pass is needed). Their
+    gradients are the partial derivatives with every sampled value held fixed: what Pyro's
+    replay of the model and guide with detached values gives."""
+
+    state: object
+    log_p: torch.Tensor | None
+    log_q: torch.Tensor
+
+
+def held_fixed_step(model, held: HeldFixed, z: torch.Tensor, x_t, context_t, proposal_t, active, latent_scale,
+                    t: int, observed_t=None) -> HeldFixed:
+    """Advance :class:`HeldFixed` by step ``t`` with the step's draw ``z`` held fixed (detached);
+    ``observed_t`` as in :func:`filter_step`."""
+    particles = held.log_q.shape
+    if model.z_dim:
+        z = z.detach()
+        proposal = model.proposal(held.state, t, proposal_t)
+        if proposal.batch_shape != particles:
+            proposal = proposal.expand(particles)
+        log_q = proposal.log_prob(z)
+        log_prior = None if held.log_p is None else model.transition(held.state, t).log_prob(z)
+        if latent_scale is not None:
+            log_q = latent_scale * log_q
+            log_prior = None if log_prior is None else latent_scale * log_prior
+    else:
+        log_q, log_prior = 0.0, 0.0
+    features = model.latent_features(z)
+    log_p = held.log_p
+    if log_p is not None:
+        emission = mask_elements(model.emission(held.state, features), observed_t)
+        log_p = log_p + (emission.log_prob(x_t) + log_prior).masked_fill(~active, 0.0)
+    if torch.is_tensor(log_q):
+        log_q = held.log_q + log_q.masked_fill(~active, 0.0)
+    else:
+        log_q = held.log_q
+    return HeldFixed(model.update(held.state, features, context_t, t), log_p, log_q)
+
+
+def deferred_step(model, state, context_t, proposal_t, log_w: torch.Tensor, t: int):
+    """Step ``t`` of a filter that never resamples, with the scoring left for after the loop
+    (:func:`~pyrosequence.inference.particle_filter.run_filter` scores every step's emission,
+    and a time-homogeneous prior, in one batched call, as the model's own ``model`` does):
+    only what the recurrence needs runs per step. Returns the new state and
+    ``(state, z, features, log_q, log_prior)``: the new state again (the caller stacks them),
+    the draw ``z_t`` from the proposal, its features, ``log q(z_t)`` ``(K, B)`` and, for a model
+    without :attr:`homogeneous_transition`, ``log p(z_t | s_{t-1})`` (else ``None``); both
+    unscaled, ``None`` for a model without latents. ``log_w`` (``(K, B)``) gives the particles'
+    shape."""
+    particles = log_w.shape
+    log_q = log_prior = None
+    if model.z_dim:
+        proposal = model.proposal(state, t, proposal_t)
+        if proposal.batch_shape != particles:
+            proposal = proposal.expand(particles)
+        if not proposal.has_rsample:
+            raise NotReparameterized(model, proposal, t)
+        z = proposal.rsample()
+        log_q = proposal.log_prob(z)
+        if not model.homogeneous_transition:
+            log_prior = model.transition(state, t).log_prob(z)
+    else:  # a deterministic model
+        z = log_w.new_zeros(particles + (0,))
+    features = model.latent_features(z)
+    state = model.update(state, features, context_t, t)
+    return state, (state, z, features, log_q, log_prior)
 
 
 def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False) -> torch.Tensor:
@@ -214,25 +310,33 @@ def latent_log_ratio(prior, proposal, z: torch.Tensor, analytic_kl: bool = False
     return prior.log_prob(z) - proposal.log_prob(z)
 
 
-def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_steps, context_steps,
-                 proposal_steps, active_steps, may_resample_steps, latent_scale, analytic_kl: bool = False,
-                 observed_steps=None):
+def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, reference, held_fixed, x_steps,
+                 context_steps, proposal_steps, active_steps, may_resample_steps, latent_scale,
+                 analytic_kl: bool = False, deferred: bool = False, observed_steps=None):
     """Consecutive :func:`filter_step` s, one per element of the per-step tuples (``t = 0`` for
     every one: compiled steps need :attr:`time_invariant_pieces`). Returns the carried
-    ``(state, log_w, log_z, reference)`` and a tuple of each step's
-    ``(increment, ess, resampled, lse)``."""
+    ``(state, log_w, log_z, reference, held_fixed)`` (``held_fixed`` stays ``None`` when not
+    given) and a tuple of each step's ``(increment, ess, resampled, lse)``; with ``deferred``,
+    :func:`deferred_step` s instead (the weights carried unchanged, each step's outputs
+    those of :func:`deferred_step`)."""
     outputs = []
     if observed_steps is None:
         observed_steps = (None,) * len(x_steps)
     for x_t, context_t, proposal_t, active, may_resample, observed_t in zip(
         x_steps, context_steps, proposal_steps, active_steps, may_resample_steps, observed_steps
     ):
+        if deferred:
+            state, per_step = deferred_step(model, state, context_t, proposal_t, log_w, 0)
+            outputs.append(per_step)
+            continue
         state, log_w, log_z, reference, *per_step = filter_step(
             model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
-            may_resample, latent_scale, 0, analytic_kl, observed_t,
+            may_resample, latent_scale, 0, analytic_kl, observed_t, held_fixed,
         )
+        if held_fixed is not None:
+            held_fixed = per_step.pop()
         outputs.append(tuple(per_step))
-    return state, log_w, log_z, reference, tuple(outputs)
+    return state, log_w, log_z, reference, held_fixed, tuple(outputs)
 
 
 _COMPILED: dict[CompileOptions, object] = {}
@@ -270,9 +374,10 @@ class StepRunner:
     """
 
     def __init__(self, model, resampler, ess_threshold: float, options: CompileOptions | None,
-                 single_steps: bool = False, analytic_kl: bool = False) -> None:
+                 single_steps: bool = False, analytic_kl: bool = False, deferred: bool = False) -> None:
         self.model, self.resampler, self.ess_threshold = model, resampler, float(ess_threshold)
         self.analytic_kl = bool(analytic_kl)
+        self.deferred = bool(deferred)
         self.options = options
         self.unroll = 1 if options is None or single_steps else options.unroll
         if options is not None and not getattr(model, "time_invariant_pieces", False):
@@ -304,12 +409,13 @@ class StepRunner:
         return 1
 
     def __call__(self, state, log_w, log_z, reference, x_steps, context_steps, proposal_steps, active_steps,
-                 may_resample_steps, latent_scale, t: int, first: bool = False, observed_steps=None):
+                 may_resample_steps, latent_scale, t: int, first: bool = False, held_fixed=None, observed_steps=None):
         """Steps ``t ... t + n - 1`` (``n`` = the length of the per-step tuples, from
-        :meth:`block_length`): the carried ``(state, log_w, log_z, reference)`` and each step's
-        ``(increment, ess, resampled, lse)``. ``first``: the filter's first step (always eager).
+        :meth:`block_length`): the carried ``(state, log_w, log_z, reference, held_fixed)`` and
+        each step's ``(increment, ess, resampled, lse)``. ``first``: the filter's first step
+        (always eager). ``held_fixed``: the :class:`HeldFixed` carry, or ``None``.
         ``observed_steps``: the observed elements of each step, ``None`` when nothing is missing."""
-        carry = (state, log_w, log_z, reference)
+        carry = (state, log_w, log_z, reference, held_fixed)
         if observed_steps is None:
             observed_steps = (None,) * len(x_steps)
         if self.compiled and not first and len(x_steps) == self.unroll:
@@ -319,17 +425,28 @@ class StepRunner:
                 return _compiled_step(self.options)(
                     self.model, self.resampler, self.ess_threshold, *carry, tuple(x_steps), tuple(context_steps),
                     tuple(proposal_steps), tuple(active_steps), tuple(may_resample_steps), latent_scale,
-                    self.analytic_kl, tuple(observed_steps),
+                    self.analytic_kl, self.deferred, tuple(observed_steps),
                 )
             except Exception as error:  # a graph break, an unsupported op, a compiler failure
                 self.compiled = False
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 _fall_back(self.model, f"torch.compile failed: {type(error).__name__}: {first_line}")
         outputs = []
+        *carry, held_fixed = carry
         for i, x_t in enumerate(x_steps):
-            *carry, increment, ess, resampled, lse = filter_step(
+            if self.deferred:
+                state, per_step = deferred_step(self.model, carry[0], context_steps[i], proposal_steps[i],
+                                                carry[1], t + i)
+                carry[0] = state
+                outputs.append(per_step)
+                continue
+            out = filter_step(
                 self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
                 active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl, observed_steps[i],
+                held_fixed,
             )
-            outputs.append((increment, ess, resampled, lse))
-        return (*carry, tuple(outputs))
+            carry, per_step = out[:4], out[4:8]
+            if held_fixed is not None:
+                held_fixed = out[8]
+            outputs.append(per_step)
+        return (*carry, held_fixed, tuple(outputs))

@@ -1,4 +1,4 @@
-"""The elbo, iwae and mean-field training objectives computed by the per-step engine.
+"""The elbo, iwae, mean-field, iwae-dreg and elbo-stl training objectives computed by the per-step engine.
 
 Pyro's ``Trace_ELBO``, ``RenyiELBO(alpha=0)`` and ``TraceMeanField_ELBO`` over a model's
 ``model``/``guide`` are the reference. With ``compile`` set, :func:`make_objective` builds the
@@ -9,7 +9,15 @@ resamples (:func:`~pyrosequence.inference.particle_filter.run_filter` with
 step is compiled with ``torch.compile`` (:mod:`pyrosequence.inference.engine`), which is where the
 speed comes from; run eagerly (``compile=None``) they are the same computation.
 
-Equal to Pyro's, under the same random draws (the filter draws ``z_t`` exactly as the vectorised
+The lower-variance gradient estimators of :mod:`pyrosequence.inference.gradient_estimators`
+(``DReGIWAE``, ``STLELBO``) are the reference of :class:`EngineDReGIWAE` and
+:class:`EngineSTLELBO`: the same loss as :class:`EngineIWAE` / :class:`EngineELBO`, and the
+gradient of their surrogates, whose held-fixed terms (``log p`` and ``log q`` with every draw
+detached, the state recomputed from the detached draws) the filter computes beside the particles
+in the same (compiled) step (:class:`~pyrosequence.inference.engine.HeldFixed`). A proposal
+without ``rsample`` is refused in the eager estimators' one line, naming the site.
+
+Equal to the reference's, under the same random draws (the filter draws ``z_t`` exactly as the vectorised
 guide does): the loss, summed over the sequences of the batch as Pyro's is (not normalised per
 step), and its gradients, for reparameterised proposals (the only ones the filter takes); KL
 weighting with :func:`~pyrosequence.inference.scaling.scale_latents` (beta, annealing,
@@ -36,7 +44,8 @@ import torch
 import pyro
 from pyro.infer import ELBO
 
-from pyrosequence.inference.engine import CompileOptions
+from pyrosequence.inference.engine import CompileOptions, HeldFixed, NotReparameterized
+from pyrosequence.inference.gradient_estimators import dreg_surrogate, stl_surrogate, unreparameterized_site
 from pyrosequence.inference.particle_filter import check_filter_options, run_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
@@ -181,3 +190,67 @@ class EngineIWAE(EngineObjective):
 
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:
         return (log_w.logsumexp(0) - math.log(log_w.shape[0])).sum()
+
+
+class _HeldFixedEstimator(EngineObjective):
+    """Base of the engine's lower-variance gradient estimators (DReG, STL; see
+    :mod:`pyrosequence.inference.gradient_estimators`): the filter also runs the held-fixed pass
+    (:class:`~pyrosequence.inference.engine.HeldFixed`) when gradients are on, and the loss's
+    gradient is that of :meth:`surrogate` while its value stays the negative bound."""
+
+    #: the name in refusals (the objective's name in :data:`~pyrosequence.inference.OBJECTIVES`)
+    objective_name = ""
+    #: which held-fixed terms the surrogate needs: ``"guide"`` (log q) or ``"both"``
+    held_fixed = "both"
+
+    def surrogate(self, log_w: torch.Tensor, held: HeldFixed, scale) -> torch.Tensor:
+        """A function of the ``(K, B)`` log-weights and the held-fixed terms whose gradient is
+        the estimator's gradient of the bound."""
+        raise NotImplementedError
+
+    def _engine_loss(self, seq_model: SequenceModel, scale, x, lengths, initial, start: int) -> torch.Tensor:
+        pyro.module(seq_model.pyro_name, seq_model)  # lets SVI find the parameters
+        seqs = seq_model.prepare(x, lengths)
+        passes = self.held_fixed if torch.is_grad_enabled() else "none"
+        try:
+            out = run_filter(
+                seq_model, seqs, self.num_particles, get_resampler("multinomial"), 0.0, scale, initial, start,
+                compile=self.compile, keep_particles=True, held_fixed=passes,
+            )
+        except NotReparameterized as error:
+            name = f"{getattr(seq_model, 'latent_name', 'z')}_{error.t - start}"
+            refusal = unreparameterized_site(self.objective_name, name, error.distribution)
+            raise ValueError(refusal or str(error)) from None
+        log_w = out[1]
+        bound = self.bound(log_w)
+        if passes == "none" or not log_w.requires_grad:
+            return -bound
+        surrogate = self.surrogate(log_w, out[2], scale)
+        # the value of the bound, the gradient of the surrogate
+        return -(bound.detach() + (surrogate - surrogate.detach()))
+
+
+class EngineDReGIWAE(_HeldFixedEstimator, EngineIWAE):
+    """The IWAE bound with the doubly reparameterised gradient (DReG) by the per-step engine:
+    the loss of :class:`EngineIWAE` and the gradient of
+    :class:`~pyrosequence.inference.gradient_estimators.DReGIWAE` (the same, under the same
+    draws), from a held-fixed model and proposal pass run beside the particles."""
+
+    objective_name = "iwae-dreg"
+    held_fixed = "both"
+
+    def surrogate(self, log_w: torch.Tensor, held: HeldFixed, scale) -> torch.Tensor:
+        return dreg_surrogate(log_w, held.log_p, held.log_q, scale)
+
+
+class EngineSTLELBO(_HeldFixedEstimator, EngineELBO):
+    """The ELBO with the "sticking the landing" gradient (STL) by the per-step engine: the loss
+    of :class:`EngineELBO` and the gradient of
+    :class:`~pyrosequence.inference.gradient_estimators.STLELBO` (the same, under the same
+    draws), from a held-fixed proposal pass run beside the particles."""
+
+    objective_name = "elbo-stl"
+    held_fixed = "guide"
+
+    def surrogate(self, log_w: torch.Tensor, held: HeldFixed, scale) -> torch.Tensor:
+        return stl_surrogate(log_w, held.log_q)

@@ -31,8 +31,12 @@ its gradient is the direct term, with every input that depends on earlier ``z`` 
   is zero only on average.
 
 Both need every latent site of the guide to be continuous and reparameterised (``rsample``);
-any other site is refused in one line naming it. They run eagerly (Pyro traces); ``compile`` is
-not routed to them.
+any other site is refused in one line naming it. The classes here run Pyro traces (eagerly);
+with ``compile``, :func:`~pyrosequence.inference.objectives.make_objective` builds
+:class:`~pyrosequence.inference.engine_objectives.EngineDReGIWAE` and
+:class:`~pyrosequence.inference.engine_objectives.EngineSTLELBO` instead, which compute the same
+estimators from a model's per-step pieces in the compiled engine (the held-fixed pass runs
+beside the particles: :class:`~pyrosequence.inference.engine.HeldFixed`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,16 @@ def _latent_sites(trace):
     return [(name, site) for name, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]]
 
 
+def unreparameterized_site(objective: str, name: str, fn) -> str | None:
+    """The one-line refusal for guide site ``name`` drawn from ``fn`` when ``objective`` cannot
+    differentiate through it (discrete, or no ``rsample``); ``None`` when it can."""
+    if getattr(fn.support, "is_discrete", False):
+        return f"{objective} needs reparameterised latents, but guide site {name!r} is discrete ({type(fn).__name__})"
+    if not fn.has_rsample:
+        return f"{objective} needs reparameterised latents, but guide site {name!r} ({type(fn).__name__}) has no rsample"
+    return None
+
+
 def refuse_unreparameterized(objective: str, model_trace, guide_trace) -> None:
     """Raise a one-line ``ValueError`` naming the first latent site that ``objective`` cannot
     differentiate through: a discrete or non-reparameterised guide site, or a model latent the
@@ -73,10 +87,9 @@ def refuse_unreparameterized(objective: str, model_trace, guide_trace) -> None:
         fn = site["fn"]
         if type(fn).__name__ == "_Subsample":
             continue
-        if getattr(fn.support, "is_discrete", False):
-            raise ValueError(f"{objective} needs reparameterised latents, but guide site {name!r} is discrete ({type(fn).__name__})")
-        if not fn.has_rsample:
-            raise ValueError(f"{objective} needs reparameterised latents, but guide site {name!r} ({type(fn).__name__}) has no rsample")
+        refusal = unreparameterized_site(objective, name, fn)
+        if refusal is not None:
+            raise ValueError(refusal)
     for name, site in _latent_sites(model_trace):
         if name not in guide_trace.nodes and type(site["fn"]).__name__ != "_Subsample":
             raise ValueError(f"{objective} needs every latent in the guide, but model site {name!r} is not sampled by the guide")
@@ -242,13 +255,7 @@ class DReGIWAE(_ReparameterizedEstimator):
         return (torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])).sum()
 
     def _surrogate(self, terms: _ParticleTerms) -> torch.Tensor:
-        log_w = terms.log_p - terms.log_q
-        weights = torch.softmax(log_w.detach(), dim=0)
-        beta = torch.as_tensor(terms.beta, dtype=weights.dtype, device=weights.device).detach()
-        path_weights = (1.0 - beta) * weights + beta * weights**2
-        # value 0: log w - log p(x, z fixed) + log q(z fixed); its gradient is the path term B
-        path = log_w - terms.log_p_fixed + terms.log_q_fixed
-        return (weights * terms.log_p_fixed + path_weights * path).sum()
+        return dreg_surrogate(terms.log_p - terms.log_q, terms.log_p_fixed, terms.log_q_fixed, terms.beta)
 
 
 class STLELBO(_ReparameterizedEstimator):
@@ -269,5 +276,24 @@ class STLELBO(_ReparameterizedEstimator):
         return log_w.sum() / log_w.shape[0]
 
     def _surrogate(self, terms: _ParticleTerms) -> torch.Tensor:
-        # + log q(z fixed): cancels the score term -beta C of the sampled log q
-        return ((terms.log_p - terms.log_q) + terms.log_q_fixed).sum() / terms.log_p.shape[0]
+        return stl_surrogate(terms.log_p - terms.log_q, terms.log_q_fixed)
+
+
+def dreg_surrogate(log_w: torch.Tensor, log_p_fixed: torch.Tensor, log_q_fixed: torch.Tensor,
+                   beta: float | torch.Tensor) -> torch.Tensor:
+    """DReG's surrogate from ``(K, ...)`` per-particle terms: the log-weights as sampled and
+    ``log p(x, z)``, ``log q(z)`` with ``z`` held fixed (latent terms scaled by ``beta``). Its
+    gradient is ``sum_k wt_k A_k + ((1 - beta) wt_k + beta wt_k^2) B_k`` (module docstring)."""
+    weights = torch.softmax(log_w.detach(), dim=0)
+    beta = torch.as_tensor(beta, dtype=weights.dtype, device=weights.device).detach()
+    path_weights = (1.0 - beta) * weights + beta * weights**2
+    # value 0: log w - log p(x, z fixed) + log q(z fixed); its gradient is the path term B
+    path = log_w - log_p_fixed + log_q_fixed
+    return (weights * log_p_fixed + path_weights * path).sum()
+
+
+def stl_surrogate(log_w: torch.Tensor, log_q_fixed: torch.Tensor) -> torch.Tensor:
+    """STL's surrogate from ``(K, ...)`` log-weights as sampled and ``log q(z)`` with ``z`` held
+    fixed: the ELBO's gradient without the score term."""
+    # + log q(z fixed): cancels the score term -beta C of the sampled log q
+    return (log_w + log_q_fixed).sum() / log_w.shape[0]

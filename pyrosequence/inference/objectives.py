@@ -8,7 +8,9 @@ from typing import Callable
 from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
 from pyrosequence.inference.engine import CompileOptions, compile_options
-from pyrosequence.inference.engine_objectives import EngineELBO, EngineIWAE, EngineMeanFieldELBO, EngineObjective
+from pyrosequence.inference.engine_objectives import (
+    EngineDReGIWAE, EngineELBO, EngineIWAE, EngineMeanFieldELBO, EngineObjective, EngineSTLELBO,
+)
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.inference.gradient_estimators import DReGIWAE, STLELBO
 from pyrosequence.inference.resamplers import Resampler
@@ -25,7 +27,7 @@ class ObjectiveOptions:
     resampler: str | Resampler = "multinomial"
     ess_threshold: float = 0.5
     #: Run the objective through the compiled per-step engine (:mod:`pyrosequence.inference.engine`):
-    #: FIVO's filter step, or the engine's elbo/iwae/mean-field (:mod:`.engine_objectives`).
+    #: FIVO's filter step, or the engine's elbo/iwae/mean-field/iwae-dreg/elbo-stl (:mod:`.engine_objectives`).
     compile: bool | str | CompileOptions = False
 
 
@@ -62,11 +64,13 @@ def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
 
 
 def _iwae_dreg(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return DReGIWAE(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+    reference = DReGIWAE(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+    return _through_engine(EngineDReGIWAE, reference, num_particles, options)
 
 
 def _elbo_stl(num_particles: int, options: ObjectiveOptions) -> ELBO:
-    return STLELBO(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+    reference = STLELBO(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
+    return _through_engine(EngineSTLELBO, reference, num_particles, options)
 
 
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
@@ -99,14 +103,14 @@ def make_objective(
     ``"fivo"`` is :class:`~pyrosequence.inference.FIVO` with ``resampler`` and ``ess_threshold``.
     ``compile`` (``True``, a ``torch.compile`` mode or
     :class:`~pyrosequence.inference.engine.CompileOptions`) runs the objective through the
-    compiled per-step engine: FIVO's filter step, and for ``"elbo"``, ``"iwae"`` and
-    ``"mean-field"`` the engine's :class:`~pyrosequence.inference.engine_objectives.EngineELBO`,
-    :class:`~.EngineIWAE` and :class:`~.EngineMeanFieldELBO`, which compute the Pyro estimate
-    from the model's pieces (a model without pieces, e.g. a
-    :class:`~pyrosequence.models.PyroProgram`, trains with the Pyro ELBO, with a warning).
+    compiled per-step engine: FIVO's filter step, and for ``"elbo"``, ``"iwae"``,
+    ``"mean-field"``, ``"iwae-dreg"`` and ``"elbo-stl"`` the engine's
+    :class:`~pyrosequence.inference.engine_objectives.EngineELBO`, :class:`~.EngineIWAE`,
+    :class:`~.EngineMeanFieldELBO`, :class:`~.EngineDReGIWAE` and :class:`~.EngineSTLELBO`, which
+    compute the eager estimate from the model's pieces (a model without pieces, e.g. a
+    :class:`~pyrosequence.models.PyroProgram`, trains with the eager estimator, with a warning).
     ``"iwae-dreg"`` and ``"elbo-stl"`` are iwae and elbo with lower-variance gradient estimators
-    (:mod:`pyrosequence.inference.gradient_estimators`; reparameterised latents only); they run
-    their Pyro traces eagerly whatever ``compile`` says.
+    (:mod:`pyrosequence.inference.gradient_estimators`; reparameterised latents only).
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(sorted(OBJECTIVES))}")

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.inference.engine import PARTICLE_DIM, CompileOptions, StepRunner, compile_options, gather_particles
+from pyrosequence.inference.engine import (
+    PARTICLE_DIM, CompileOptions, HeldFixed, StepRunner, compile_options, gather_particles,
+)
 from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.missing import mask_elements
+from pyrosequence.models.time_slicing import stack_states
 from pyrosequence.models.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
@@ -123,7 +127,8 @@ def run_filter(
     compile: bool | str | CompileOptions = False,
     analytic_kl: bool = False,
     keep_particles: bool = False,
-) -> tuple[FilterResult, torch.Tensor]:
+    held_fixed: str = "none",
+) -> tuple[FilterResult, torch.Tensor] | tuple[FilterResult, torch.Tensor, HeldFixed]:
     """:func:`particle_filter`, also returning the final log-weights ``(K, B)`` (since each
     filter's last resampling; with ``ess_threshold = 0`` they are the log importance weights
     ``log p(x, z_k) - log q(z_k | x)`` of ``K`` independent particles).
@@ -132,7 +137,27 @@ def run_filter(
     :func:`~pyrosequence.inference.engine.latent_log_ratio`): the per-particle weights are then
     mean-field ELBOs, not importance weights. ``keep_particles``: leave :attr:`final_state` with
     its particle dimension first, as the model's own ``model`` does, instead of drawing one
-    particle per sequence by the final weights (no random draw after the loop)."""
+    particle per sequence by the final weights (no random draw after the loop).
+
+    A filter that never resamples (``ess_threshold = 0``), run with gradients on, without
+    ``on_step``, ``analytic_kl`` or ``held_fixed``, scores its steps after the loop: the loop
+    (compiled or not) runs only the proposal, the draw and the state update
+    (:func:`~pyrosequence.inference.engine.deferred_step`), and every step's emission (and a
+    :attr:`~pyrosequence.models.base.SequenceModel.homogeneous_transition` prior) is scored in
+    one call over the states stacked in time, as the model's own ``model`` scores it. The draws,
+    the weights and the result are those of the step-by-step filter (to rounding); only the
+    work is batched. Without gradients the steps are scored one by one, which keeps memory flat
+    in the number of steps (evaluation with many particles).
+
+    ``held_fixed`` (``"guide"`` or ``"both"``, only with ``ess_threshold = 0``): also run the
+    held-fixed pass of the lower-variance gradient estimators beside the particles
+    (:class:`~pyrosequence.inference.engine.HeldFixed`: the states recomputed from the detached
+    draws, and per particle ``log q`` and, for ``"both"``, ``log p`` at those draws), and return
+    its final value as a third element."""
+    if held_fixed not in ("none", "guide", "both"):
+        raise ValueError(f"held_fixed must be 'none', 'guide' or 'both', got {held_fixed!r}")
+    if held_fixed != "none" and ess_threshold != 0:
+        raise ValueError("the held-fixed pass needs a filter that never resamples (ess_threshold = 0)")
     require_pieces(model, "the particle filter")
     model, seqs, start = model.filter_view(seqs, start)  # a wrapper may hand over its inner model
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
@@ -156,36 +181,86 @@ def run_filter(
     active_steps = (time < lengths).unbind(0)  # (B,) per step: t < length
     may_resample_steps = (time < lengths - 1).unbind(0)  # never after a sequence's last step
     scale = None if isinstance(latent_scale, numbers.Real) and latent_scale == 1.0 else latent_scale
+    # Without resampling the weights are not needed inside the loop: score every step's emission
+    # (and a homogeneous prior) in one batched call afterwards, as the model's own model() does.
+    # Only while recording gradients, whose graph keeps every step's states anyway: without
+    # gradients the per-step scoring keeps memory flat in the number of steps.
+    deferred = (ess_threshold == 0 and on_step is None and not analytic_kl and held_fixed == "none"
+                and torch.is_grad_enabled())
+    initial_state = state
+    held = None
+    if held_fixed != "none":
+        held = HeldFixed(state, log_w if held_fixed == "both" else None, log_w)
     increments, ess_steps, resampled_steps, lse_steps = [], [], [], []
     with StepRunner(model, resampler, ess_threshold, compile_options(compile), single_steps=on_step is not None,
-                    analytic_kl=analytic_kl) as run:
+                    analytic_kl=analytic_kl, deferred=deferred) as run:
         t = 0
         while t < steps:
             if on_step is not None:
                 on_step(t, state, log_w)
             block = slice(t, t + run.block_length(t, steps))
-            state, log_w, log_z, reference, outputs = run(
+            state, log_w, log_z, reference, held, outputs = run(
                 state, log_w, log_z, reference, x_steps[block], ctx_steps[block], q_steps[block], active_steps[block],
-                may_resample_steps[block], scale, start + t, first=t == 0, observed_steps=observed_steps[block],
+                may_resample_steps[block], scale, start + t, first=t == 0, held_fixed=held,
+                observed_steps=observed_steps[block],
             )
-            for increment, ess, resampled, lse in outputs:
-                increments.append(increment)
-                ess_steps.append(ess)
-                resampled_steps.append(resampled)
-                lse_steps.append(lse)
+            if deferred:
+                increments.extend(outputs)  # (state, z, features, log_q, log_prior) per step
+            else:
+                for increment, ess, resampled, lse in outputs:
+                    increments.append(increment)
+                    ess_steps.append(ess)
+                    resampled_steps.append(resampled)
+                    lse_steps.append(lse)
             t += len(outputs)
+    if deferred:
+        log_w, increments, ess_steps, resampled_steps, lse_steps = _score_deferred(
+            model, seqs, initial_state, increments, scale, particles
+        )
     _report_bad_weights(torch.stack(lse_steps))  # the loop's only host synchronisation
     if on_step is not None:
         on_step(steps, state, log_w)
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
     if keep_particles:
         model.final_state = state
-        return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
+        result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+        return (result, log_w) if held is None else (result, log_w, held)
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
     model.final_state = map_state(lambda s: s[0], gather_particles(state, chosen.expand(particles)))
-    return _result(log_z, increments, ess_steps, resampled_steps, seqs), log_w
+    result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+    return (result, log_w) if held is None else (result, log_w, held)
+
+
+def _score_deferred(model: SequenceModel, seqs: Sequences, initial_state, steps: list, scale, particles: torch.Size):
+    """The weights of a filter that never resamples from its :func:`deferred_step` outputs: the
+    emission of every step (and a homogeneous prior) scored in one call over states stacked in
+    time, the increments masked beyond each length and accumulated in step order. Returns the
+    final ``(K, B)`` log-weights and per-step lists (increments, ESS, resampled, log-sums) as
+    the step-by-step filter produces them."""
+    new_states, zs, features, log_qs, log_priors = zip(*steps)
+    previous = stack_states([initial_state, *new_states[:-1]])  # s_{t-1}, time at dim -2
+    emission = mask_elements(model.emission(previous, stack_states(list(features))), seqs.observed)
+    log_p = emission.log_prob(seqs.x)  # (K, B, T): the observed elements only
+    if model.z_dim:
+        if log_priors[0] is None:
+            log_prior = model.transition(previous, None).log_prob(torch.stack(zs, -2))
+        else:
+            log_prior = torch.stack(log_priors, -1)
+        latent = log_prior - torch.stack(log_qs, -1)
+        if scale is not None:
+            latent = (scale.unsqueeze(-1) if torch.is_tensor(scale) and scale.dim() else scale) * latent
+        log_p = log_p + latent
+    time = torch.arange(seqs.num_steps, device=seqs.x.device)
+    active = time < seqs.lengths.to(seqs.x.device)[:, None]  # (B, T)
+    log_w_steps = log_p.masked_fill(~active, 0.0).cumsum(-1)  # (K, B, T)
+    lse = log_w_steps.logsumexp(PARTICLE_DIM)  # (B, T)
+    ess = (2 * lse - (2 * log_w_steps).logsumexp(PARTICLE_DIM)).exp().detach()
+    reference = torch.cat([lse.new_full((lse.shape[0], 1), math.log(particles[0])), lse[:, :-1]], dim=1)
+    unbound = lambda v: list(v.transpose(0, 1).unbind(0))  # noqa: E731 - (B, T) -> T of (B,)
+    resampled = torch.zeros_like(active)
+    return log_w_steps[..., -1], unbound(lse - reference), unbound(ess), unbound(resampled), unbound(lse)
 
 
 def _result(log_z, increments, ess_steps, resampled_steps, seqs: Sequences) -> FilterResult:

@@ -218,12 +218,14 @@ def test_compiled_objective_equals_pyro(name):
     _assert_same(pyro_result, engine_result)
 
 
-@pytest.mark.parametrize("name", ["elbo", "iwae"])
+@pytest.mark.parametrize("name", ["elbo", "iwae", "iwae-dreg", "elbo-stl"])
 def test_train_with_compile_gives_the_eager_run(tmp_path, name):
-    """TrainConfig(compile=True) with an elbo/iwae/mean-field objective trains through the engine
-    (the LGSSM's step runs eagerly: it does not declare time-invariant pieces), on the same draws
-    as Pyro's estimators: the same losses over an epoch of updates, with KL annealing on."""
+    """TrainConfig(compile=True) with an elbo/iwae/mean-field (or iwae-dreg/elbo-stl) objective
+    trains through the engine (the LGSSM's step runs eagerly: it does not declare time-invariant
+    pieces), on the same draws as the eager estimators: the same losses over an epoch of
+    updates, with KL annealing on."""
     from pyrosequence.config import TrainConfig
+    from pyrosequence.inference.engine_objectives import EngineDReGIWAE, EngineSTLELBO
     from pyrosequence.inference import objectives
     from pyrosequence.train import train
 
@@ -241,7 +243,7 @@ def test_train_with_compile_gives_the_eager_run(tmp_path, name):
     with pytest.MonkeyPatch.context() as patch, pytest.warns(RuntimeWarning, match="LinearGaussianSSM runs eagerly"):
         patch.setattr("pyrosequence.train.make_objective", recording)
         compiled = train(TrainConfig(compile=True, **options), out=tmp_path / "compiled", **quiet)
-    assert type(built[0]) is ENGINE_CLASSES[name]
+    assert type(built[0]) is {**ENGINE_CLASSES, "iwae-dreg": EngineDReGIWAE, "elbo-stl": EngineSTLELBO}[name]
     # one epoch (4 updates): the compiled run's validation draws differently afterwards (the
     # engine's evaluation draws one final particle per sequence)
     assert compiled.history[0]["train_loss_per_step"] == pytest.approx(eager.history[0]["train_loss_per_step"], rel=1e-5)

@@ -88,7 +88,7 @@ def test_schedules():
 
 
 def test_unknown_objective_and_bad_particles():
-    with pytest.raises(ValueError, match="unknown objective 'vi'.*elbo, fivo, iwae, mean-field"):
+    with pytest.raises(ValueError, match="unknown objective 'vi'.*elbo, elbo-stl, fivo, iwae, iwae-dreg, mean-field"):
         make_objective("vi")
     with pytest.raises(ValueError, match="at least 1"):
         make_objective("iwae", num_particles=0)
