@@ -336,28 +336,25 @@ def load_data(path, **options) -> dict:
     return dict(load_path(path, options).splits)
 
 
+def _recorded_scaling(x, options: dict):
+    """The recorded ``(mean, std)`` of ``options`` as ``x``'s kind (tensor or array), or ``None``."""
+    scaling = (options or {}).get("scaling")
+    if not scaling:
+        return None
+    if torch.is_tensor(x):
+        return (torch.as_tensor(scaling["mean"], dtype=x.dtype, device=x.device),
+                torch.as_tensor(scaling["std"], dtype=x.dtype, device=x.device))
+    return np.asarray(scaling["mean"]), np.asarray(scaling["std"])
+
+
 def unstandardize(x, options: dict):
     """Undo the recorded standardisation of ``options`` (a run's ``data_options``) on ``x``
     (``(..., x_dim)`` tensor or array); ``x`` unchanged when the data was not standardised."""
-    scaling = (options or {}).get("scaling")
-    if not scaling:
-        return x
-    if torch.is_tensor(x):
-        mean = torch.as_tensor(scaling["mean"], dtype=x.dtype, device=x.device)
-        std = torch.as_tensor(scaling["std"], dtype=x.dtype, device=x.device)
-    else:
-        mean, std = np.asarray(scaling["mean"]), np.asarray(scaling["std"])
-    return x * std + mean
+    scaling = _recorded_scaling(x, options)
+    return x if scaling is None else x * scaling[1] + scaling[0]
 
 
 def standardize(x, options: dict):
     """Apply the recorded standardisation of ``options`` to data in the file's units."""
-    scaling = (options or {}).get("scaling")
-    if not scaling:
-        return x
-    if torch.is_tensor(x):
-        mean = torch.as_tensor(scaling["mean"], dtype=x.dtype, device=x.device)
-        std = torch.as_tensor(scaling["std"], dtype=x.dtype, device=x.device)
-    else:
-        mean, std = np.asarray(scaling["mean"]), np.asarray(scaling["std"])
-    return (x - mean) / std
+    scaling = _recorded_scaling(x, options)
+    return x if scaling is None else (x - scaling[0]) / scaling[1]

@@ -145,6 +145,16 @@ class NotReparameterized(ValueError):
         super().__init__(f"{type(model).__name__}.proposal must be reparameterisable for the particle filter")
 
 
+def _draw(model, state, t: int, proposal_t, particles: torch.Size):
+    """The proposal of step ``t`` expanded to ``particles`` and a reparameterised draw from it."""
+    proposal = model.proposal(state, t, proposal_t)
+    if proposal.batch_shape != particles:
+        proposal = proposal.expand(particles)
+    if not proposal.has_rsample:
+        raise NotReparameterized(model, proposal, t)
+    return proposal, proposal.rsample()
+
+
 def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
                 active, may_resample, latent_scale, t: int, analytic_kl: bool = False, observed_t=None, held_fixed=None):
     """One step of the particle filter, without reading anything back to the host.
@@ -184,12 +194,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     particles = log_w.shape
     k = particles[0]
     if model.z_dim:
-        proposal = model.proposal(state, t, proposal_t)
-        if proposal.batch_shape != particles:
-            proposal = proposal.expand(particles)
-        if not proposal.has_rsample:
-            raise NotReparameterized(model, proposal, t)
-        z = proposal.rsample()
+        proposal, z = _draw(model, state, t, proposal_t, particles)
         log_latent = latent_log_ratio(model.transition(state, t), proposal, z, analytic_kl)
         if latent_scale is not None:
             log_latent = latent_scale * log_latent
@@ -280,12 +285,7 @@ def deferred_step(model, state, context_t, proposal_t, log_w: torch.Tensor, t: i
     particles = log_w.shape
     log_q = log_prior = None
     if model.z_dim:
-        proposal = model.proposal(state, t, proposal_t)
-        if proposal.batch_shape != particles:
-            proposal = proposal.expand(particles)
-        if not proposal.has_rsample:
-            raise NotReparameterized(model, proposal, t)
-        z = proposal.rsample()
+        proposal, z = _draw(model, state, t, proposal_t, particles)
         log_q = proposal.log_prob(z)
         if not model.homogeneous_transition:
             log_prior = model.transition(state, t).log_prob(z)
