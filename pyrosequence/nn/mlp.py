@@ -78,8 +78,13 @@ def broadcast_shape(*shapes: torch.Size) -> torch.Size:
     """``torch.broadcast_shapes`` for the few short shapes of a time step, without its overhead.
 
     (``torch.broadcast_shapes`` goes through the Python reference implementation, which costs
-    more than the small matrix products of a step.)
+    more than the small matrix products of a step.) While ``torch.compile`` traces, sizes can be
+    symbolic (a particle count that changed between calls), and the plain comparisons below
+    would wrongly refuse them; ``torch.broadcast_shapes`` reasons about those, and its cost is
+    paid once, at tracing.
     """
+    if torch.compiler.is_compiling():
+        return torch.broadcast_shapes(*shapes)
     ndim = max(len(s) for s in shapes)
     out = [1] * ndim
     for shape in shapes:

@@ -293,3 +293,24 @@ def test_data_with_gaps_give_the_pyro_estimators_on_the_engine(name):
     reference = _loss_and_grads(make_objective(name, 3), model, model.model, model.guide, x, lengths, seed=5)
     through_engine = _loss_and_grads(engine, model, model.model, model.guide, x, lengths, seed=5)
     _assert_same(reference, through_engine)
+
+
+@pytest.mark.compile
+def test_a_second_particle_count_does_not_send_the_step_to_eager():
+    """After the step was compiled at other particle counts and batch sizes, Dynamo traces the
+    held-fixed pass with symbolic sizes; the recurrent cells' shape check must accept them (it
+    once refused ``(3, 3)`` against ``(s, 3)`` and sent every later step of the model to eager,
+    which the full suite met in this order: compiled evaluations, then the estimator)."""
+    from pyrosequence.inference import evaluate, make_bound
+
+    torch.manual_seed(5)
+    options = CompileOptions(backend="aot_eager", unroll=2)
+    x, lengths = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to the eager step warns
+        other = VRNN(4, 3)
+        for k, batch in ((3, 3), (5, 2), (2, 3)):
+            evaluate(other, x[:batch], lengths[:batch], make_bound("fivo", compile=options), num_particles=k)
+        m = VRNN(4, 3)
+        for k in (3, 5):
+            _loss_and_grads(make_objective("iwae-dreg", k, compile=options), m, m.model, m.guide, x, lengths, seed=k)
