@@ -45,10 +45,10 @@ def tiny_data(monkeypatch):
     and a validation of a fraction of a second per epoch."""
     real = train_module.load_split
 
-    def tiny(name, split, root=None):
+    def tiny(name, split, root=None, options=None):
         key = (name, split, root)
         if key not in _SPLITS:
-            data = real(name, split, root)
+            data = real(name, split, root, options)
             n = 16 if split == "train" else 8
             lengths = data.lengths[:n].clamp(max=12)
             x = data.x[:n, :12] * (torch.arange(12)[None, :, None] < lengths[:, None, None])

@@ -43,7 +43,7 @@ def test_real_jsb(shared_data):
 
 def test_every_registered_name_and_likelihood():
     expected = {
-        "synthetic": "gaussian", "jsb": "bernoulli", "piano": "bernoulli", "nottingham": "bernoulli",
+        "synthetic": "gaussian", "synthetic-paper": "gaussian", "jsb": "bernoulli", "piano": "bernoulli", "nottingham": "bernoulli",
         "muse": "bernoulli", "bach": "bernoulli", "stock": "gaussian", "htsensor": "gaussian",
         "speech": "gaussian", "speech-perm": "gaussian", "speech-stride50": "gaussian", "speech-stride200": "gaussian",
     }

@@ -162,8 +162,8 @@ def one_thread():
 def test_the_bernoulli_output_bias_from_the_data_wins_over_the_zero_bias(tmp_path, monkeypatch, one_thread):
     from pyrosequence.data.registry import load_split as real_load_split
 
-    def binary_split(name, split, root=None):
-        data = real_load_split(name, split, root)
+    def binary_split(name, split, root=None, options=None):
+        data = real_load_split(name, split, root, options)
         x = (data.x[:8, :12] > 0.3).float()
         lengths = data.lengths[:8].clamp(max=12)
         x = x * (torch.arange(12)[None, :, None] < lengths[:, None, None])
