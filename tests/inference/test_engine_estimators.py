@@ -27,6 +27,7 @@ from pyrosequence.inference.engine import CompileOptions
 from pyrosequence.inference.engine_objectives import EngineDReGIWAE, EngineSTLELBO
 from pyrosequence.inference.gradient_estimators import DReGIWAE, STLELBO
 from pyrosequence.inference.scaling import KLAnnealing
+from lgssm_posterior import exact_posterior_lgssm  # tests/inference/lgssm_posterior.py
 
 ESTIMATORS = ("iwae-dreg", "elbo-stl")
 ENGINE_CLASSES = {"iwae-dreg": EngineDReGIWAE, "elbo-stl": EngineSTLELBO}
@@ -202,28 +203,6 @@ def test_a_plain_pyro_program_trains_with_the_eager_estimator_and_a_warning(name
     _assert_same(eager, fallback)
 
 
-def _exact_posterior_lgssm(perturb=0.0):
-    """z_dim = 1, transition matrix 0: the learned proposal q(z_t | x_t) is the exact posterior
-    (as in test_gradient_estimators.py), optionally perturbed."""
-    torch.manual_seed(1)
-    m = LinearGaussianSSM(2, 1)
-    with torch.no_grad():
-        m.transition_matrix.zero_()
-        m.q_state.zero_()
-        c = m.observation_matrix[:, 0]
-        noise_precision = (-2 * m.log_observation_scale).exp()
-        for i, log_prior_scale in enumerate([m.log_initial_scale, m.log_transition_scale]):
-            precision = (-2 * log_prior_scale).exp() + (c**2 * noise_precision).sum()
-            m.q_obs[i, 0] = c * noise_precision / precision
-            m.q_bias[i] = 0.0
-            m.q_log_scale[i] = -0.5 * precision.log()
-        x = m.sample(3, 4)
-        for name in ("q_state", "q_obs", "q_bias", "q_log_scale"):
-            p = getattr(m, name)
-            p.add_(perturb * torch.randn_like(p))
-    return m, x
-
-
 def _guide_gradients(m, objective, x, seeds):
     names = [n for n, _ in m.named_parameters()]
     draws = []
@@ -235,7 +214,7 @@ def _guide_gradients(m, objective, x, seeds):
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_through_the_engine_the_guide_gradient_is_zero_at_the_exact_posterior(name):
-    m, x = _exact_posterior_lgssm()
+    m, x = exact_posterior_lgssm()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the LGSSM's step runs eagerly
         ours = _guide_gradients(m, _engine(name, 4), x, range(3))
@@ -246,7 +225,7 @@ def test_through_the_engine_the_guide_gradient_is_zero_at_the_exact_posterior(na
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_through_the_engine_the_guide_variance_is_lower_at_16_particles(name):
-    m, x = _exact_posterior_lgssm(perturb=0.15)
+    m, x = exact_posterior_lgssm(perturb=0.15)
     seeds = range(30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -16,9 +16,9 @@ import pyro.distributions as dist
 
 from pyrosequence import VRNN, LinearGaussianSSM
 from pyrosequence.inference import make_objective, scale_latents
+from lgssm_posterior import GUIDE_PARAMS, exact_posterior_lgssm  # tests/inference/lgssm_posterior.py
 
 PAIRS = [("iwae", "iwae-dreg"), ("elbo", "elbo-stl")]
-GUIDE_PARAMS = ("q_state", "q_obs", "q_bias", "q_log_scale")
 
 
 @pytest.fixture(autouse=True)
@@ -35,28 +35,6 @@ def _lgssm(seed=0):
         for p in m.parameters():
             p.add_(0.2 * torch.randn_like(p))
     return m, m.sample(3, 4)
-
-
-def _exact_posterior_lgssm(perturb=0.0):
-    """z_dim = 1, transition matrix 0: the posterior factorises over steps, and the learned
-    proposal q(z_t | x_t) is set to it exactly (optionally perturbed)."""
-    torch.manual_seed(1)
-    m = LinearGaussianSSM(2, 1)
-    with torch.no_grad():
-        m.transition_matrix.zero_()
-        m.q_state.zero_()
-        c = m.observation_matrix[:, 0]  # (x_dim,)
-        noise_precision = (-2 * m.log_observation_scale).exp()
-        for i, log_prior_scale in enumerate([m.log_initial_scale, m.log_transition_scale]):
-            precision = (-2 * log_prior_scale).exp() + (c**2 * noise_precision).sum()
-            m.q_obs[i, 0] = c * noise_precision / precision
-            m.q_bias[i] = 0.0
-            m.q_log_scale[i] = -0.5 * precision.log()
-        x = m.sample(3, 4)
-        for name in GUIDE_PARAMS:
-            p = getattr(m, name)
-            p.add_(perturb * torch.randn_like(p))
-    return m, x
 
 
 def _gradient(model, objective, x, seed, lengths=None, scale=None):
@@ -131,7 +109,7 @@ def test_mean_gradient_on_vrnn_with_ragged_sequences(standard, estimator):
 def test_model_gradient_equals_the_exact_one_at_the_exact_posterior(name):
     """With q the exact posterior, the model parameters' expected gradient is that of log p(x)
     (Fisher's identity), which the Kalman filter gives exactly."""
-    m, x = _exact_posterior_lgssm()
+    m, x = exact_posterior_lgssm()
     draws = _draws(m, name, x, 4, range(40))
     m.zero_grad()
     (-m.exact_log_prob(x).sum()).backward()
@@ -143,7 +121,7 @@ def test_model_gradient_equals_the_exact_one_at_the_exact_posterior(name):
 @pytest.mark.parametrize("standard, estimator", PAIRS)
 def test_guide_gradient_is_exactly_zero_at_the_exact_posterior(standard, estimator):
     """Sticking the landing: zero variance at the optimum, where the standard estimator is noisy."""
-    m, x = _exact_posterior_lgssm()
+    m, x = exact_posterior_lgssm()
     guide = _guide_mask(m)
     ours = _draws(m, estimator, x, 4, range(5))[:, guide]
     reference = _draws(m, standard, x, 4, range(5))[:, guide]
@@ -153,7 +131,7 @@ def test_guide_gradient_is_exactly_zero_at_the_exact_posterior(standard, estimat
 
 @pytest.mark.parametrize("standard, estimator", PAIRS)
 def test_lower_guide_gradient_variance_at_16_particles(standard, estimator):
-    m, x = _exact_posterior_lgssm(perturb=0.15)
+    m, x = exact_posterior_lgssm(perturb=0.15)
     guide = _guide_mask(m)
     seeds = range(40)
     reference = _draws(m, standard, x, 16, seeds)[:, guide]
