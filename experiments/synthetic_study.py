@@ -95,6 +95,8 @@ def _config(run: Run, args) -> TrainConfig:
         eval_particles=args.particles,
         seed=args.seed,
         train_subset=args.train_subset,
+        compile=args.compile,
+        keep_best=args.keep_best,
     )
 
 
@@ -107,7 +109,9 @@ def run_one(run: Run, args) -> dict:
     done = (out / CHECKPOINT_FILE).is_file() and load_checkpoint(out / CHECKPOINT_FILE)["epoch"] >= config.epochs
     if not done:
         resume = (out / CHECKPOINT_FILE).is_file()
-        train(config, out=out, resume=resume, progress=False, log=lambda s: None)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{out.name}.log", "a") as log:  # a per-row log beside the run, to follow a long study
+            train(config, out=out, resume=resume, progress=False, log=lambda s: print(s, file=log, flush=True))
     train_seconds = time.perf_counter() - start
     _, model, _, _ = load_run(out, "test")
     bound = make_bound("fivo")
@@ -160,6 +164,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--particles", type=int, default=128, help="particles for the evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (one thread each)")
+    parser.add_argument("--compile", action="store_true", help="train on the compiled engine (faster FIVO)")
+    parser.add_argument("--keep-best", action="store_true",
+                        help="evaluate the weights of the best validation epoch, not the last")
     parser.add_argument("--only", nargs="*", help="names of the rows to run (default: all)")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--eval-subset", type=int, default=None)
