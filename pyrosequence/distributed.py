@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping
@@ -154,7 +155,10 @@ class DataParallel:
         if self.owns_group and dist.is_initialized():
             if synchronise:
                 dist.barrier()
+                store = _default_store()
             dist.destroy_process_group()
+            if synchronise and store is not None:
+                _leave_in_order(store, self.rank, self.world_size)
         self.owns_group = False
 
     # -- data ---------------------------------------------------------------------------------
@@ -426,3 +430,30 @@ def evaluate_sharded(
     log_likelihood = group.sum(mine).to(seqs.x.dtype)
     check_bounds(rule.name, num_particles, log_likelihood)
     return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed()), batch_size
+
+
+def _default_store():
+    """The rendezvous store of the default process group (a TCP store whose server lives in
+    process 0), or ``None`` where this PyTorch does not expose it."""
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
+def _leave_in_order(store, rank: int, world_size: int, timeout: float = 60.0) -> None:
+    """After the group is destroyed: every other process reports through the store that it has
+    left, and process 0, which serves the store, waits for all of them before it may exit. Without
+    this, process 0 could exit (taking the store's server with it) while a peer is still tearing
+    its connections down, and gloo may then abort that peer ("terminate called without an active
+    exception") after the work has ended normally."""
+    key = "pyrosequence/left"
+    try:
+        if rank != 0:
+            store.add(key, 1)
+            return
+        deadline = time.monotonic() + timeout
+        while store.add(key, 0) < world_size - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except RuntimeError:  # a peer already gone: nothing is left to wait for
+        pass

@@ -403,3 +403,23 @@ def test_benchmark_runs_with_tiny_sizes(capsys):
     (row,) = result["rows"]
     assert row["processes"] == 2 and row["updates"] == 2 and row["eval_block"] == 2
     assert row["updates_per_second"] > 0 and row["eval_seconds"] > 0 and row["eval_per_timestep"] < 0
+
+
+def test_process_zero_leaves_last_through_the_store():
+    """Process 0 serves the rendezvous store, so after the group is destroyed it waits until every
+    other process has reported that it left (and gives up after the timeout rather than hang)."""
+    import torch.distributed as dist
+
+    from pyrosequence.distributed import _leave_in_order
+
+    store = dist.HashStore()
+    start = time.monotonic()
+    _leave_in_order(store, rank=0, world_size=3, timeout=0.3)  # nobody reported: waits out the timeout
+    assert time.monotonic() - start >= 0.3
+    store = dist.HashStore()
+    _leave_in_order(store, rank=1, world_size=3)
+    _leave_in_order(store, rank=2, world_size=3)
+    assert store.add("pyrosequence/left", 0) == 2
+    start = time.monotonic()
+    _leave_in_order(store, rank=0, world_size=3, timeout=30)  # both reported: returns at once
+    assert time.monotonic() - start < 5
