@@ -41,11 +41,17 @@ SHIPPED = ("config.json", "best.pt", "checkpoint.pt", "metrics.jsonl", "results.
 BOUNDS = ("fivo", "iwae", "elbo")
 
 
-def estimate(run_dir: Path, data_root: str, bound_name: str, particles: int, weights: str, seed: int) -> float:
-    config, model, data, _ = load_run(run_dir, "test", data_root=data_root, weights=weights)
-    pyro.set_rng_seed(seed)  # as `pyrosequence evaluate --seed` does, after the model is built
+def estimates(run_dir: Path, data_root: str, bound_name: str, particles: int, weights: str | None,
+              seeds) -> tuple[list[float], dict]:
+    """The test bound of the run's ``weights`` (``None``: the run's default) under each evaluation
+    seed, as ``pyrosequence evaluate --seed`` computes it; and the scored checkpoint."""
+    config, model, data, checkpoint = load_run(run_dir, "test", data_root=data_root, weights=weights)
     bound = make_bound(bound_name, config.resampler, config.ess_threshold)
-    return evaluate(model, data.x, data.lengths, bound=bound, num_particles=particles).per_timestep
+    values = []
+    for seed in seeds:
+        pyro.set_rng_seed(seed)  # as `pyrosequence evaluate --seed` does, after the model is built
+        values.append(evaluate(model, data.x, data.lengths, bound=bound, num_particles=particles).per_timestep)
+    return values, checkpoint
 
 
 def main(argv=None) -> int:
@@ -76,8 +82,6 @@ def main(argv=None) -> int:
     preset = get_preset(args.preset)
     bound_name = args.bound or next((b for b in BOUNDS if b in preset.reported), "fivo")
     particles = args.particles or (1 if bound_name == "elbo" else 128)
-    keep_best = json.loads((src / "config.json").read_text()).get("keep_best", False)
-    weights = args.weights or ("best" if keep_best else "last")
     dest.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED:
         shutil.copy2(src / name, dest / name)
@@ -110,10 +114,9 @@ def main(argv=None) -> int:
         print(f"{args.name}: {key} recorded {best[key]:.4f}, re-evaluated {again[0]:.4f} "
               f"(sd over 4 seeds {statistics.stdev(again):.4f}, tolerance {tolerance:.4f})")
     start = time.perf_counter()
-    values = [estimate(dest, args.data_root, bound_name, particles, weights, seed) for seed in range(args.seeds + 1)]
+    values, scored = estimates(dest, args.data_root, bound_name, particles, args.weights, range(args.seeds + 1))
     seconds = (time.perf_counter() - start) / len(values)
-    _, model, _, scored = load_run(dest, "test", data_root=args.data_root, weights=weights)
-    best = load_run(dest, "test", data_root=args.data_root)[3] if keep_best else scored
+    weights = scored["scored_weights"]
     history = [json.loads(line) for line in (dest / "metrics.jsonl").read_text().splitlines() if line]
     record = {
         "name": args.name,

@@ -153,11 +153,11 @@ class DataParallel:
         connections down while a peer still uses them (gloo may then abort the process at exit,
         "terminate called without an active exception"). After an error no process waits."""
         if self.owns_group and dist.is_initialized():
+            store = _default_store() if synchronise else None
             if synchronise:
                 dist.barrier()
-                store = _default_store()
             dist.destroy_process_group()
-            if synchronise and store is not None:
+            if store is not None:
                 _leave_in_order(store, self.rank, self.world_size)
         self.owns_group = False
 
