@@ -48,7 +48,12 @@ def rows(folder: Path = PRETRAINED) -> list[str]:
         results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else None
         paper = v["paper_value"]
         scored = f"{v['bound']}({v['particles']}), {v['weights']} weights"
-        gap = f"{paper - v['per_timestep']:.2f}" if paper is not None else ""
+        ours = f"**{v['per_timestep']:.4f}** ({v['spread_sd']:.4f}) {scored}"
+        comparable = v["per_timestep"]
+        if v.get("paper_units") == "data":  # the paper's figure is in the raw data's units: compare there
+            comparable = v["per_timestep_data_units"]
+            ours += f"; **{comparable:.4f}** in the raw data's units"
+        gap = f"{paper - comparable:.2f}" if paper is not None else ""
         paper_params = f"{v['paper_parameters']:,}" if v["paper_parameters"] else "not given"
         if results and results.get("bound") == v["bound"] and results.get("split") == v["split"] and (
                 v["weights"] == "best" or results.get("selected_epoch") in (None, results.get("epochs"))):
@@ -57,7 +62,7 @@ def rows(folder: Path = PRETRAINED) -> list[str]:
             own = "none"
         lines.append(
             f"| `{v['name']}` (`{v['preset']}`) | {v['paper']} | {paper if paper is not None else 'not given'} | "
-            f"**{v['per_timestep']:.4f}** ({v['spread_sd']:.4f}) {scored} | {gap} | {v['parameters']:,} ({paper_params}) | {own} |"
+            f"{ours} | {gap} | {v['parameters']:,} ({paper_params}) | {own} |"
         )
     return lines
 

@@ -13,6 +13,13 @@ the CI test's tolerance is derived from). The bound is the one the preset's pape
 for the VHRNN paper's rows, the ELBO for Pyro's DMM), with ``--particles`` particles (default 128
 for FIVO and IWAE, 1 for the ELBO); the weights are the best validation epoch's for a keep-best
 run unless ``--weights last`` (the figure a paper that does no model selection reports).
+
+Data the loader standardised (stock): the record also holds the figure in the data's own units
+(``per_timestep_data_units``, the Jacobian of the standardisation added: ``data_units_offset``),
+which is what a preset with ``units="data"`` compares with the paper. ``--ci-particles K``: when the
+headline bound is too slow for CI (FIVO(1024) on stock), the record adds ``ci_check``, the same
+bound and weights at K particles with its own spread over 4 seeds, which the CI test re-evaluates
+instead.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyrosequence.inference import evaluate, make_bound
+from pyrosequence.inference import EvaluationResult, evaluate, in_data_units, make_bound
 from pyrosequence.presets import get_preset
 from pyrosequence.rundir import load_run
 
@@ -54,6 +61,24 @@ def estimates(run_dir: Path, data_root: str, bound_name: str, particles: int, we
     return values, checkpoint
 
 
+def data_units_offset(run_dir: Path, data_root: str) -> float | None:
+    """What a bound per step on the run's test split gains in the data's own units (the Jacobian
+    of the loader's standardisation); ``None`` when the data were not standardised."""
+    _, _, data, _ = load_run(run_dir, "test", data_root=data_root)
+    if data.scale is None:
+        return None
+    zero = EvaluationResult("none", 1, torch.zeros(len(data), dtype=torch.float64), data.lengths)
+    return in_data_units(zero, data.x, data.lengths, data.scale).per_timestep
+
+
+def spread(values: list[float]) -> dict:
+    """The seed-0 figure and the spread of the others, as verification.json records them."""
+    rest = values[1:]
+    return {"per_timestep": values[0], "spread_seeds": list(range(1, len(values))), "spread_values": rest,
+            "spread_mean": statistics.mean(rest) if rest else None,
+            "spread_sd": statistics.stdev(rest) if len(rest) > 1 else None}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
@@ -65,6 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", choices=("best", "last"),
                    help="weights scored (default: best for a keep-best run, else last)")
     p.add_argument("--seeds", type=int, default=8, help="evaluation seeds beyond seed 0 for the spread")
+    p.add_argument("--ci-particles", type=int, dest="ci_particles",
+                   help="also record the bound at this many particles (4 seeds) for CI to re-evaluate instead")
     p.add_argument("--out", default="pretrained")
     p.add_argument("--wall-time", help="training wall time to record, e.g. '2 h 31 min (3 runs on 2 cores)'")
     p.add_argument("--command", dest="train_command", help="the command that trained the run")
@@ -86,7 +113,8 @@ def main(argv=None) -> int:
     for name in SHIPPED:
         shutil.copy2(src / name, dest / name)
     config = json.loads((dest / "config.json").read_text())
-    config["data_root"] = "../shared/data"
+    if config.get("data_root") is not None:  # a named data set (data read from a path keeps its path)
+        config["data_root"] = "../shared/data"
     (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
 
     # the weights must still mean what they meant in training: re-evaluate the best epoch's
@@ -130,11 +158,7 @@ def main(argv=None) -> int:
         "weights": weights,
         "split": "test",
         "seed": 0,
-        "per_timestep": values[0],
-        "spread_seeds": list(range(1, args.seeds + 1)),
-        "spread_values": values[1:],
-        "spread_mean": statistics.mean(values[1:]) if args.seeds else None,
-        "spread_sd": statistics.stdev(values[1:]) if args.seeds > 1 else None,
+        **spread(values),
         "selected_epoch": int(best["epoch"]),
         "scored_epoch": int(scored["epoch"]),
         "epochs": history[-1]["epoch"] if history else 0,
@@ -148,6 +172,12 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "pyro": pyro.__version__,
     }
+    offset = data_units_offset(dest, args.data_root)
+    if offset is not None:
+        record.update(paper_units=preset.units, data_units_offset=offset, per_timestep_data_units=values[0] + offset)
+    if args.ci_particles and args.ci_particles != particles:
+        cheap, _ = estimates(dest, args.data_root, bound_name, args.ci_particles, args.weights, range(5))
+        record["ci_check"] = {"bound": bound_name, "particles": args.ci_particles, **spread(cheap)}
     (dest / "verification.json").write_text(json.dumps(record, indent=2))
     sd = record["spread_sd"]
     print(f"{args.name}: test {bound_name}({particles}) with the {weights} weights, seed 0 {values[0]:.4f}; over {args.seeds} more seeds "
@@ -171,8 +201,11 @@ def write_table(folder: Path) -> Path:
     for path in sorted(folder.glob("*/verification.json")):
         r = json.loads(path.read_text())
         paper_params = f"{r['paper_parameters']:,}" if r["paper_parameters"] else "not given"
+        ours = f"**{r['per_timestep']:.3f}** {scored_as(r)}"
+        if "per_timestep_data_units" in r:
+            ours += f"; {r['per_timestep_data_units']:.3f} in the raw data's units"
         rows.append(
-            f"| `{r['name']}` | {r['paper']} | {r['paper_value']} | **{r['per_timestep']:.3f}** {scored_as(r)} | {r['spread_sd']:.4f} | "
+            f"| `{r['name']}` | {r['paper']} | {r['paper_value']} | {ours} | {r['spread_sd']:.4f} | "
             f"{r['parameters']:,} ({paper_params}) | {r['updates']:,} ({r['selected_updates']:,}, epoch {r['selected_epoch']}) | "
             f"{r['train_wall_time'] or str(round(r['train_seconds'] / 60)) + ' min'} | `{r['train_command']}` |"
         )

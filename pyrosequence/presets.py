@@ -93,6 +93,14 @@ class Preset:
     training: dict  # TrainConfig fields the paper fixes
     ours: dict  # TrainConfig fields the paper leaves open, with our choice
     reported: dict = field(default_factory=dict)  # the paper's figures, e.g. {"fivo": -6.92, "parameters": 39000}
+    #: The units of the paper's bounds: ``"model"`` (the data as the model sees it) or ``"data"`` (the
+    #: data in its own units, before the loader standardised it: compare with
+    #: :func:`~pyrosequence.inference.evaluate.in_data_units`, which ``evaluate`` prints for such data).
+    units: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.units not in ("model", "data"):
+            raise ValueError(f"preset {self.name!r}: units must be 'model' or 'data', got {self.units!r}")
 
     def config(self, **overrides) -> TrainConfig:
         """The :class:`TrainConfig` of this preset; ``overrides`` replace fields, and model options
@@ -149,7 +157,7 @@ def _stock(model: str, z: int, fivo: float, params: int, hyper_net: str = "rnn")
     return Preset(
         f"{model}{'' if hyper_net == 'rnn' else '-' + hyper_net}-stock-z{z}",
         f"Deng et al. 2020, {table} ({label}, stock)", model, z, options, _VHRNN_PAPER_STOCK, _REFERENCE_STOCK,
-        _reported(fivo, params),
+        _reported(fivo, params), units="data",  # positive figures: the raw log ratios' density (RESULTS.md)
     )
 
 

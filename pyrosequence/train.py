@@ -22,7 +22,7 @@ from pyrosequence.checkpoint import WEIGHTS_REQUIRED, load_checkpoint, save_chec
 from pyrosequence.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.registry import load_split
-from pyrosequence.inference.evaluate import evaluate, make_bound
+from pyrosequence.inference.evaluate import evaluate, in_data_units, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
 from pyrosequence.models import SequenceModel
@@ -517,8 +517,12 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         "seed": config.seed,
         "stopped": stopped,
     }
+    units = ""
+    if test_set.scale is not None:  # standardised data: the bound in the data's own units too
+        result["per_timestep_data_units"] = in_data_units(test, test_set.x, test_set.lengths, test_set.scale).per_timestep
+        units = f"  (in the data's units: {result['per_timestep_data_units']:.4f})"
     group.on_main(lambda: atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2)))
-    log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}")
+    log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}{units}")
     return RunResult(run_dir, epoch, step, result, history, stopped)
 
 

@@ -109,3 +109,36 @@ def test_statsmodels_walkthrough_exports_and_its_commands_parse(tmp_path):
     sun, macro = walk.export(tmp_path / "data")
     assert sun.read_text().splitlines()[0] == "time,sunactivity" and len(sun.read_text().splitlines()) == 310
     assert macro.read_text().splitlines()[0] == "time,gdp_growth,inflation,unemp" and len(macro.read_text().splitlines()) == 203
+
+
+def test_ship_pretrained_records_standardised_data_in_the_raw_units_and_a_ci_check(tmp_path):
+    """A run on standardised data ships with its figure in the data's own units (the bound plus
+    -sum(log std) per step when nothing is missing), a cheaper CI check of the same weights, and
+    the results table compares a ``units="data"`` preset's paper figure in those units."""
+    import numpy as np
+
+    import results_table
+    import ship_pretrained
+    from pyrosequence.cli import main
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "series.npz"
+    np.savez(data, *[100 + 20 * rng.normal(size=(12, 2)) for _ in range(10)])
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--standardize", "--epochs", "2", "--z-dim", "2", "--hidden-dim", "4",
+                 "--keep-best", "--eval-particles", "2", "--no-progress", "--out", str(run)]) == 0
+    shipped = tmp_path / "pretrained"
+    assert ship_pretrained.main([str(run), "demo", "--preset", "vhrnn-stock-z14", "--data-root", str(data),
+                                 "--bound", "fivo", "--particles", "4", "--ci-particles", "2", "--seeds", "4",
+                                 "--out", str(shipped)]) == 0
+    record = json.loads((shipped / "demo" / "verification.json").read_text())
+    std = json.loads((run / "config.json").read_text())["data_options"]["scaling"]["std"]
+    assert record["paper_units"] == "data"
+    assert abs(record["data_units_offset"] + np.log(std).sum()) < 1e-5
+    assert abs(record["per_timestep_data_units"] - record["per_timestep"] - record["data_units_offset"]) < 1e-9
+    check = record["ci_check"]
+    assert check["particles"] == 2 and check["bound"] == "fivo" and len(check["spread_values"]) == 4
+    assert check["per_timestep"] != record["per_timestep"]  # another estimate, with its own spread
+    row = results_table.rows(shipped)[-1]
+    gap = 9.34 - record["per_timestep_data_units"]
+    assert "in the raw data's units" in row and f"| {gap:.2f} |" in row

@@ -31,7 +31,9 @@ def test_the_repository_ships_pretrained_models():
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
 def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_path, capsys):
-    record = json.loads((run / "verification.json").read_text())
+    shipped = json.loads((run / "verification.json").read_text())
+    # a headline bound too slow for CI (FIVO(1024) on stock) comes with a cheaper check of the same weights
+    record = {**shipped, **shipped.get("ci_check", {})}
     sd = record["spread_sd"]
     assert sd is not None and sd > 0 and len(record["spread_values"]) >= 4
     tolerance = 4 * sd
@@ -46,6 +48,10 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
     printed = capsys.readouterr().out
     value = float(re.search(rf"test {bound}\(\d+\) per time step: (\S+)", printed).group(1))
     assert abs(value - record["per_timestep"]) <= tolerance, (value, record["per_timestep"], tolerance)
+    if "data_units_offset" in shipped:  # standardised data: the same figure in the raw data's units
+        raw = float(re.search(r"per time step in the data's units \(standardisation undone\): (\S+)", printed).group(1))
+        assert raw == pytest.approx(value + shipped["data_units_offset"], abs=1e-3)
+        assert shipped["per_timestep_data_units"] == pytest.approx(shipped["per_timestep"] + shipped["data_units_offset"])
     config = json.loads((run / "config.json").read_text())
     if weights == "best":  # scored with the best validation epoch's weights, as trained
         assert config["keep_best"] and record["scored_epoch"] == record["selected_epoch"]

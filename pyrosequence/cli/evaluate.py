@@ -18,7 +18,7 @@ from pyrosequence.atomic import atomic_append, check_writable, strict_json
 from pyrosequence.cli.common import filter_arguments
 from pyrosequence.device import resolve_device
 from pyrosequence.distributed import evaluate_sharded, setup as setup_processes
-from pyrosequence.inference.evaluate import evaluate, make_bound
+from pyrosequence.inference.evaluate import evaluate, in_data_units, make_bound
 from pyrosequence.rundir import EVALUATIONS_FILE, WEIGHTS, load_run
 from pyrosequence.runlock import RunDirectoryLocked, run_lock
 
@@ -126,10 +126,15 @@ def _evaluate_run(args, group, device) -> int:
         **({"compile": True} if args.compile else {}),
         **sharded,
     }
+    if data.scale is not None:  # standardised data (stock, --standardize): the data's own units too
+        record["per_timestep_data_units"] = in_data_units(result, data.x, data.lengths, data.scale).per_timestep
     if group.is_main:
         print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}  "
               f"per observed element: {result.per_element:.4f}{_missing_note(record)}  "
               f"(the {checkpoint['scored_weights']} weights, epoch {record['epoch']})")
+        if "per_timestep_data_units" in record:
+            print(f"{args.split} {args.bound}({args.particles}) per time step in the data's units (standardisation "
+                  f"undone): {record['per_timestep_data_units']:.4f}")
 
     def append() -> None:
         with _locked(run_dir, wait=RECORD_WAIT):

@@ -25,6 +25,12 @@ def _settings(values: dict) -> str:
     return ", ".join(f"{key}={json.dumps(value)}" for key, value in values.items()) or "(none)"
 
 
+def _reported(preset) -> str:
+    """The paper's figures, e.g. ``fivo 9.34, parameters 18000 (bounds in the raw data's units)``."""
+    figures = ", ".join(f"{k} {v}" for k, v in preset.reported.items())
+    return figures + (" (bounds in the raw data's units)" if figures and preset.units == "data" else "")
+
+
 def run_presets(args) -> int:
     from pyrosequence.presets import PRESETS, get_preset
 
@@ -32,7 +38,7 @@ def run_presets(args) -> int:
         if args.json:
             raise ValueError("--json needs a preset NAME")
         for preset in PRESETS.values():
-            reported = ", ".join(f"{k} {v}" for k, v in preset.reported.items())
+            reported = _reported(preset)
             print(f"{preset.name:24s} {preset.model} z={preset.z_dim} on {preset.training['data']}; {preset.paper}: {reported}")
         print("\n`pyrosequence presets NAME` prints a preset's full settings.")
         return 0
@@ -41,7 +47,7 @@ def run_presets(args) -> int:
     if args.json:
         print(config.to_json())
         return 0
-    reported = ", ".join(f"{k} {v}" for k, v in preset.reported.items()) or "none"
+    reported = _reported(preset) or "none"
     print(f"{preset.name}: {preset.paper}")
     print(f"  the paper's figures: {reported}")
     print(f"  model: {preset.model}, z_dim={preset.z_dim}, options: {_settings(preset.model_options)}")

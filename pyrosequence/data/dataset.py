@@ -20,18 +20,35 @@ class SequenceDataset:
             marks a missing value (every sequence must have at least one observed value).
         lengths: ``(num_sequences,)`` int64 tensor.
         name: a label for messages and run directories.
+        scale: ``(x_dim,)`` positive factors the sequences were divided by when they were
+            standardised (``x = (data - mean) / scale``), or ``None`` when ``x`` is in the data's
+            own units. A density of ``x`` is one of the data divided by ``prod(scale)`` per
+            time step, so a bound moves by ``-sum(log scale)`` per step in the data's units
+            (:func:`pyrosequence.inference.evaluate.in_data_units`).
     """
 
     x: torch.Tensor
     lengths: torch.Tensor
     name: str = ""
+    scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        check_sequences(self.x, self.lengths, name=f"dataset {self.name!r}" if self.name else "dataset")
+        label = f"dataset {self.name!r}" if self.name else "dataset"
+        check_sequences(self.x, self.lengths, name=label)
+        if self.scale is not None:
+            scale = torch.as_tensor(self.scale, dtype=self.x.dtype, device=self.x.device)
+            if scale.shape != (self.x.shape[-1],):
+                raise ValueError(f"{label}: scale must have one factor per feature, shape ({self.x.shape[-1]},); "
+                                 f"got {tuple(scale.shape)}")
+            if not bool(torch.isfinite(scale).all() and (scale > 0).all()):
+                raise ValueError(f"{label}: scale factors must be finite and positive, got {scale.tolist()}")
+            object.__setattr__(self, "scale", scale)
 
     @classmethod
-    def from_sequences(cls, sequences: Sequence, name: str = "", dtype=torch.float32) -> "SequenceDataset":
-        """Pad a list of ``(T_i, x_dim)`` arrays or tensors into one dataset."""
+    def from_sequences(cls, sequences: Sequence, name: str = "", dtype=torch.float32,
+                       scale=None) -> "SequenceDataset":
+        """Pad a list of ``(T_i, x_dim)`` arrays or tensors into one dataset (``scale``: see the
+        class docstring)."""
         if len(sequences) == 0:
             raise ValueError(f"dataset {name!r} has no sequences")
         tensors = [torch.as_tensor(np.asarray(s), dtype=dtype) for s in sequences]
@@ -40,7 +57,7 @@ class SequenceDataset:
             raise ValueError(f"dataset {name!r}: every sequence must be (time, x_dim) with one x_dim; got {sorted(dims)}")
         lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
         x = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
-        return cls(x, lengths, name)
+        return cls(x, lengths, name, None if scale is None else torch.as_tensor(np.asarray(scale), dtype=dtype))
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -64,10 +81,11 @@ class SequenceDataset:
         if index.numel() == 0:
             raise ValueError("cannot take an empty subset of a dataset")
         lengths = self.lengths[index]
-        return SequenceDataset(self.x[index, : int(lengths.max())], lengths, self.name)
+        return SequenceDataset(self.x[index, : int(lengths.max())], lengths, self.name, self.scale)
 
     def to(self, device) -> "SequenceDataset":
-        return SequenceDataset(self.x.to(device), self.lengths.to(device), self.name)
+        scale = None if self.scale is None else self.scale.to(device)
+        return SequenceDataset(self.x.to(device), self.lengths.to(device), self.name, scale)
 
     def batches(
         self,

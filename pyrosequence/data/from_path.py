@@ -307,7 +307,8 @@ def load_path(path, options: dict | None = None) -> FileData:
     # None is dropped, except for the optional columns, where it says "none" (not "detect it")
     options = {k: options[k] for k in OPTIONS if options.get(k) is not None
                or (k in ("time_column", "split_column") and k in options)}
-    splits = {s: SequenceDataset.from_sequences(seqs, name=f"{path.name}/{s}") for s, seqs in parts.items()}
+    scale = np.asarray(options["scaling"]["std"], dtype=float) if options.get("scaling") else None
+    splits = {s: SequenceDataset.from_sequences(seqs, name=f"{path.name}/{s}", scale=scale) for s, seqs in parts.items()}
     return FileData(path, splits, options)
 
 

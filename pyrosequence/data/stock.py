@@ -224,6 +224,6 @@ def load_stock(split: str, root=None, length: int = LENGTH, sizes=SIZES, seed: i
     x = data.sequences[split]
     if x.shape[0] == 0:
         raise ValueError(f"dataset 'stock': split {split!r} has no companies (sizes {tuple(sizes)})")
-    return SequenceDataset.from_sequences(list(x), name=f"stock/{split}")
+    return SequenceDataset.from_sequences(list(x), name=f"stock/{split}", scale=data.std)
 
 

@@ -7,6 +7,7 @@ from pyrosequence.inference.evaluate import (
     FilteringBound,
     ImportanceBound,
     evaluate,
+    in_data_units,
     log_importance_weights,
     make_bound,
 )
@@ -32,6 +33,7 @@ from pyrosequence.inference.scaling import (
 
 __all__ = [
     "evaluate",
+    "in_data_units",
     "EvaluationResult",
     "BOUNDS",
     "make_bound",

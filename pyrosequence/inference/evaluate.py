@@ -280,6 +280,31 @@ def evaluate(
     return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed())
 
 
+def in_data_units(result: EvaluationResult, x: torch.Tensor, lengths: torch.Tensor | None,
+                  scale: torch.Tensor) -> EvaluationResult:
+    """``result`` (a bound on ``x``, data standardised as ``x = (data - mean) / scale``) as a bound
+    on the data in its own units.
+
+    The density of the data is that of ``x`` times the Jacobian ``1 / prod(scale)`` of each observed
+    time step, so every observed element ``(t, d)`` of a sequence adds ``-log scale[d]`` to its bound
+    (a missing element adds nothing, as it adds nothing to the bound). Papers that report a
+    likelihood on raw data they standardised internally (e.g. the VHRNN paper's stock figures)
+    are compared in these units.
+    """
+    if x.dim() != 3 or x.shape[0] != result.log_likelihood.shape[0]:
+        raise ValueError(f"x must be the (batch, time, x_dim) sequences the result scores "
+                         f"({result.log_likelihood.shape[0]} of them), got shape {tuple(x.shape)}")
+    scale = torch.as_tensor(scale, dtype=torch.float64, device=x.device)
+    if scale.shape != (x.shape[-1],) or not bool((scale > 0).all()):
+        raise ValueError(f"scale must be {x.shape[-1]} positive factors, got {scale.tolist()}")
+    steps = torch.arange(x.shape[1], device=x.device)
+    within = (steps < (torch.full((x.shape[0],), x.shape[1]) if lengths is None else lengths).to(x.device)[:, None])
+    observed = within[..., None] & ~torch.isnan(x)
+    shift = -(observed.to(torch.float64) * scale.log()).sum((1, 2))
+    log_likelihood = (result.log_likelihood.to(torch.float64) + shift.to(result.log_likelihood.device))
+    return dataclasses.replace(result, log_likelihood=log_likelihood.to(result.log_likelihood.dtype))
+
+
 def block_seed(seed: int, block: int) -> int:
     """The seed of block ``block``'s draws in an evaluation seeded with ``seed``."""
     return (int(seed) * 1_000_003 + 104_729 * (int(block) + 1)) % 2**63

@@ -55,7 +55,14 @@ def test_a_csv_run_records_its_split_and_reopens_it(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
     assert main(["evaluate", str(out), "--particles", "2", "--split", "valid"]) == 0
-    assert "valid elbo(2) per time step" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "valid elbo(2) per time step" in printed and "in the data's units (standardisation undone)" in printed
+    # nothing is missing, so every step moves by -sum(log std) in the data's units
+    evaluation = json.loads((out / "evaluations.jsonl").read_text().splitlines()[-1])
+    jacobian = -np.log(options["scaling"]["std"]).sum()
+    assert evaluation["per_timestep_data_units"] == pytest.approx(evaluation["per_timestep"] + jacobian, abs=1e-4)
+    results = json.loads((out / "results.json").read_text())
+    assert results["per_timestep_data_units"] == pytest.approx(results["per_timestep"] + jacobian, abs=1e-4)
     assert main(["sample", str(out), "--num", "2", "--prefix-len", "1", "--index", "0", "--split", "valid", "--out", str(tmp_path / "s")]) == 0
     samples = np.load(tmp_path / "s" / "samples.npz")
     raw = TrainConfig(data=str(data), data_options={k: v for k, v in options.items() if k not in ("standardize", "scaling")})

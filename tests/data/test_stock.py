@@ -58,6 +58,8 @@ def test_hand_computed_two_tickers(toy):
     loaded = load_stock("valid", toy, length=3, sizes=(1, 1, 0))
     np.testing.assert_allclose(loaded.x.numpy()[0], data.sequences["valid"][0], atol=1e-6)
     assert loaded.lengths.tolist() == [3]
+    # the split carries the training std, so bounds can be reported in raw log-ratio units
+    np.testing.assert_allclose(loaded.scale.numpy(), [std] * 4 + [2 * std], rtol=1e-6)
 
 
 def test_the_second_half_starts_at_july_and_the_test_split_uses_it(toy):
