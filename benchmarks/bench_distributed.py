@@ -3,9 +3,9 @@
 For each entry of ``--procs`` (a process count, optionally ``xT`` for T torch threads per process,
 e.g. ``1x2``) the script starts itself under ``torchrun --standalone --nproc_per_node=N`` as a
 worker. A worker builds the model of ``pyrosequence train`` (same seed, same data), times one
-sharded evaluation of the validation split with the initial weights (``evaluate_sharded``,
+sharded evaluation of the validation split with the initial weights (``evaluate(..., group=...)``,
 seeded blocks: with ``--eval-block`` the figure is the same for every N), then runs one warm-up
-epoch of ``train_epoch`` with the :class:`~pyrosequence.distributed.DataParallel` of its launch
+epoch of ``train_epoch`` with the :class:`~pyrosequence.training.distributed.DataParallel` of its launch
 and times ``--epochs`` epochs (updates per second of the global batch). Process 0 writes the
 figures; the driver prints one JSON object with a row per entry.
 
@@ -55,15 +55,15 @@ def _parser() -> argparse.ArgumentParser:
 def _worker(args) -> None:
     import pyro
 
-    from pyrosequence.config import TrainConfig
+    from pyrosequence.training.config import TrainConfig
     from pyrosequence.data.registry import load_split
     from pyrosequence.device import resolve_device
-    from pyrosequence.distributed import evaluate_sharded, rank_seed, setup
-    from pyrosequence.inference.evaluate import make_bound
+    from pyrosequence.training.distributed import rank_seed, setup
+    from pyrosequence.inference.evaluate import evaluate, make_bound
     from pyrosequence.inference.objectives import make_objective
     from pyrosequence.inference.scaling import ConstantBeta
-    from pyrosequence.rundir import build_model
-    from pyrosequence.train import train_epoch
+    from pyrosequence.training.rundir import build_model
+    from pyrosequence.training.loop import train_epoch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,8 +91,9 @@ def _worker(args) -> None:
         bound = make_bound(args.eval_bound)
         barrier()
         start = time.perf_counter()
-        result, block = evaluate_sharded(group, model, valid.x, valid.lengths, bound, args.eval_particles, seed=0,
-                                         batch_size=args.eval_block)
+        result = evaluate(model, valid.x, valid.lengths, bound, args.eval_particles, batch_size=args.eval_block, seed=0,
+                          group=group)
+        block = result.block_size
         barrier()
         eval_seconds = time.perf_counter() - start
         model.train()

@@ -40,9 +40,9 @@ import pyro
 
 from pyrosequence.data import load_split
 from pyrosequence.inference import evaluate
-from pyrosequence.presets import preset_config
-from pyrosequence.rundir import load_run
-from pyrosequence.train import train
+from pyrosequence.training.presets import preset_config
+from pyrosequence.training.rundir import load_run
+from pyrosequence.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     elbo = Trace_ELBO(max_plate_nesting=1)
     ours_opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def ours_step() -> None:  # what pyrosequence.train does
+    def ours_step() -> None:  # what pyrosequence.training.loop does
         ours_opt.zero_grad()
         elbo.loss_and_grads(model.model, model.guide, x)
         ours_opt.step()

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import torch
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.registry import load_split
 from pyrosequence.models import MODELS
-from pyrosequence.rundir import RESULTS_FILE, build_model
-from pyrosequence.train import train
+from pyrosequence.training.rundir import RESULTS_FILE, build_model
+from pyrosequence.training.loop import train
 
 X_DIM = {"nottingham": 88, "muse": 88, "jsb": 88, "speech": 200}
 SPEECH = {"speech"}

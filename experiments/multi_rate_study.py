@@ -40,15 +40,15 @@ import torch
 
 import pyro
 
-from pyrosequence.checkpoint import load_checkpoint
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.checkpoint import load_checkpoint
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.registry import load_split
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
 from pyrosequence.inference.scaling import scale_latents
 from pyrosequence.models.multi_rate import gate_parameter_count, multi_rate, set_beta
-from pyrosequence.rundir import CHECKPOINT_FILE, build_model, load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import CHECKPOINT_FILE, build_model, load_run
+from pyrosequence.training.loop import train
 
 
 def log_betas(a: float, b: float, n: int) -> list[float]:

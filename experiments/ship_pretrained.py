@@ -38,8 +38,8 @@ import pyro
 import torch
 
 from pyrosequence.inference import EvaluationResult, evaluate, in_data_units, make_bound
-from pyrosequence.presets import get_preset
-from pyrosequence.rundir import load_run
+from pyrosequence.training.presets import get_preset
+from pyrosequence.training.rundir import load_run
 
 SHIPPED = ("config.json", "best.pt", "checkpoint.pt", "metrics.jsonl", "results.json")
 

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from pyrosequence.checkpoint import load_checkpoint
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.checkpoint import load_checkpoint
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data import load_split
 from pyrosequence.data.synthetic import LAWS, SETTINGS
 from pyrosequence.inference import evaluate, make_bound
-from pyrosequence.rundir import CHECKPOINT_FILE, load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import CHECKPOINT_FILE, load_run
+from pyrosequence.training.loop import train
 
 COLUMNS = ("test",) + SETTINGS  # test, noiseless, switch, long, zero-shot, add, rand
 

@@ -2,7 +2,7 @@
 x with / without KL annealing, on a binary piano-roll data set.
 
 Each of the four configurations trains :class:`pyrosequence.models.ZForcing` with Trace_ELBO through
-:func:`pyrosequence.train.train`, then records the test IWAE bound per time step, the wall time,
+:func:`pyrosequence.training.loop.train`, then records the test IWAE bound per time step, the wall time,
 the per-step KL curve (the mean over the test sequences of KL(q(z_t | x) || p(z_t | h_{t-1}))
 against t, posterior draws averaged) and, as in Z-Forcing's Figure 2, the evolution of the KL term
 during training (the validation KL per time step after every epoch; the run is trained epoch by
@@ -39,11 +39,11 @@ from torch.distributions import kl_divergence
 import pyro
 import pyro.poutine as poutine
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data import load_split
 from pyrosequence.inference import evaluate
-from pyrosequence.rundir import load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import load_run
+from pyrosequence.training.loop import train
 
 CONFIGS = {  # name -> (auxiliary cost, KL annealing)
     "plain": (False, False),

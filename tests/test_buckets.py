@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.buckets import bucketed_order, padding_cost
 from pyrosequence.data.dataset import SequenceDataset
-from pyrosequence.train import train
+from pyrosequence.training.loop import train
 
 LENGTHS = torch.randint(1, 200, (103,), generator=torch.Generator().manual_seed(5))
 

@@ -13,11 +13,11 @@ import pyro.distributions as dist
 
 from pyrosequence import SequenceModel, register_model
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.models import REGISTRY, model_class
 from pyrosequence.models import registry as registry_module
-from pyrosequence.rundir import load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import load_run
+from pyrosequence.training.loop import train
 
 USER_MODULE = textwrap.dedent('''
     import torch

@@ -27,7 +27,7 @@ import numpy as np
 
 from pyrosequence.atomic import atomic_path, atomic_write, strict_json
 from pyrosequence.cli.common import filter_arguments
-from pyrosequence.output_dir import check_output_dir
+from pyrosequence.training.output_dir import check_output_dir
 
 FILES = ("scores.md", "scores.csv", "scores.png", "forecast.png", "forecasts.npz", "backtest.json")
 

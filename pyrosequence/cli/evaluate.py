@@ -1,6 +1,6 @@
 """``pyrosequence evaluate``: one bound on one split of a trained run, appended to its ``evaluations.jsonl``.
 
-The record is appended under the run directory's lock (:mod:`pyrosequence.runlock`), so concurrent
+The record is appended under the run directory's lock (:mod:`pyrosequence.training.runlock`), so concurrent
 evaluations each keep their line; a run being trained is refused (the trainer holds the lock).
 ``--no-record`` (and, with a one-line note, a run directory that cannot be written) prints the
 result without writing anything.
@@ -17,10 +17,10 @@ import pyro
 from pyrosequence.atomic import atomic_append, check_writable, strict_json
 from pyrosequence.cli.common import filter_arguments
 from pyrosequence.device import resolve_device
-from pyrosequence.distributed import evaluate_sharded, setup as setup_processes
+from pyrosequence.training.distributed import setup as setup_processes
 from pyrosequence.inference.evaluate import evaluate, in_data_units, make_bound
-from pyrosequence.rundir import EVALUATIONS_FILE, WEIGHTS, load_run
-from pyrosequence.runlock import RunDirectoryLocked, run_lock
+from pyrosequence.training.rundir import EVALUATIONS_FILE, WEIGHTS, load_run
+from pyrosequence.training.runlock import RunDirectoryLocked, run_lock
 
 #: How long an evaluation waits for another one to finish appending its record (seconds).
 RECORD_WAIT = 60.0
@@ -101,9 +101,10 @@ def _evaluate_run(args, group, device) -> int:
         set_beta(model, args.beta)
     bound = make_bound(args.bound, args.resampler, args.ess_threshold, compile=args.compile)
     sharded = {}
-    if group.active:  # block j draws from its own stream seeded by (seed, j): see distributed.evaluate_sharded
-        result, block = evaluate_sharded(group, model, data.x, data.lengths, bound, args.particles, seed=args.seed)
-        sharded = {"world_size": group.world_size, "block": block}
+    if group.active:  # block j draws from its own stream seeded by (seed, j): see evaluate's group
+        result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles, seed=args.seed,
+                          group=group)
+        sharded = {"world_size": group.world_size, "block": result.block_size}
     else:
         pyro.set_rng_seed(args.seed)
         result = evaluate(model, data.x, data.lengths, bound=bound, num_particles=args.particles)

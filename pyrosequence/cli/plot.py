@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyrosequence.atomic import check_writable
-from pyrosequence.rundir import load_run
+from pyrosequence.training.rundir import load_run
 
 
 def add_parser(sub) -> None:

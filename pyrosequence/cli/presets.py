@@ -2,7 +2,7 @@
 
 Without a name it lists them, one line each; with one it prints that preset's full settings: the
 paper's figures, what the paper fixes, what this library chose where the paper is silent, and every
-field of the :class:`~pyrosequence.config.TrainConfig` that ``pyrosequence train --preset NAME``
+field of the :class:`~pyrosequence.training.config.TrainConfig` that ``pyrosequence train --preset NAME``
 starts from (``--json`` prints that configuration alone, as ``config.json`` records it).
 """
 
@@ -32,7 +32,7 @@ def _reported(preset) -> str:
 
 
 def run_presets(args) -> int:
-    from pyrosequence.presets import PRESETS, get_preset
+    from pyrosequence.training.presets import PRESETS, get_preset
 
     if args.name is None:
         if args.json:

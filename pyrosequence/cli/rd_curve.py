@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
     from pyrosequence.models.program import draws_latents
-    from pyrosequence.rundir import load_run
+    from pyrosequence.training.rundir import load_run
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyro
 
-from pyrosequence.output_dir import check_output_dir
+from pyrosequence.training.output_dir import check_output_dir
 
 REPORT_FILE = "report.md"
 

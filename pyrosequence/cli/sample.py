@@ -38,7 +38,7 @@ import torch
 import pyro
 
 from pyrosequence.data.music import NUM_KEYS
-from pyrosequence.output_dir import check_output_dir
+from pyrosequence.training.output_dir import check_output_dir
 
 SAMPLES_FILE = "samples.npz"
 INFO_FILE = "sample.json"
@@ -91,7 +91,7 @@ def _is_pianoroll(model, data) -> bool:
 
 def run_sample(args) -> int:
     from pyrosequence.diagnostics.forecast import forecast, sample_sequences
-    from pyrosequence.rundir import load_run
+    from pyrosequence.training.rundir import load_run
 
     out = check_output_dir(args.out, args.force)
     _positive(args.num, "--num")

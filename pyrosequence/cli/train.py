@@ -8,10 +8,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from pyrosequence.cli.common import filter_arguments
-from pyrosequence.config import TrainConfig
-from pyrosequence.distributed import is_main_process
-from pyrosequence.rundir import CONFIG_FILE, RESUMABLE_CHANGES, run_data_root
-from pyrosequence.train import train
+from pyrosequence.training.config import TrainConfig
+from pyrosequence.training.distributed import is_main_process
+from pyrosequence.training.rundir import CONFIG_FILE, RESUMABLE_CHANGES, run_data_root
+from pyrosequence.training.loop import train
 
 #: CLI flags that become constructor options of the model rather than TrainConfig fields.
 MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
@@ -218,7 +218,7 @@ def config_from_args(args) -> TrainConfig:
     if optimizer_options:
         values["optimizer_options"] = optimizer_options
     if args.preset is not None:
-        from pyrosequence.presets import get_preset
+        from pyrosequence.training.presets import get_preset
 
         return get_preset(args.preset).config(model_options=options, **values)
     return TrainConfig(model_options=options, **values)

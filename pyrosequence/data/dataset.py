@@ -115,7 +115,7 @@ class SequenceDataset:
     ) -> list[torch.Tensor]:
         """The (CPU) index tensors of the batches :meth:`batches` yields, in order: the same
         draws from ``generator``, so every process of a data-parallel run, seeded alike, agrees
-        on them (:mod:`pyrosequence.distributed` shards each one)."""
+        on them (:mod:`pyrosequence.training.distributed` shards each one)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         n = len(self)

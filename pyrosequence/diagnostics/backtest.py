@@ -129,7 +129,7 @@ def series_from_run(run_dir, split: str = "test", heldout: int | None = None, da
     steps of each sequence of ``split``); a time-split run holds out its recorded ``holdout``."""
     from pyrosequence.data.from_path import unstandardize
     from pyrosequence.data.registry import load_split
-    from pyrosequence.rundir import check_data, fingerprint, load_run, run_data_root
+    from pyrosequence.training.rundir import check_data, fingerprint, load_run, run_data_root
 
     time_split = None
     config, model, data, checkpoint = load_run(run_dir, split, device, data_root, accept_data_change=accept_data_change)

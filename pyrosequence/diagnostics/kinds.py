@@ -38,7 +38,7 @@ class RunDiagnostics:
     seed: int = 0
     #: read the data from here instead of the folder the run recorded
     data_root: str | None = None
-    #: use data whose fingerprint differs from the run's (pyrosequence.rundir.check_data)
+    #: use data whose fingerprint differs from the run's (pyrosequence.training.rundir.check_data)
     accept_data_change: bool = False
 
     def __post_init__(self) -> None:
@@ -52,7 +52,7 @@ class RunDiagnostics:
 
     @cached_property
     def loaded(self):
-        from pyrosequence.rundir import load_run
+        from pyrosequence.training.rundir import load_run
 
         config, model, data, checkpoint = load_run(self.run_dir, self.split, data_root=self.data_root,
                                                    accept_data_change=self.accept_data_change)

@@ -45,6 +45,8 @@ class EvaluationResult:
         per_element: ``sum(log_likelihood) / sum(num_observed)``: the bound per observed
             element, the comparable figure when values are missing (a missing element adds
             nothing to the bound).
+        block_size: sequences scored per block (with a ``seed``, the figure depends on it: a
+            one-process evaluation reproduces a shared one with ``batch_size=block_size``).
     """
 
     bound: str
@@ -52,6 +54,7 @@ class EvaluationResult:
     log_likelihood: torch.Tensor
     num_steps: torch.Tensor
     num_observed: torch.Tensor | None = None
+    block_size: int | None = None
 
     @property
     def per_timestep(self) -> float:
@@ -237,6 +240,7 @@ def evaluate(
     particle_chunk: int | None = None,
     seed: int | None = None,
     compile: bool | str | CompileOptions = False,
+    group=None,
 ) -> EvaluationResult:
     """Evaluate ``bound`` with ``num_particles`` particles on every sequence of ``x``.
 
@@ -257,9 +261,18 @@ def evaluate(
             block. An integer: block ``j`` (sequences ``j * batch_size`` onwards) draws from its
             own stream, seeded with :func:`block_seed` ``(seed, j)``, and the global stream is
             left untouched; the result then depends only on (seed, batch_size), not on which
-            process scores which block (:func:`pyrosequence.distributed.evaluate_sharded`).
+            process scores which block (``group``).
         compile: compute the bound with the compiled per-step engine (see :func:`make_bound`);
             with a bound object, a true value replaces that object's setting.
+        group: the processes sharing the evaluation (a
+            :class:`~pyrosequence.training.distributed.DataParallel` of a torchrun launch, or any
+            object with ``rank``, ``world_size`` and ``sum(tensor)``), or ``None``. Every process
+            holds all of ``x``; block ``j`` is scored by process ``j % world_size`` and the
+            per-sequence bounds are summed into one vector on every process (each entry is
+            non-zero on one process only, so the sum is exact). Needs an integer ``seed``; the
+            result equals the one-process ``evaluate(..., seed=seed, batch_size=block_size)``.
+            The default block size is then capped at ``ceil(n / world_size)`` so every process
+            has work.
 
     Returns:
         :class:`EvaluationResult` with ``log_likelihood`` per sequence, ``per_timestep`` and
@@ -272,12 +285,27 @@ def evaluate(
     check_filter_options(num_particles, 0.0)
     if isinstance(rule, FilteringBound):
         require_pieces(model, f"the {rule.name} bound")
+    if group is not None and seed is None:
+        raise ValueError("an evaluation shared by processes needs an integer seed (each block draws from its own "
+                         "seeded stream, so the figure does not depend on which process scores it)")
     seqs = model.prepare(x, lengths)
-    batch_size = batch_size or rule.batch_size(seqs.batch_size, seqs.num_steps, num_particles)
-    scores = score_blocks(model, seqs, rule, num_particles, batch_size, particle_chunk, seed)
-    log_likelihood = torch.cat([scores[j] for j in sorted(scores)])
+    n = seqs.batch_size
+    if batch_size is None:
+        batch_size = rule.batch_size(n, seqs.num_steps, num_particles)
+        if group is not None:
+            batch_size = min(batch_size, math.ceil(n / group.world_size))
+    blocks = None if group is None else range(group.rank, math.ceil(n / batch_size), group.world_size)
+    scores = score_blocks(model, seqs, rule, num_particles, batch_size, particle_chunk, seed, blocks)
+    if group is None:
+        log_likelihood = torch.cat([scores[j] for j in sorted(scores)])
+    else:
+        mine = seqs.x.new_zeros(n, dtype=torch.float64)
+        for j, values in scores.items():
+            mine[j * batch_size : j * batch_size + len(values)] = values.to(torch.float64)
+        log_likelihood = group.sum(mine).to(seqs.x.dtype)
     check_bounds(rule.name, num_particles, log_likelihood)
-    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed())
+    return EvaluationResult(rule.name, num_particles, log_likelihood, seqs.lengths.clone(), seqs.num_observed(),
+                            batch_size)
 
 
 def in_data_units(result: EvaluationResult, x: torch.Tensor, lengths: torch.Tensor | None,

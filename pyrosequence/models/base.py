@@ -149,7 +149,7 @@ class SequenceModel(nn.Module):
         """The arguments this instance's class constructor was called with, defaults filled in
         (``{"x_dim": 4, "z_dim": 2, "hidden_dim": 64, ...}``; a ``**kwargs`` parameter appears
         under its own name as a dict), or ``None`` when they were not recorded. Recorded
-        automatically for every subclass that defines ``__init__``; :func:`pyrosequence.train`
+        automatically for every subclass that defines ``__init__``; :func:`pyrosequence.training.train`
         reads them to record in the run directory how to rebuild a model instance it is given."""
         recorded = self.__dict__.get("_init_arguments")
         return None if recorded is None else dict(recorded)

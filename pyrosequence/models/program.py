@@ -157,7 +157,7 @@ class PyroProgram(nn.Module):
 
     Parameters: ``pyro.param(name, init, constraint=...)`` sites are owned by this module (not by
     Pyro's global param store): they are created on the first run, appear in ``parameters()`` and
-    ``state_dict()`` and are trained by :func:`pyrosequence.train`. ``nn.Module``\s the program uses
+    ``state_dict()`` and are trained by :func:`pyrosequence.training.train`. ``nn.Module``\s the program uses
     must be reachable from this module: pass ``PyroModule``\s as ``model``/``guide`` (they are
     registered as submodules), assign them as attributes of a subclass, or register them inside the
     program with ``pyro.module(name, net)`` (their parameters are then adopted by reference).
@@ -194,7 +194,7 @@ class PyroProgram(nn.Module):
         evaluate(program, x, lengths, bound="iwae", num_particles=64).per_timestep
 
     For the CLI, subclass it with the constructor ``__init__(self, x_dim, z_dim=..., **options)``
-    that :func:`pyrosequence.train` calls, and register the subclass
+    that :func:`pyrosequence.training.train` calls, and register the subclass
     (``register_model("mine", MyProgram)`` or ``--model package.module:MyProgram``)::
 
         class MyProgram(PyroProgram):
@@ -345,7 +345,7 @@ class PyroProgram(nn.Module):
         return seqs
 
     def init_from_data(self, x: torch.Tensor, lengths: torch.Tensor | None = None, center: bool = False) -> None:
-        """Called by :func:`pyrosequence.train` before training: runs the program once on a few
+        """Called by :func:`pyrosequence.training.train` before training: runs the program once on a few
         training sequences so that its parameters exist before the optimizer is built."""
         if center:
             raise ValueError(f"{type(self).__name__} is a plain Pyro program: centre the data inside the program (center_inputs is for SequenceModels)")

@@ -1,4 +1,4 @@
-"""How a model instance handed to :func:`pyrosequence.train` is recorded in its run directory.
+"""How a model instance handed to :func:`pyrosequence.training.train` is recorded in its run directory.
 
 A run directory is reopened (``evaluate``, ``sample``, ``plot``, ``report``, ``--resume``) by
 building the model again as ``Class(x_dim, z_dim, **model_options)`` from ``config.json`` and

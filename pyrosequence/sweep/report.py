@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from pyrosequence.atomic import atomic_path, atomic_write, first_line
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.sweep.space import SearchSpace
 from pyrosequence.sweep.study import RECORD_KEY, import_optuna
 
@@ -54,7 +54,7 @@ def train_command(config: TrainConfig, preset: str | None = None) -> str:
     from pyrosequence.optim.schedules import describe
 
     if preset is not None:
-        from pyrosequence.presets import get_preset
+        from pyrosequence.training.presets import get_preset
 
         reference = get_preset(preset).config()
         ref = {f.name: getattr(reference, f.name) for f in fields(TrainConfig)}

@@ -43,7 +43,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 
 #: The kinds of parameter, as written after ``NAME=``.
 KINDS = ("log", "float", "int", "intlog", "choice")

@@ -1,7 +1,7 @@
 """Running a sweep: the Optuna study, its storage, and the worker loop that runs its trials.
 
 Every trial is an ordinary run directory, ``SWEEP_DIR/trial-NNNN`` (``NNNN`` = Optuna's trial
-number, unique across every worker of the study), trained by :func:`pyrosequence.train.train`
+number, unique across every worker of the study), trained by :func:`pyrosequence.training.loop.train`
 with an ``on_epoch`` reporter: each epoch's validation bound goes to ``trial.report`` and the
 trial ends as PRUNED when the pruner says so (its run directory stays resumable). The objective
 is the best validation bound of the run (the maximum over its epochs). A trial whose training
@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Callable
 
 from pyrosequence.atomic import first_line
-from pyrosequence.config import TrainConfig
-from pyrosequence.rundir import CHECKPOINT_FILE
+from pyrosequence.training.config import TrainConfig
+from pyrosequence.training.rundir import CHECKPOINT_FILE
 from pyrosequence.sweep.space import SearchSpace
-from pyrosequence.train import train
+from pyrosequence.training.loop import train
 
 #: The default storages in the sweep folder.
 SQLITE_FILE, JOURNAL_FILE = "study.db", "journal.log"

@@ -26,7 +26,7 @@ GPU benchmarks). What each group establishes, and how:
 * **torchrun**: ``torchrun --nproc_per_node=1 -m pyrosequence train --device cuda`` (one process
   joins no process group, so it trains as a plain run); and, since one GPU cannot host two NCCL
   ranks, a script under ``torchrun --nproc_per_node=1`` that joins an NCCL group of one and drives
-  every collective of :class:`~pyrosequence.distributed.DataParallel` on GPU tensors.
+  every collective of :class:`~pyrosequence.training.distributed.DataParallel` on GPU tensors.
 * **Mixed devices**: a model on the GPU given data on the CPU (and the reverse) is refused in one
   line naming both devices (``SequenceModel.prepare``); ``tests/cuda/test_devices.py`` checks the
   same message on a CPU machine with the ``meta`` device.
@@ -64,11 +64,11 @@ from cpu_draws import DrawsOnCpu  # noqa: E402
 from test_zoo import MODELS  # noqa: E402  (the model zoo, enumerated once)
 
 from pyrosequence import VHRNN, VRNN  # noqa: E402
-from pyrosequence.checkpoint import load_checkpoint  # noqa: E402
-from pyrosequence.config import TrainConfig  # noqa: E402
+from pyrosequence.training.checkpoint import load_checkpoint  # noqa: E402
+from pyrosequence.training.config import TrainConfig  # noqa: E402
 from pyrosequence.inference import FIVO, OBJECTIVES, evaluate, make_objective  # noqa: E402
 from pyrosequence.inference.engine import CompileOptions  # noqa: E402
-from pyrosequence.train import train  # noqa: E402
+from pyrosequence.training.loop import train  # noqa: E402
 
 pytestmark = [
     pytest.mark.cuda,
@@ -341,7 +341,7 @@ import os, sys
 import torch, torch.distributed as dist
 import pyro
 from pyrosequence import VRNN
-from pyrosequence.distributed import DataParallel, Launch, evaluate_sharded
+from pyrosequence.training.distributed import DataParallel, Launch
 from pyrosequence.inference import FIVO, evaluate
 
 device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -373,8 +373,8 @@ assert total.device == device and torch.equal(total, torch.arange(4.0, device=de
 state = {k: v.clone() for k, v in model.state_dict().items()}
 group.broadcast_module(model)
 assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-sharded, block = evaluate_sharded(group, model, x, lengths, "fivo", 4, seed=3)
-alone = evaluate(model, x, lengths, "fivo", 4, seed=3, batch_size=block)
+sharded = evaluate(model, x, lengths, "fivo", 4, seed=3, group=group)
+alone = evaluate(model, x, lengths, "fivo", 4, seed=3, batch_size=sharded.block_size)
 assert torch.allclose(sharded.log_likelihood.cpu(), alone.log_likelihood.cpu(), atol=1e-5)
 group.close(synchronise=True)
 print("NCCL OK")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.from_path import load_data, load_path, unstandardize
 from pyrosequence.data.registry import load_split
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data import registry as registry_module
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.data.registry import data_source, load_split, register_dataset, unregister_dataset

@@ -5,9 +5,9 @@ import re
 import pytest
 
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.diagnostics.kinds import PLOT_KINDS
-from pyrosequence.train import train
+from pyrosequence.training.loop import train
 
 SMALL = ["--sequences", "3", "--draws", "20", "--particles", "8"]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -213,8 +213,8 @@ def test_a_step_that_cannot_compile_runs_eagerly_with_a_warning():
 def test_train_hands_compile_to_the_objective_and_the_bounds(tmp_path):
     """TrainConfig(compile=True) reaches the engine from train's FIVO objective and its bounds; a
     model without time_invariant_pieces then runs eagerly, so the updates equal an eager run's."""
-    from pyrosequence.config import TrainConfig
-    from pyrosequence.train import train
+    from pyrosequence.training.config import TrainConfig
+    from pyrosequence.training.loop import train
 
     options = dict(model="lgssm", z_dim=2, objective="fivo", particles=2, epochs=1, batch_size=32, train_subset=64,
                    valid_bound="fivo", valid_particles=2, eval_bound="iwae", eval_particles=2)

@@ -224,10 +224,10 @@ def test_train_with_compile_gives_the_eager_run(tmp_path, name):
     trains through the engine (the LGSSM's step runs eagerly: it does not declare time-invariant
     pieces), on the same draws as the eager estimators: the same losses over an epoch of
     updates, with KL annealing on."""
-    from pyrosequence.config import TrainConfig
+    from pyrosequence.training.config import TrainConfig
     from pyrosequence.inference.engine_objectives import EngineDReGIWAE, EngineSTLELBO
     from pyrosequence.inference import objectives
-    from pyrosequence.train import train
+    from pyrosequence.training.loop import train
 
     options = dict(model="lgssm", z_dim=2, objective=name, particles=2, epochs=1, batch_size=8, train_subset=32,
                    valid_bound="elbo", valid_particles=2, eval_bound="iwae", eval_particles=2, kl_anneal=True)
@@ -241,7 +241,7 @@ def test_train_with_compile_gives_the_eager_run(tmp_path, name):
         return built[-1]
 
     with pytest.MonkeyPatch.context() as patch, pytest.warns(RuntimeWarning, match="LinearGaussianSSM runs eagerly"):
-        patch.setattr("pyrosequence.train.make_objective", recording)
+        patch.setattr("pyrosequence.training.loop.make_objective", recording)
         compiled = train(TrainConfig(compile=True, **options), out=tmp_path / "compiled", **quiet)
     assert type(built[0]) is {**ENGINE_CLASSES, "iwae-dreg": EngineDReGIWAE, "elbo-stl": EngineSTLELBO}[name]
     # one epoch (4 updates): the compiled run's validation draws differently afterwards (the

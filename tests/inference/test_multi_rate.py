@@ -15,7 +15,7 @@ import pyro.poutine as poutine
 
 from pyrosequence import VHRNN, VRNN, HyperLSTM, LinearGaussianSSM
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import make_objective
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.inference.rate_distortion import rate_distortion, rate_distortion_sums, rd_curve
@@ -23,7 +23,7 @@ from pyrosequence.inference.scaling import scale_latents
 from pyrosequence.models import MODELS
 from pyrosequence.models.multi_rate import gate_parameter_count, gates, is_multi_rate, multi_rate, open_gates, set_beta
 from pyrosequence.nn.beta_gate import DECODER, ENCODER
-from pyrosequence.rundir import build_model
+from pyrosequence.training.rundir import build_model
 
 BUILDERS = {
     "vrnn-lstm": lambda: VRNN(3, 4, likelihood="gaussian"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import evaluate
 from pyrosequence.models import MODELS, VRNN
 from pyrosequence.models.autoregressive_rnn import FRNN, RNNHier

@@ -13,7 +13,7 @@ import pyro.poutine as poutine
 from pyro.infer import SVI, Trace_ELBO
 
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import OBJECTIVES, evaluate, make_objective
 from pyrosequence.inference.fivo import FIVO
 from pyrosequence.models import DMM, MODELS, model_class

@@ -9,9 +9,9 @@ import torch
 import pyro
 
 from pyrosequence import VHRNN, VRNN
-from pyrosequence.config import TrainConfig
-from pyrosequence.rundir import load_run
-from pyrosequence.train import train
+from pyrosequence.training.config import TrainConfig
+from pyrosequence.training.rundir import load_run
+from pyrosequence.training.loop import train
 from pyrosequence.inference import evaluate
 
 

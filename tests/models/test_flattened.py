@@ -5,7 +5,7 @@ import torch
 
 import pyro.poutine as poutine
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import evaluate
 from pyrosequence.models import MODELS
 from pyrosequence.models.autoregressive_rnn import FRNN

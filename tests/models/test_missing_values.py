@@ -11,7 +11,7 @@ import torch
 import pyro.distributions as dist
 
 from pyrosequence import VRNN, LinearGaussianSSM
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.diagnostics.forecast import forecast
 from pyrosequence.inference import evaluate

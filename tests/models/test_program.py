@@ -364,7 +364,7 @@ def test_registration_and_the_cli(tmp_path, capsys):
     import json
 
     from pyrosequence.cli import main
-    from pyrosequence.config import TrainConfig
+    from pyrosequence.training.config import TrainConfig
     from pyrosequence.models import REGISTRY
 
     register_model("walk-program", WalkProgram, replace=True)
@@ -386,7 +386,7 @@ def test_registration_and_the_cli(tmp_path, capsys):
         assert main(["evaluate", str(run), "--bound", "fivo", "--particles", "4"]) == 1
         assert "needs a model's per-step pieces" in capsys.readouterr().err
         with pytest.raises(PiecesRequiredError):
-            from pyrosequence.train import train
+            from pyrosequence.training.loop import train
 
             train(TrainConfig(model="walk-program", objective="fivo", particles=2, epochs=1, train_subset=8, batch_size=8),
                   out=tmp_path / "fivo", progress=False, log=lambda message: None)

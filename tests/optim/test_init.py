@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from pyrosequence.checkpoint import load_checkpoint
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.checkpoint import load_checkpoint
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
 from pyrosequence.nn.beta_gate import INIT_BIAS, BetaGate
 from pyrosequence.nn.heads import BernoulliHead
 from pyrosequence.optim.init import initialize
-from pyrosequence.rundir import build_model
+from pyrosequence.training.rundir import build_model
 
 
 def vrnn(**options):
@@ -169,8 +169,8 @@ def test_the_bernoulli_output_bias_from_the_data_wins_over_the_zero_bias(tmp_pat
         x = x * (torch.arange(12)[None, :, None] < lengths[:, None, None])
         return SequenceDataset(x, lengths, data.name)
 
-    monkeypatch.setattr("pyrosequence.train.load_split", binary_split)
-    from pyrosequence.train import train
+    monkeypatch.setattr("pyrosequence.training.loop.load_split", binary_split)
+    from pyrosequence.training.loop import train
 
     config = TrainConfig(epochs=1, z_dim=2, batch_size=8, lr=1e-12, grad_clip=None, eval_particles=1, init="fivo",
                          model_options={"hidden_dim": 8, "likelihood": "bernoulli"})

@@ -8,7 +8,7 @@ import pytest
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.optim.optimizers import OPTIMIZERS, apply_options, build_optimizer, check_optimizer, per_update_decay
 from pyrosequence.optim.schedules import LearningRate
 

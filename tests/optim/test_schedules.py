@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.optim.schedules import LearningRate, check_schedule, describe, parse_factor
 
 LR = 0.01

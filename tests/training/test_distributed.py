@@ -1,4 +1,4 @@
-"""Data-parallel training and evaluation (pyrosequence.distributed) on CPU with gloo.
+"""Data-parallel training and evaluation (pyrosequence.training.distributed) on CPU with gloo.
 
 The multi-process tests start two processes themselves, the way torchrun does (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR=127.0.0.1, a free MASTER_PORT), or through torchrun itself, and compare
@@ -36,24 +36,24 @@ import torch
 
 import pyro
 
-from pyrosequence.checkpoint import load_checkpoint
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.checkpoint import load_checkpoint
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.registry import load_split
-from pyrosequence.distributed import (
+from pyrosequence.training.distributed import (
     DataParallel,
     Launch,
     detect_launch,
-    evaluate_sharded,
     process_device,
     rank_seed,
     setup,
 )
 from pyrosequence.inference.evaluate import evaluate, make_bound, score_blocks
 from pyrosequence.inference.objectives import make_objective
-from pyrosequence.rundir import build_model, load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import build_model, load_run
+from pyrosequence.training.distributed import evaluate_sharded
+from pyrosequence.training.loop import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_LENGTHS = [5, 9, 3, 12, 7, 4, 10, 6, 8, 11, 2]
 EVAL_LENGTHS = [6, 3, 9, 4, 7, 5, 2]
 SMALL = ["--z-dim", "2", "--hidden-dim", "8", "--batch-size", "5", "--lr", "1e-3", "--eval-particles", "2", "--no-progress"]
@@ -309,7 +309,12 @@ def test_sharded_blocks_add_up_to_the_seeded_one_process_evaluation(music, bound
     other = evaluate(model, data.x, data.lengths, rule, particles, batch_size=3, seed=11)
     assert not torch.equal(other.log_likelihood, whole.log_likelihood)
     # the default block of N processes leaves every process some work
-    _, block = evaluate_sharded(_Shard(0, 3), model, data.x, data.lengths, rule, particles, seed=11)
+    assert evaluate(model, data.x, data.lengths, rule, particles, seed=11, group=_Shard(0, 3)).block_size == math.ceil(len(data) / 3)
+    # a shared evaluation needs its seed; the old entry point still works, with a warning
+    with pytest.raises(ValueError, match="needs an integer seed"):
+        evaluate(model, data.x, data.lengths, rule, particles, group=_Shard(0, 3))
+    with pytest.warns(DeprecationWarning, match="evaluate_sharded is deprecated"):
+        _, block = evaluate_sharded(_Shard(0, 3), model, data.x, data.lengths, rule, particles, seed=11)
     assert block == math.ceil(len(data) / 3)
 
 
@@ -410,7 +415,7 @@ def test_process_zero_leaves_last_through_the_store():
     other process has reported that it left (and gives up after the timeout rather than hang)."""
     import torch.distributed as dist
 
-    from pyrosequence.distributed import _leave_in_order
+    from pyrosequence.training.distributed import _leave_in_order
 
     store = dist.HashStore()
     start = time.monotonic()

@@ -7,9 +7,9 @@ import pyro
 import pyro.poutine as poutine
 
 from pyrosequence import VRNN, VHRNN, LinearGaussianSSM
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import FIVO, log_importance_weights
-from pyrosequence.train import _windows, train
+from pyrosequence.training.loop import _windows, train
 
 
 @pytest.mark.parametrize("make", [lambda: LinearGaussianSSM(2, 2), lambda: VRNN(2, 3, likelihood="gaussian"),

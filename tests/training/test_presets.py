@@ -5,8 +5,8 @@ import json
 import pytest
 
 from pyrosequence.cli import main
-from pyrosequence.presets import PRESETS, get_preset, preset_config
-from pyrosequence.rundir import build_model
+from pyrosequence.training.presets import PRESETS, get_preset, preset_config
+from pyrosequence.training.rundir import build_model
 
 X_DIM = {"jsb": 88, "synthetic": 2, "stock": 5}
 
@@ -129,7 +129,7 @@ def test_dmm_preset_is_pyros_2017_recipe():
 
 
 def test_presets_name_prints_the_full_settings(capsys):
-    from pyrosequence.config import TrainConfig
+    from pyrosequence.training.config import TrainConfig
 
     assert main(["presets", "vrnn-jsb-z32"]) == 0
     out = capsys.readouterr().out

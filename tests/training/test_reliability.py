@@ -22,11 +22,11 @@ import torch
 
 from pyrosequence import VRNN
 from pyrosequence.atomic import KILL_ENV, atomic_write, strict_json
-from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
+from pyrosequence.training.checkpoint import load_checkpoint, save_checkpoint
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.inference import evaluate
-from pyrosequence.train import train
+from pyrosequence.training.loop import train
 
 TINY = ["--z-dim", "2", "--hidden-dim", "3", "--batch-size", "200", "--train-subset", "400", "--eval-particles", "2",
         "--no-progress", "--seed", "3"]
@@ -123,7 +123,7 @@ def test_force_says_what_it_removed(tmp_path, capsys):
 
 
 def test_divergence_stops_keeps_the_last_good_checkpoint_and_writes_strict_json(tmp_path, monkeypatch):
-    import pyrosequence.train as training
+    import pyrosequence.training.loop as training
 
     out = tmp_path / "run"
     config = TrainConfig(epochs=1, z_dim=2, batch_size=200, train_subset=400, eval_particles=2)

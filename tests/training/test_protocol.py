@@ -12,16 +12,16 @@ import pytest
 import torch
 
 import pyro
-import pyrosequence.train as train_module
-from pyrosequence.checkpoint import load_checkpoint
+import pyrosequence.training.loop as train_module
+from pyrosequence.training.checkpoint import load_checkpoint
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.dataset import SequenceDataset
-from pyrosequence.distributed import evaluation_seed
+from pyrosequence.training.distributed import evaluation_seed
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta
-from pyrosequence.rundir import build_model
-from pyrosequence.train import train, train_epoch
+from pyrosequence.training.rundir import build_model
+from pyrosequence.training.loop import train, train_epoch
 
 TINY = dict(z_dim=2, batch_size=8, train_subset=16, eval_particles=2, valid_particles=1, model_options={"hidden_dim": 8})
 TINY_FLAGS = ["--z-dim", "2", "--batch-size", "8", "--train-subset", "16", "--eval-particles", "2", "--hidden-dim", "8",

@@ -17,12 +17,12 @@ import pyro.distributions as dist
 
 from pyrosequence import SequenceModel
 from pyrosequence.cli import main
-from pyrosequence.config import TrainConfig
+from pyrosequence.training.config import TrainConfig
 from pyrosequence.models import VRNN, Flattened
 from pyrosequence.models.multi_rate import multi_rate
 from pyrosequence.models.rebuild import recipe
-from pyrosequence.rundir import load_run
-from pyrosequence.train import train
+from pyrosequence.training.rundir import load_run
+from pyrosequence.training.loop import train
 
 QUICK = dict(epochs=1, batch_size=256, eval_particles=2, train_subset=64)
 quiet = lambda s: None  # noqa: E731

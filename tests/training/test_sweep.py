@@ -15,7 +15,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from pyrosequence.cli import build_parser, main  # noqa: E402
 from pyrosequence.cli.train import config_from_args  # noqa: E402
-from pyrosequence.config import TrainConfig  # noqa: E402
+from pyrosequence.training.config import TrainConfig  # noqa: E402
 from pyrosequence.sweep import study as study_module  # noqa: E402
 from pyrosequence.sweep.report import train_command  # noqa: E402
 from pyrosequence.sweep.space import SearchSpace, parse_space  # noqa: E402
@@ -121,7 +121,7 @@ def test_best_command_reads_back_as_the_trial_configuration():
     config = space.config(BASE, values)
     assert parse_train(train_command(config)) == config
     preset = "vrnn-synthetic-z8"
-    from pyrosequence.presets import get_preset
+    from pyrosequence.training.presets import get_preset
 
     config = space.config(get_preset(preset).config(epochs=3), values)
     command = train_command(config, preset)

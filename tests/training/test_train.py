@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from pyrosequence.checkpoint import load_checkpoint, save_checkpoint
-from pyrosequence.config import TrainConfig
-from pyrosequence.train import train
+from pyrosequence.training.checkpoint import load_checkpoint, save_checkpoint
+from pyrosequence.training.config import TrainConfig
+from pyrosequence.training.loop import train
 
 FAST = dict(z_dim=4, batch_size=64, eval_particles=2, lr=3e-3)
 
@@ -107,7 +107,7 @@ def test_keep_best_scores_the_best_validation_epoch(tmp_path):
     assert best["valid_elbo_per_step"] == valid[best_epoch - 1]
     # evaluate() of load_run's model reproduces the test figure: it loads best.pt, not the last epoch
     from pyrosequence.inference import evaluate, make_bound
-    from pyrosequence.rundir import load_run
+    from pyrosequence.training.rundir import load_run
     import pyro
 
     _, model, data, checkpoint = load_run(tmp_path / "run", "test")

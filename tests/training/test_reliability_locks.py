@@ -25,9 +25,9 @@ import time
 
 import pytest
 
-from pyrosequence.checkpoint import load_checkpoint
+from pyrosequence.training.checkpoint import load_checkpoint
 from pyrosequence.cli import main
-from pyrosequence.runlock import LOCK_FILE
+from pyrosequence.training.runlock import LOCK_FILE
 from test_reliability import TINY, _one_line_error, _strict
 
 
@@ -89,7 +89,7 @@ def test_a_second_trainer_is_refused_naming_the_first_and_nothing_of_the_first_i
 
 def test_a_held_lock_is_named_and_a_stale_one_is_taken_over(run, capsys):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pyrosequence.runlock import run_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom pyrosequence.training.runlock import run_lock\n"
          "lock = run_lock(sys.argv[1], 'train')\nlock.__enter__()\nprint('held', flush=True)\ntime.sleep(600)", str(run)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
@@ -283,7 +283,7 @@ def test_a_full_disk_is_named_with_the_file_and_resume_repairs_the_run(tmp_path,
         assert [r["epoch"] for r in _strict(tmp_path / "metrics.jsonl")] == [1, 2]
         return
     # no tmpfs here: the checkpoint's write fails as a full disk fails it
-    import pyrosequence.checkpoint as checkpoint_module
+    import pyrosequence.training.checkpoint as checkpoint_module
 
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
@@ -336,7 +336,7 @@ def test_resume_never_runs_a_run_backwards(run, capsys):
 
 def test_plot_and_report_check_out_before_computing(run, tmp_path, capsys, monkeypatch):
     import pyrosequence.cli.plot as cli_plot
-    import pyrosequence.rundir as rundir
+    import pyrosequence.training.rundir as rundir
 
     def never(*args, **kwargs):
         raise AssertionError("computed before checking --out")
