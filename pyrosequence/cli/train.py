@@ -8,14 +8,23 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from pyrosequence.cli.common import filter_arguments
+from pyrosequence.data.registry import REGISTRY as DATA_REGISTRY
+from pyrosequence.inference.objectives import OBJECTIVES
+from pyrosequence.models import MODELS, REGISTRY as MODEL_REGISTRY
+from pyrosequence.models.options import model_options as model_options_of
+from pyrosequence.atomic import first_line
 from pyrosequence.training.config import TrainConfig
 from pyrosequence.training.distributed import is_main_process
 from pyrosequence.training.rundir import CONFIG_FILE, RESUMABLE_CHANGES, run_data_root
 from pyrosequence.training.loop import train
 
-#: CLI flags that become constructor options of the model rather than TrainConfig fields.
-MODEL_OPTIONS = ("hidden_dim", "likelihood", "cell", "layers", "hyper_dim", "hyper_input", "hyper_net", "omega_dim", "components", "output",
-                 "architecture", "proposal", "backward_dim", "aux_alpha", "aux_beta", "posterior")
+#: Constructor options of a built-in model that are not flags of their own, because a run setting
+#: has the name (delta-rnn's ``seed``): ``--model-option seed=3`` reaches them.
+SHADOWED = ("seed",)
+#: CLI flags that become constructor options of the model rather than TrainConfig fields: every
+#: built-in model's constructor options, read from the classes (pyrosequence.models.options).
+BUILTIN_OPTIONS = {name: option for name, option in model_options_of(MODELS).items() if name not in SHADOWED}
+MODEL_OPTIONS = tuple(BUILTIN_OPTIONS)
 
 #: CLI flags that become options of the optimizer (TrainConfig.optimizer_options).
 OPTIMIZER_OPTIONS = ("betas", "eps", "weight_decay", "clip_norm", "lrd", "momentum", "nesterov")
@@ -59,13 +68,12 @@ def config_arguments(p) -> None:
     flags to these; ``sweep`` takes the same ones as the base configuration of its trials."""
     p.add_argument("--preset", help="a named configuration of a paper's experiment (see `pyrosequence presets`); "
                    "other flags override its settings")
-    p.add_argument("--model", help="model name: vrnn, vhrnn, hyperlstm, lgssm, linear-vae, storn, srnn, zforcing, "
-                   "srnn-simple, srnn-hier, srnn-flat, dmm, frnn, rnn-hier, rnn-flat, delta-rnn, delta-rnn-random; "
-                   "a plugin's name; or your own SequenceModel as package.module:Class")
-    p.add_argument("--data", help="data set: synthetic (built in), bach (music21), jsb, piano, nottingham, muse, "
-                   "stock, htsensor, speech (read from --data-root), a name given to register_dataset or an installed "
-                   "plugin, or a PATH to your own data: a .npz/.npy file, a CSV or Parquet table (long: a 'sequence' "
-                   "id column; wide: one series per file), or a folder of them or of .mid/.wav files (train/valid/test files give the splits)")
+    p.add_argument("--model", help=f"model name: {', '.join(MODEL_REGISTRY.names())}; a plugin's name; or your own "
+                   "SequenceModel as package.module:Class")
+    p.add_argument("--data", help=f"data set: {', '.join(DATA_REGISTRY.names())} (the disk-backed ones read from "
+                   "--data-root), a name given to register_dataset or an installed plugin, or a PATH to your own data: "
+                   "a .npz/.npy file, a CSV or Parquet table (long: a 'sequence' id column; wide: one series per file), "
+                   "or a folder of them or of .mid/.wav files (train/valid/test files give the splits)")
     p.add_argument("--data-option", dest="data_option", action="append", metavar="KEY=VALUE",
                    help="how --data PATH is read (repeatable): layout=long|wide, id_column, time_column, split_column, "
                    "value_columns='[\"a\",\"b\"]', split=file|sequence|time, split_seed, valid_fraction, test_fraction, "
@@ -75,8 +83,7 @@ def config_arguments(p) -> None:
                    help="--data PATH: scale every feature to mean 0, sd 1 with the training split's statistics "
                    "(recorded; samples are written in the data's units)")
     p.add_argument("--data-root", dest="data_root", help="folder holding the dataset files, for datasets read from disk")
-    p.add_argument("--objective", help="elbo (Trace_ELBO), elbo-stl (sticking the landing), mean-field (TraceMeanField_ELBO), "
-                   "iwae (RenyiELBO alpha=0), iwae-dreg (doubly reparameterised) or fivo")
+    p.add_argument("--objective", help="; ".join(f"{name}: {first_line(factory.__doc__).rstrip('.')}" for name, factory in OBJECTIVES.items()))
     p.add_argument("--particles", type=int, help="particles per sequence for the objective")
     filter_arguments(p, defaults=False)
     p.add_argument("--epochs", type=int)
@@ -107,30 +114,13 @@ def config_arguments(p) -> None:
                    help="wall-clock budget of this command (3600, 45m, 2h): checkpoint and exit before an epoch "
                    "would end past it; continue with --resume (0 = off)")
     p.add_argument("--z-dim", dest="z_dim", type=int)
-    p.add_argument("--hidden-dim", dest="hidden_dim", type=int)
-    p.add_argument("--likelihood", help="bernoulli or gaussian (default: the dataset's)")
-    p.add_argument("--cell", help="lstm or gru")
-    p.add_argument("--layers", type=int, help="hidden layers in each MLP of the model")
-    p.add_argument("--hyper-dim", dest="hyper_dim", type=int, help="VHRNN/HyperLSTM: units of the hyper network")
-    p.add_argument("--hyper-input", dest="hyper_input", help="VHRNN: latent+hidden, latent or hidden")
-    p.add_argument("--hyper-net", dest="hyper_net", help="VHRNN: rnn (an LSTM) or mlp (appendix H)")
-    p.add_argument("--omega-dim", dest="omega_dim", type=int, help="VHRNN: hidden units of the decoder's hyper MLPs")
-    p.add_argument("--components", type=int, help="mixture components (likelihood 'mixture')")
-    p.add_argument("--output", help="output structure: factorized, hier-rnn or hier-made (autoregressive within a step)")
     p.add_argument("--model-option", dest="model_option", action="append", metavar="KEY=VALUE",
                    help="any constructor option of the model (repeatable; VALUE is read as JSON when it parses, "
                    "else as a string), e.g. for a model given as package.module:Class")
-    p.add_argument("--architecture", help="VRNN/VHRNN: compact (default) or fivo (the FIVO reference code's reading, "
-                   "which reproduces the VHRNN paper's parameter counts)")
-    p.add_argument("--proposal", help="VRNN/VHRNN: filtering or smoothing (default: the architecture's)")
     p.add_argument("--length-buckets", dest="length_buckets", type=int, metavar="POOL",
                    help="batches of similar lengths: sort pools of POOL batches by length (less padding)")
     p.add_argument("--keep-best", dest="keep_best", action="store_const", const=True,
                    help="keep the weights of the best validation epoch and score those")
-    p.add_argument("--backward-dim", dest="backward_dim", type=int, help="SRNN/Z-Forcing: units of the backward (posterior) LSTM")
-    p.add_argument("--aux-alpha", dest="aux_alpha", type=float, help="Z-Forcing: weight of the auxiliary cost log p(b_t | z_t) (eq. 9)")
-    p.add_argument("--aux-beta", dest="aux_beta", type=float, help="Z-Forcing: weight of the backward network's reverse prediction log p(x | b) (eq. 10)")
-    p.add_argument("--posterior", help="STORN: filtering (q(z_t | x_<=t), default) or lagged (q(z_t | x_<t))")
     p.add_argument("--train-subset", dest="train_subset", type=int, help="train on the first N training sequences")
     p.add_argument("--tbptt", type=int, help="truncated backpropagation through time: windows of N steps")
     p.add_argument("--center-inputs", dest="center_inputs", action="store_const", const=True,
@@ -156,6 +146,24 @@ def config_arguments(p) -> None:
                    help="run the objective (any: fivo, elbo, iwae, mean-field, iwae-dreg, elbo-stl) and the "
                    "validation/test bounds through the per-step engine compiled with torch.compile (a warm-up of "
                    "about a minute on a CPU); the eager objectives are the reference")
+    models = p.add_argument_group("model options", "the built-in models' constructor options, read from the model "
+                                  "classes (the models that take each, and its meaning there); the default is the model's, "
+                                  "except --likelihood, which defaults to the data set's")
+    for option in BUILTIN_OPTIONS.values():
+        if option.flag not in p._option_string_actions:
+            models.add_argument(option.flag, dest=option.name, type=_reader(option), metavar=option.kind.upper(),
+                                help=option.help())
+
+
+def _reader(option):
+    """The argparse ``type`` of a model option (its errors name the flag)."""
+    def read(text: str):
+        try:
+            return option.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    read.__name__ = option.kind
+    return read
 
 
 def config_from_args(args) -> TrainConfig:

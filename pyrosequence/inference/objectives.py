@@ -40,6 +40,7 @@ def _through_engine(engine: type[EngineObjective], reference: ELBO, num_particle
 
 
 def _elbo(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """Pyro's Trace_ELBO (the mean of K one-sample ELBOs)."""
     reference = Trace_ELBO(
         num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
     )
@@ -47,6 +48,7 @@ def _elbo(num_particles: int, options: ObjectiveOptions) -> ELBO:
 
 
 def _mean_field(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """Pyro's TraceMeanField_ELBO (analytic KL per step)."""
     reference = TraceMeanField_ELBO(
         num_particles=num_particles, vectorize_particles=options.vectorize_particles, max_plate_nesting=MAX_PLATE_NESTING
     )
@@ -54,6 +56,7 @@ def _mean_field(num_particles: int, options: ObjectiveOptions) -> ELBO:
 
 
 def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """The importance-weighted bound, Pyro's RenyiELBO with alpha 0 (Burda et al. 2016)."""
     reference = RenyiELBO(
         alpha=0.0,
         num_particles=num_particles,
@@ -64,16 +67,19 @@ def _iwae(num_particles: int, options: ObjectiveOptions) -> ELBO:
 
 
 def _iwae_dreg(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """The IWAE bound with doubly reparameterised guide gradients (Tucker et al. 2018)."""
     reference = DReGIWAE(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
     return _through_engine(EngineDReGIWAE, reference, num_particles, options)
 
 
 def _elbo_stl(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """The ELBO with sticking-the-landing guide gradients (Roeder et al. 2017)."""
     reference = STLELBO(num_particles, max_plate_nesting=MAX_PLATE_NESTING, vectorize_particles=options.vectorize_particles)
     return _through_engine(EngineSTLELBO, reference, num_particles, options)
 
 
 def _fivo(num_particles: int, options: ObjectiveOptions) -> ELBO:
+    """The filtering variational objective, a particle filter's log-likelihood estimate (Maddison et al. 2017)."""
     return FIVO(num_particles, options.resampler, options.ess_threshold, compile=options.compile)
 
 

@@ -38,6 +38,9 @@ class FRNN(SequenceModel):
         order: element order of ``"hier-made"`` (``"natural"`` or ``"random"``).
     """
 
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "components", "low_hidden")
+
     def __init__(
         self,
         x_dim: int,

@@ -146,6 +146,9 @@ class DeltaRNN(SequenceModel):
         cell: ``"lstm"`` or ``"gru"``.
     """
 
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "leak", "components", "mix_hidden")
+
     def __init__(
         self,
         x_dim: int,

@@ -169,6 +169,9 @@ class DMM(SequenceModel):
         iaf_dim: hidden units of each flow's autoregressive network (default ``z_dim``).
     """
 
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "transition_dim", "emission_dim", "iaf_dim")
+
     homogeneous_transition = True
     time_invariant_pieces = True  # no piece reads t: a compiled filter compiles one step for all t
 

@@ -64,6 +64,14 @@ class FilteringRNN(SequenceModel):
     mode, so every bound a run reports (validation, test, ``evaluate``) reads the full network.
     The FIVO reference code has none.
 
+    Args:
+        scale_offset: offset inside the latent scales' softplus (default 0.25 for ``"fivo"``, 0
+            for ``"compact"``; the FIVO runner passes 0.5).
+        proposal_input: ``"centered"`` (the proposal reads the mean-centred data) or ``"raw"``
+            (as the FIVO reference code).
+        initial_step: start from one recurrence step on zeros, as the FIVO reference code.
+        dropout: dropout rate after every hidden layer of the feature extractors (default 0).
+
     A note on the backward LSTM: the reference code builds and runs it whatever the proposal
     (its smoothing path cannot run as published), so its parameters are in the paper's counts
     even though its default, and the paper's eq. 5, is the filtering proposal. ``"fivo"`` builds

@@ -65,6 +65,9 @@ class RNNFlat(SequenceModel):
         cell: ``"lstm"`` or ``"gru"``.
     """
 
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "components")
+
     def __init__(self, x_dim: int, hidden_dim: int = 64, likelihood: str = "bernoulli", components: int = 5,
                  cell: str = "lstm", name: str | None = None) -> None:
         super().__init__(x_dim, 0, name=name)

@@ -30,9 +30,13 @@ class HyperLSTM(SequenceModel):
         hidden_dim: units of the main cell (default 32).
         hyper_dim: units of the hyper LSTM (default ``hidden_dim``).
         likelihood: ``"bernoulli"``, ``"gaussian"`` or ``"mixture"`` (``components`` Gaussians).
+        components: mixture components.
         cell: ``"lstm"`` or ``"gru"`` for the main cell.
         output: ``"factorized"``, ``"hier-rnn"`` or ``"hier-made"`` (see :func:`pyrosequence.nn.make_likelihood`).
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "hyper_dim", "components")
 
     def __init__(
         self,

@@ -32,7 +32,13 @@ class LinearGaussianSSM(SequenceModel):
     learned linear-Gaussian ``q(z_t | z_{t-1}, x_t) = N(B z_{t-1} + D x_t + b, diag(s^2))``
     with separate ``D, b, s`` at ``t = 0``. The learned family contains the exact
     one-step-optimal proposal ``p(z_t | z_{t-1}, x_t)``.
+
+    Args:
+        proposal: ``"learned"`` (a linear-Gaussian proposal) or ``"prior"`` (the bootstrap filter).
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ()
 
     #: Gaussian observations: any real value (no distribution head to declare it).
     emission_support = constraints.real

@@ -34,7 +34,13 @@ class LinearVAE(SequenceModel):
     implicit); sequences are a bag of i.i.d. steps, so the per-step losses of the library are the
     paper's per-data-point losses. :func:`linear_vae_optimum` gives the exact optimum and
     :meth:`exact_rate_distortion` the exact rate and distortion of the current parameters.
+
+    Args:
+        obs_scale: the fixed observation noise ``sigma`` (1 in the paper).
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ()
 
     homogeneous_transition = True
     #: Gaussian observations: any real value (no distribution head to declare it).

@@ -38,7 +38,16 @@ class SimplifiedSRNN(SequenceModel):
 
     Differences from the paper: sizes (``hidden_dim`` for all three LSTMs, default ``4 * z_dim``;
     MLPs with ``layers`` hidden layers of ``width`` units) are ours; scales ``softplus(.) + 1e-4``.
+
+    Args:
+        hidden_dim: units of each of the three LSTMs (default ``4 * z_dim``).
+        likelihood, output: the output head (see :func:`pyrosequence.nn.make_likelihood`).
+        width, layers: hidden units and hidden layers of the MLPs.
+        fast_path: compute the model and guide for all steps at once (``False``: step by step).
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "width", "layers")
 
     homogeneous_transition = True
     overrides_match_pieces = True

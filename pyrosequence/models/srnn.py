@@ -36,10 +36,14 @@ class SRNN(SequenceModel):
     hidden layers of ``width`` units (default ``hidden_dim``).
 
     Args:
-        hidden_dim: forward LSTM units (default ``4 * z_dim``); backward_dim: backward LSTM units
-            (default ``hidden_dim``); likelihood, output: the output head (see
-            :func:`pyrosequence.nn.make_likelihood`); width, layers: the MLPs.
+        hidden_dim: forward LSTM units (default ``4 * z_dim``).
+        backward_dim: units of the backward (posterior) LSTM (default ``hidden_dim``).
+        likelihood, output: the output head (see :func:`pyrosequence.nn.make_likelihood`).
+        width, layers: hidden units and hidden layers of the MLPs.
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "backward_dim", "width", "layers")
 
     homogeneous_transition = True
     time_invariant_pieces = True

@@ -35,6 +35,9 @@ class SRNNFlat(Flattened):
         hidden_dim, likelihood, width, layers, fast_path: passed to :class:`SimplifiedSRNN`.
     """
 
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("group", "hidden_dim", "width", "layers")
+
     def __init__(self, x_dim: int, z_dim: int, group: int = 1, hidden_dim: int | None = None,
                  likelihood: str = "bernoulli", width: int | None = None, layers: int = 1, fast_path: bool = True,
                  mask_inputs: bool = False, name: str | None = None) -> None:

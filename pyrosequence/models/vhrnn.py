@@ -56,7 +56,18 @@ class VHRNN(FilteringRNN):
     (Dai et al. 2019, eq. 14), reading the decoder's last hidden layer as its features.
     ``scale_offset``, ``proposal_input``, ``initial_step`` (the FIVO reference code's details) and
     ``dropout`` (on the feature extractors) are :class:`~pyrosequence.models.FilteringRNN`'s.
+
+    Args:
+        hyper_dim: units of the hyper network's LSTM (default ``hidden_dim``).
+        hyper_input: what the hyper networks read: ``"latent+hidden"``, ``"latent"`` or ``"hidden"``.
+        hyper_net: ``"rnn"`` (an LSTM) or ``"mlp"`` (appendix H).
+        omega_dim: hidden units of the decoder's hyper MLPs (8 for synthetic data, 64 for real).
+        hidden_dim, likelihood, cell, layers, output, architecture, proposal: as in
+            :class:`~pyrosequence.models.VRNN`.
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "hyper_dim", "layers", "omega_dim")
 
     def __init__(
         self,

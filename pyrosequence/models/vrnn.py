@@ -56,10 +56,12 @@ class VRNN(FilteringRNN):
             LSTM gate, smoothing proposal), which reproduces the VHRNN paper's parameter counts:
             see :class:`~pyrosequence.models.FilteringRNN`.
         proposal: ``"filtering"`` or ``"smoothing"`` (default: the architecture's).
-        scale_offset, proposal_input, initial_step: the FIVO reference code's details; dropout: on the
-            feature extractors (see
-            :class:`~pyrosequence.models.FilteringRNN`).
+        scale_offset, proposal_input, initial_step, dropout: see
+            :class:`~pyrosequence.models.FilteringRNN`.
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "feature_dim", "width", "layers")
 
     def __init__(
         self,

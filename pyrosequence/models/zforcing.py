@@ -67,10 +67,16 @@ class ZForcing(LatentInputRNN):
     the main output's factorised family; ``x_{-1} = 0``.
 
     Args:
-        hidden_dim: forward LSTM units (default ``4 * z_dim``); backward_dim: backward LSTM units
-            (default ``hidden_dim``); aux_alpha, aux_beta: the weights (Dai et al. search
-            {0, 0.0025, 0.005}); other arguments as in :class:`~pyrosequence.models.STORN`.
+        hidden_dim: forward LSTM units (default ``4 * z_dim``).
+        backward_dim: units of the backward (posterior) LSTM (default ``hidden_dim``).
+        aux_alpha: weight of the auxiliary cost ``log p(b_t | z_t)`` (eq. 9; Dai et al. search
+            {0, 0.0025, 0.005}).
+        aux_beta: weight of the backward network's reverse prediction ``log p(x | b)`` (eq. 10).
+        likelihood, output, width, layers: as in :class:`~pyrosequence.models.STORN`.
     """
+
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    size_options = ("hidden_dim", "backward_dim", "width", "layers")
 
     homogeneous_transition = True
     overrides_match_pieces = True

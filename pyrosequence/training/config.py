@@ -15,15 +15,13 @@ from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import REGISTRY, model_class
+from pyrosequence.models.options import COMMON_SIZES, size_options
 from pyrosequence.nn.beta_gate import check_beta_range
 from pyrosequence.optim.init import check_init
 from pyrosequence.optim.optimizers import check_optimizer
 from pyrosequence.optim.schedules import check_schedule
 
 
-#: Model options that are sizes: positive integers (0 would otherwise silently mean "the default").
-SIZE_OPTIONS = ("hidden_dim", "hyper_dim", "omega_dim", "feature_dim", "width", "layers", "components", "backward_dim",
-                "low_hidden", "position_dim", "group", "leak", "transition_dim", "emission_dim", "iaf_dim")
 
 
 def _has_missing(source, root) -> bool:
@@ -189,8 +187,9 @@ class TrainConfig:
                 raise ValueError(f"model {self.model!r} has no latent variables; a multi-rate version is meaningless")
             if self.kl_anneal or self.beta != 1.0:
                 raise ValueError("multi_rate draws beta from beta_range itself; do not combine it with beta or kl_anneal")
+        sizes = COMMON_SIZES if cls is None else size_options(cls)  # 0 would otherwise silently mean "the default"
         for name, value in self.model_options.items():
-            if name in SIZE_OPTIONS and value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if name in sizes and value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if cls is None:
             return

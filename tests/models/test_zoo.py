@@ -158,3 +158,13 @@ def test_engine_objectives_give_the_eager_gradients_on_every_model(name, objecti
                 assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (a - b).abs().max()
     finally:
         torch.set_default_dtype(saved)
+
+
+def test_the_zoo_covers_every_registered_model():
+    """Every built-in model of the registry (pyrosequence.models.MODELS) is in the matrix above,
+    so a newly registered model cannot skip it."""
+    from pyrosequence.models import MODELS as REGISTERED
+
+    covered = {type(build()) for build, _ in MODELS.values()}
+    missing = sorted(name for name, cls in REGISTERED.items() if cls not in covered)
+    assert not missing, f"models registered but not in the zoo matrix: {missing}"
