@@ -50,7 +50,7 @@ import torch.distributed as dist
 
 from pyrosequence.inference.evaluate import EvaluationResult, FilteringBound, check_bounds, make_bound, score_blocks
 from pyrosequence.inference.particle_filter import check_filter_options
-from pyrosequence.models.program import require_pieces
+from pyrosequence.models.core.program import require_pieces
 
 #: What torchrun sets in every process it starts.
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")

@@ -15,7 +15,7 @@ from pyrosequence import SequenceModel, register_model
 from pyrosequence.cli import main
 from pyrosequence.config import TrainConfig
 from pyrosequence.models import REGISTRY, model_class
-from pyrosequence.models import registry as registry_module
+from pyrosequence.models.core import registry as registry_module
 from pyrosequence.rundir import load_run
 from pyrosequence.train import train
 

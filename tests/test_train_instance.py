@@ -20,7 +20,7 @@ from pyrosequence.cli import main
 from pyrosequence.config import TrainConfig
 from pyrosequence.models import VRNN, Flattened
 from pyrosequence.models.multi_rate import multi_rate
-from pyrosequence.models.rebuild import recipe
+from pyrosequence.models.core.rebuild import recipe
 from pyrosequence.rundir import load_run
 from pyrosequence.train import train
 

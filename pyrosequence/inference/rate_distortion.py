@@ -31,7 +31,7 @@ import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.models.multi_rate import is_multi_rate
 from pyrosequence.nn.beta_gate import check_beta
 

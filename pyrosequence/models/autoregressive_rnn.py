@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import RecurrentCell, State, make_likelihood
 
 

@@ -9,7 +9,7 @@ from torch import nn
 import pyro.distributions as dist
 from pyro.distributions.transforms import affine_autoregressive
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, make_likelihood
 from pyrosequence.nn.sequence_rnn import reverse_padded
 

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn.autoregressive import AutoregressiveStep, ElementFamily, chunked_rows
 from pyrosequence.nn.mlp import broadcast_shape
 

@@ -9,7 +9,7 @@ from torch import nn
 import pyro.distributions as dist
 
 from pyrosequence.data.checks import check_sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 PROPOSALS = ("learned", "prior")
 

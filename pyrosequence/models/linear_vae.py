@@ -11,7 +11,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 
 class LinearVAE(SequenceModel):

@@ -11,7 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.latent_input_rnn import LatentInputRNN
-from pyrosequence.models.missing import mask_elements
+from pyrosequence.models.core.missing import mask_elements
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm
 
