@@ -43,8 +43,9 @@ import pyro
 from pyrosequence.training.checkpoint import load_checkpoint
 from pyrosequence.training.config import TrainConfig
 from pyrosequence.data.registry import load_split
+from pyrosequence.diagnostics.rate_distortion_report import plot_rd, to_csv, to_json, to_markdown
 from pyrosequence.inference.objectives import make_objective
-from pyrosequence.inference.rate_distortion import plot_rd, rd_curve, to_csv, to_json, to_markdown
+from pyrosequence.inference.rate_distortion import rd_curve
 from pyrosequence.inference.scaling import scale_latents
 from pyrosequence.models.multi_rate import gate_parameter_count, multi_rate, set_beta
 from pyrosequence.training.rundir import CHECKPOINT_FILE, build_model, load_run

@@ -1,5 +1,6 @@
-"""Old import paths of modules that moved: each old module is an alias of its new one, for one
-release, with a :class:`DeprecationWarning` naming the new path."""
+"""Old import paths of modules that moved (the run wing into ``pyrosequence.training``, the models'
+infrastructure into ``pyrosequence.models.core``): each old module is an alias of its new one, for
+one release, with a :class:`DeprecationWarning` naming the new path."""
 
 from __future__ import annotations
 

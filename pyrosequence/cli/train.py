@@ -11,7 +11,7 @@ from pyrosequence.cli.common import filter_arguments
 from pyrosequence.data.registry import REGISTRY as DATA_REGISTRY
 from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.models import MODELS, REGISTRY as MODEL_REGISTRY
-from pyrosequence.models.options import model_options as model_options_of
+from pyrosequence.models.core.options import model_options as model_options_of
 from pyrosequence.atomic import first_line
 from pyrosequence.training.config import TrainConfig
 from pyrosequence.training.distributed import is_main_process
@@ -22,7 +22,7 @@ from pyrosequence.training.loop import train
 #: has the name (delta-rnn's ``seed``): ``--model-option seed=3`` reaches them.
 SHADOWED = ("seed",)
 #: CLI flags that become constructor options of the model rather than TrainConfig fields: every
-#: built-in model's constructor options, read from the classes (pyrosequence.models.options).
+#: built-in model's constructor options, read from the classes (pyrosequence.models.core.options).
 BUILTIN_OPTIONS = {name: option for name, option in model_options_of(MODELS).items() if name not in SHADOWED}
 MODEL_OPTIONS = tuple(BUILTIN_OPTIONS)
 

@@ -326,7 +326,7 @@ def backtest(run_or_model, data=None, horizon: int = 1, windows: int = 1, stride
     """Rolling-origin backtest of a trained run (a run directory) or a model, beside baselines.
 
     ``run_or_model``: a run directory (its data and held-out part are the run's; ``data`` must be
-    ``None``) or a :class:`~pyrosequence.models.base.SequenceModel` with ``data`` a
+    ``None``) or a :class:`~pyrosequence.models.core.base.SequenceModel` with ``data`` a
     :class:`BacktestSeries` or arrays for :func:`series_from_arrays` (with ``heldout``), in the
     units the model sees. ``windows`` windows of ``horizon`` steps, ``stride`` apart, from the
     start of the held-out part (:func:`rolling_origins`). ``baselines``: ``"auto"`` (the naive

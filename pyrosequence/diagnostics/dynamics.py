@@ -11,8 +11,8 @@ import pyro
 import pyro.poutine as poutine
 
 from pyrosequence.diagnostics.forecast import emission_moments
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, pieces_error
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, pieces_error
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Predictive distributions of a sequence model: one-step-ahead, forecasts from a prefix, samples.
 
-All three drive the model's per-step pieces (:class:`pyrosequence.models.base.SequenceModel`)
+All three drive the model's per-step pieces (:class:`pyrosequence.models.core.base.SequenceModel`)
 and read the filtered particles of :func:`pyrosequence.inference.particle_filter.particle_filter`
 through its ``on_step`` hook; nothing here is trained and everything runs under ``torch.no_grad``.
 
@@ -32,9 +32,9 @@ import pyro.distributions as dist
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import get_resampler
-from pyrosequence.models.base import SequenceModel, context_steps
-from pyrosequence.models.missing import mask_elements
-from pyrosequence.models.program import require_pieces
+from pyrosequence.models.core.base import SequenceModel, context_steps
+from pyrosequence.models.core.missing import mask_elements
+from pyrosequence.models.core.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
 #: Emission samples per particle used for the moments of an emission without ``mean``/``variance``.

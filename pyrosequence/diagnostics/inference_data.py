@@ -17,8 +17,8 @@ import pyro.poutine as poutine
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.diagnostics.step_bounds import IMPORTANCE_BOUNDS, step_log_likelihood
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, pieces_error
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, pieces_error
 
 #: Bounds whose per-step terms fill the ``log_likelihood`` group.
 BOUND_NAMES = ("fivo",) + IMPORTANCE_BOUNDS

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from pyrosequence.inference.evaluate import PARTICLE_STEP_BUDGET, log_importance_weights
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, draws_latents
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, draws_latents
 
 #: Vehtari et al.'s reading of k-hat: below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7

@@ -18,7 +18,7 @@ import pyro
 import pyro.poutine as poutine
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 #: Bounds split by step here; ``"fivo"`` is handled by the particle filter.
 IMPORTANCE_BOUNDS = ("elbo", "iwae")

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from pyrosequence.diagnostics.dynamics import step_dynamics
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, pieces_error
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, pieces_error
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ does and does not do:
 
 * The step is compiled with ``fullgraph=True`` (one graph per step, no breaks). A model whose
   step cannot be compiled whole, or whose pieces do not declare
-  :attr:`~pyrosequence.models.base.SequenceModel.time_invariant_pieces`, runs eagerly with a
+  :attr:`~pyrosequence.models.core.base.SequenceModel.time_invariant_pieces`, runs eagerly with a
   ``RuntimeWarning`` that names the model and the reason (once per model instance): the bound is
   the same, only the speed differs.
 * Pieces that compute the same function at every step (``time_invariant_pieces = True``) are
@@ -63,7 +63,7 @@ from pyro.distributions.kl import kl_divergence
 from pyro.poutine.runtime import _PYRO_STACK
 
 from pyrosequence.device import model_device
-from pyrosequence.models.missing import mask_elements
+from pyrosequence.models.core.missing import mask_elements
 from pyrosequence.nn.cells import map_state
 
 #: State and log-weight tensors carry the particle dimension first: (K, batch, ...).
@@ -160,7 +160,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     """One step of the particle filter, without reading anything back to the host.
 
     Args:
-        model: the :class:`~pyrosequence.models.base.SequenceModel` whose pieces run.
+        model: the :class:`~pyrosequence.models.core.base.SequenceModel` whose pieces run.
         resampler: ``log_weights (B, K) -> ancestors (B, K)``; unused when ``ess_threshold == 0``.
         ess_threshold: resample the filters whose ESS is below ``ess_threshold * K``.
         state: the particles' states ``s_{t-1}`` (particle dimension first).
@@ -179,7 +179,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
             sampled ``log p(z_t|.) - log q(z_t|.)``; where no closed form is registered the
             sampled term is used, as Pyro does. ``z_t`` still drives the state update.
         observed_t: ``(B, x_dim)`` bool, the observed elements of ``x_t`` (``None``: all): the
-            emission is scored on those only (:func:`~pyrosequence.models.missing.mask_elements`).
+            emission is scored on those only (:func:`~pyrosequence.models.core.missing.mask_elements`).
         held_fixed: ``None``, or the carry of the held-fixed pass of the lower-variance gradient
             estimators (:class:`HeldFixed`, see :func:`held_fixed_step`); only without
             resampling (``ess_threshold == 0``).

@@ -28,7 +28,7 @@ A model the engine cannot drive trains with the Pyro reference instead, with a o
 ``RuntimeWarning`` (once per model) saying why: a plain Pyro program
 (:class:`~pyrosequence.models.PyroProgram`), a model whose overridden ``model``/``guide`` the
 pieces do not describe (or describe without training-only terms that are active, such as
-Z-Forcing's auxiliary factor: :meth:`~pyrosequence.models.base.SequenceModel.pieces_match_training`),
+Z-Forcing's auxiliary factor: :meth:`~pyrosequence.models.core.base.SequenceModel.pieces_match_training`),
 a model and guide of two different models, or different latent scales on model and guide.
 """
 
@@ -49,8 +49,8 @@ from pyrosequence.inference.gradient_estimators import dreg_surrogate, stl_surro
 from pyrosequence.inference.particle_filter import check_filter_options, run_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import has_pieces
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import has_pieces
 
 #: model -> why the engine left its training to the Pyro reference (warned once per model)
 _WARNED: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()

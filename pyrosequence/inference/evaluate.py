@@ -19,8 +19,8 @@ from pyrosequence.data.checks import Sequences
 from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter, run_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, has_pieces, require_pieces
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, has_pieces, require_pieces
 
 #: Default cap on particles x sequences x steps evaluated at once by importance bounds.
 PARTICLE_STEP_BUDGET = 2**18

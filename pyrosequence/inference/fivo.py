@@ -14,8 +14,8 @@ from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.particle_filter import FilterResult, check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
-from pyrosequence.models.base import SequenceModel
-from pyrosequence.models.program import PyroProgram, has_pieces, pieces_error
+from pyrosequence.models.core.base import SequenceModel
+from pyrosequence.models.core.program import PyroProgram, has_pieces, pieces_error
 
 
 def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, float | torch.Tensor]:

@@ -20,10 +20,10 @@ from pyrosequence.inference.engine import (
     PARTICLE_DIM, CompileOptions, HeldFixed, StepRunner, compile_options, gather_particles,
 )
 from pyrosequence.inference.resamplers import Resampler
-from pyrosequence.models.base import SequenceModel, context_steps
-from pyrosequence.models.missing import mask_elements
-from pyrosequence.models.time_slicing import stack_states
-from pyrosequence.models.program import require_pieces
+from pyrosequence.models.core.base import SequenceModel, context_steps
+from pyrosequence.models.core.missing import mask_elements
+from pyrosequence.models.core.time_slicing import stack_states
+from pyrosequence.models.core.program import require_pieces
 from pyrosequence.nn.cells import map_state
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def run_filter(
     ``on_step``, ``analytic_kl`` or ``held_fixed``, scores its steps after the loop: the loop
     (compiled or not) runs only the proposal, the draw and the state update
     (:func:`~pyrosequence.inference.engine.deferred_step`), and every step's emission (and a
-    :attr:`~pyrosequence.models.base.SequenceModel.homogeneous_transition` prior) is scored in
+    :attr:`~pyrosequence.models.core.base.SequenceModel.homogeneous_transition` prior) is scored in
     one call over the states stacked in time, as the model's own ``model`` scores it. The draws,
     the weights and the result are those of the step-by-step filter (to rounding); only the
     work is batched. Without gradients the steps are scored one by one, which keeps memory flat

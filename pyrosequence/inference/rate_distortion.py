@@ -13,19 +13,16 @@ draws; each step's KL is analytic where PyTorch knows it (as ``TraceMeanField_EL
 else the one-draw estimate ``log q(z_t) - log p(z_t)``.
 
 For a multi-rate model (:func:`~pyrosequence.models.multi_rate.multi_rate`) :func:`rd_curve`
-evaluates both at each beta of a list from one trained model.
+evaluates both at each beta of a list from one trained model. The tables and plots of the points
+are in :mod:`pyrosequence.diagnostics.rate_distortion_report`.
 """
 
 from __future__ import annotations
 
-from pyrosequence.atomic import atomic_path
-
-import csv
-import io
-import json
+import importlib
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import warnings
+from dataclasses import dataclass
 
 import torch
 from torch.distributions import kl_divergence
@@ -34,7 +31,7 @@ import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.models.multi_rate import is_multi_rate
 from pyrosequence.nn.beta_gate import check_beta
 
@@ -160,70 +157,16 @@ def rd_curve(
     return points
 
 
-# ---------------------------------------------------------------------- tables and plots
-COLUMNS = ("label", "kind", "beta", "rate", "distortion", "loss", "neg_elbo", "num_steps", "num_samples", "analytic_kl")
+# The tables and plots moved to pyrosequence.diagnostics.rate_distortion_report; their old names
+# here still work, with a DeprecationWarning, for one release. Imported on first use only, so that
+# inference never imports diagnostics (which imports inference) at import time.
+_MOVED = ("COLUMNS", "to_csv", "to_markdown", "to_json", "plot_rd")
+_MOVED_TO = "pyrosequence.diagnostics.rate_distortion_report"
 
 
-def _rows(points: list[RDPoint]) -> list[dict]:
-    return [{**asdict(p), "loss": p.loss, "neg_elbo": p.neg_elbo} for p in points]
-
-
-def to_csv(points: list[RDPoint]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in _rows(points):
-        writer.writerow({k: row[k] for k in COLUMNS})
-    return buffer.getvalue()
-
-
-def to_markdown(points: list[RDPoint]) -> str:
-    lines = [
-        "| run | kind | beta | rate R (nats/step) | distortion D (nats/step) | D + beta R | D + R (-ELBO) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for p in points:
-        lines.append(
-            f"| {p.label} | {p.kind} | {p.beta:.4g} | {p.rate:.4f} | {p.distortion:.4f} | {p.loss:.4f} | {p.neg_elbo:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def to_json(points: list[RDPoint]) -> str:
-    return json.dumps(_rows(points), indent=2)
-
-
-def plot_rd(points: list[RDPoint], path: str | Path, title: str = "", group_by_label: bool = False) -> None:
-    """Two panels: distortion against rate, and ``D + beta R`` against beta (log scale).
-
-    Each multi-rate model is one curve; beta-VAE points form one curve ("beta-VAEs"), or one per
-    label with ``group_by_label`` (e.g. with and without KL annealing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_rd, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
-    groups: dict[tuple[str, str], list[RDPoint]] = {}
-    for p in points:
-        key = (p.label, p.kind) if p.kind == "multi-rate" or group_by_label else ("beta-VAEs", p.kind)
-        groups.setdefault(key, []).append(p)
-    for (label, kind), group in groups.items():
-        group = sorted(group, key=lambda p: p.beta)
-        style = dict(marker="o", linestyle="-") if kind == "multi-rate" else dict(marker="s", linestyle="--")
-        name = f"MR-VAE {label}" if kind == "multi-rate" else label
-        ax_rd.plot([p.rate for p in group], [p.distortion for p in group], label=name, **style)
-        ax_loss.plot([p.beta for p in group], [p.loss for p in group], label=name, **style)
-    ax_rd.set_xlabel("rate R (nats / step)")
-    ax_rd.set_ylabel("distortion D (nats / step)")
-    ax_loss.set_xscale("log")
-    ax_loss.set_xlabel("beta")
-    ax_loss.set_ylabel("D + beta R (nats / step)")
-    ax_rd.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.{name} moved to {_MOVED_TO}.{name}; the old name will be removed in the next release",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED_TO), name)

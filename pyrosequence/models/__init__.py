@@ -1,6 +1,6 @@
 """Sequence models: each a :class:`SequenceModel` with ``model(x, lengths)`` and ``guide(x, lengths)``."""
 
-from pyrosequence.models.base import SequenceModel, context_steps, stack_states
+from pyrosequence.models.core.base import SequenceModel, context_steps, stack_states
 from pyrosequence.models.filtering_rnn import FilteringRNN
 from pyrosequence.models.hyper_lstm import HyperLSTM
 from pyrosequence.models.linear_gaussian import LinearGaussianSSM
@@ -17,8 +17,8 @@ from pyrosequence.models.flat_rnn import RNNFlat
 from pyrosequence.models.flattened import Flattened
 from pyrosequence.models.srnn_variants import SRNNFlat, SRNNHier
 from pyrosequence.models.dmm import DMM
-from pyrosequence.models.program import PiecesRequiredError, PyroProgram
-from pyrosequence.models.registry import ModelRegistry
+from pyrosequence.models.core.program import PiecesRequiredError, PyroProgram
+from pyrosequence.models.core.registry import ModelRegistry
 
 #: Model classes by the name the CLI and configs use.
 MODELS: dict[str, type[SequenceModel]] = {
@@ -46,7 +46,7 @@ MODELS: dict[str, type[SequenceModel]] = {
 }
 
 
-#: Built-in names, run-time registrations, plugins and import paths (pyrosequence.models.registry).
+#: Built-in names, run-time registrations, plugins and import paths (pyrosequence.models.core.registry).
 REGISTRY = ModelRegistry(MODELS)
 
 
@@ -60,7 +60,7 @@ def model_class(name: str) -> type[SequenceModel]:
 def register_model(name: str, cls: type[SequenceModel], replace: bool = False) -> type[SequenceModel]:
     """Make ``cls`` (a :class:`SequenceModel` subclass) available as ``name`` to ``TrainConfig``,
     ``train()`` and the CLI; returns ``cls``. A run directory records its import path, so other
-    processes find it again (see :mod:`pyrosequence.models.registry`)."""
+    processes find it again (see :mod:`pyrosequence.models.core.registry`)."""
     return REGISTRY.register(name, cls, replace)
 
 

@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import RecurrentCell, State, make_likelihood
 
 
@@ -38,7 +38,7 @@ class FRNN(SequenceModel):
         order: element order of ``"hier-made"`` (``"natural"`` or ``"random"``).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "components", "low_hidden")
 
     def __init__(

@@ -9,7 +9,7 @@ from torch.distributions import constraints
 import pyro.distributions as dist
 from pyro.distributions.torch_distribution import TorchDistribution
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, RecurrentCell, State, cat_features, make_likelihood
 
 SPLITS = ("stride", "random")
@@ -146,7 +146,7 @@ class DeltaRNN(SequenceModel):
         cell: ``"lstm"`` or ``"gru"``.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "leak", "components", "mix_hidden")
 
     def __init__(

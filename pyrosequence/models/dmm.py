@@ -9,7 +9,7 @@ from torch import nn
 import pyro.distributions as dist
 from pyro.distributions.transforms import affine_autoregressive
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, make_likelihood
 from pyrosequence.nn.sequence_rnn import reverse_padded
 
@@ -169,7 +169,7 @@ class DMM(SequenceModel):
         iaf_dim: hidden units of each flow's autoregressive network (default ``z_dim``).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "transition_dim", "emission_dim", "iaf_dim")
 
     homogeneous_transition = True

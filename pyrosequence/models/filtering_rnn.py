@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features
 from pyrosequence.nn.cells import use_single_bias
 from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn.autoregressive import AutoregressiveStep, ElementFamily, chunked_rows
 from pyrosequence.nn.mlp import broadcast_shape
 
@@ -65,7 +65,7 @@ class RNNFlat(SequenceModel):
         cell: ``"lstm"`` or ``"gru"``.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "components")
 
     def __init__(self, x_dim: int, hidden_dim: int = 64, likelihood: str = "bernoulli", components: int = 5,

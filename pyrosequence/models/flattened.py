@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pyrosequence.data.checks import Sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 
 class Flattened(SequenceModel):

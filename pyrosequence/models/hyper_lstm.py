@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import cat_features, make_likelihood
 from pyrosequence.nn.hyper import HyperCell, HyperGenerator
 
@@ -35,7 +35,7 @@ class HyperLSTM(SequenceModel):
         output: ``"factorized"``, ``"hier-rnn"`` or ``"hier-made"`` (see :func:`pyrosequence.nn.make_likelihood`).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "hyper_dim", "components")
 
     def __init__(

@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import lstm_step, make_lstm
 

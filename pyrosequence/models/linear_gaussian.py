@@ -9,7 +9,7 @@ from torch import nn
 import pyro.distributions as dist
 
 from pyrosequence.data.checks import check_sequences
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 PROPOSALS = ("learned", "prior")
 
@@ -37,7 +37,7 @@ class LinearGaussianSSM(SequenceModel):
         proposal: ``"learned"`` (a linear-Gaussian proposal) or ``"prior"`` (the bootstrap filter).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ()
 
     #: Gaussian observations: any real value (no distribution head to declare it).

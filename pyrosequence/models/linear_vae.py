@@ -11,7 +11,7 @@ from torch import nn
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 
 
 class LinearVAE(SequenceModel):
@@ -39,7 +39,7 @@ class LinearVAE(SequenceModel):
         obs_scale: the fixed observation noise ``sigma`` (1 in the paper).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ()
 
     homogeneous_transition = True

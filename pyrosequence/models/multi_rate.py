@@ -40,7 +40,7 @@ from torch import nn
 
 import pyro.poutine as poutine
 
-from pyrosequence.models.base import SequenceModel, context_steps
+from pyrosequence.models.core.base import SequenceModel, context_steps
 from pyrosequence.nn.cells import own_tensor
 from pyrosequence.nn.beta_gate import (
     DECODER,

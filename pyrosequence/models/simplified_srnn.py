@@ -7,9 +7,9 @@ import torch
 import pyro
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel, _masked
-from pyrosequence.models.missing import mask_elements
-from pyrosequence.models.time_slicing import time_slices
+from pyrosequence.models.core.base import SequenceModel, _masked
+from pyrosequence.models.core.missing import mask_elements
+from pyrosequence.models.core.time_slicing import time_slices
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, lstm_pass, lstm_step, make_lstm, shift_right
 
@@ -46,7 +46,7 @@ class SimplifiedSRNN(SequenceModel):
         fast_path: compute the model and guide for all steps at once (``False``: step by step).
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "width", "layers")
 
     homogeneous_transition = True

@@ -6,7 +6,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.models.base import SequenceModel
+from pyrosequence.models.core.base import SequenceModel
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, lstm_pass, lstm_step, make_lstm, shift_right
 
@@ -42,7 +42,7 @@ class SRNN(SequenceModel):
         width, layers: hidden units and hidden layers of the MLPs.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "backward_dim", "width", "layers")
 
     homogeneous_transition = True

@@ -35,7 +35,7 @@ class SRNNFlat(Flattened):
         hidden_dim, likelihood, width, layers, fast_path: passed to :class:`SimplifiedSRNN`.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("group", "hidden_dim", "width", "layers")
 
     def __init__(self, x_dim: int, z_dim: int, group: int = 1, hidden_dim: int | None = None,

@@ -46,7 +46,7 @@ class STORN(LatentInputRNN):
         width, layers: the MLPs of the decoder and the encoder.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "encoder_dim", "width", "layers")
 
     homogeneous_transition = True

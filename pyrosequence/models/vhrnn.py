@@ -66,7 +66,7 @@ class VHRNN(FilteringRNN):
             :class:`~pyrosequence.models.VRNN`.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "hyper_dim", "layers", "omega_dim")
 
     def __init__(

@@ -60,7 +60,7 @@ class VRNN(FilteringRNN):
             :class:`~pyrosequence.models.FilteringRNN`.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "feature_dim", "width", "layers")
 
     def __init__(

@@ -11,7 +11,7 @@ import pyro
 import pyro.distributions as dist
 
 from pyrosequence.models.latent_input_rnn import LatentInputRNN
-from pyrosequence.models.missing import mask_elements
+from pyrosequence.models.core.missing import mask_elements
 from pyrosequence.nn import MLP, DiagNormalHead, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import backward_pass, make_lstm
 
@@ -75,7 +75,7 @@ class ZForcing(LatentInputRNN):
         likelihood, output, width, layers: as in :class:`~pyrosequence.models.STORN`.
     """
 
-    #: Constructor options that are sizes (positive integers; see pyrosequence.models.options).
+    #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "backward_dim", "width", "layers")
 
     homogeneous_transition = True

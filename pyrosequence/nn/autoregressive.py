@@ -8,7 +8,7 @@ eq. 13-14) replace the factorised output ``prod_i p(x_{t,i} | h_t)`` by
 with the element conditionals read from low-level vectors ``g_{t,i} = f_low(x_{t,<i}, h_t)``.
 :class:`AutoregressiveStep` is that distribution over one step ``x_t in R^L`` (or ``{0,1}^L``):
 ``event_shape = (L,)``, batch shape the features' leading shape, so it drops into any
-:class:`~pyrosequence.models.base.SequenceModel` as an emission. ``log_prob`` is one
+:class:`~pyrosequence.models.core.base.SequenceModel` as an emission. ``log_prob`` is one
 teacher-forced pass (for the RNN conditioner one ``nn.LSTM``/``nn.GRU`` call over the ``L``
 elements with all leading dimensions flattened); ``sample`` draws element by element.
 

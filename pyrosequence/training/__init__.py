@@ -13,7 +13,7 @@ checkpoints, and data-parallel processes.
 :mod:`~.distributed`         torchrun processes: sharded batches and evaluations
 ============================ ==========================================================
 
-The modules' old top-level paths (``pyrosequence.train``, ``pyrosequence.config``, ...) still
+The modules' old top-level paths (``pyrosequence.training.loop``, ``pyrosequence.training.config``, ...) still
 import, with a :class:`DeprecationWarning`, until the next release.
 """
 

@@ -15,7 +15,7 @@ from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import REGISTRY, model_class
-from pyrosequence.models.options import COMMON_SIZES, size_options
+from pyrosequence.models.core.options import COMMON_SIZES, size_options
 from pyrosequence.nn.beta_gate import check_beta_range
 from pyrosequence.optim.init import check_init
 from pyrosequence.optim.optimizers import check_optimizer
@@ -123,7 +123,7 @@ class TrainConfig:
     world_size: int = 1
 
     #: Set by ``train(config, model=instance)`` when the instance cannot be rebuilt from ``model``,
-    #: ``z_dim`` and ``model_options`` (pyrosequence.models.rebuild): why. The run trains, but every
+    #: ``z_dim`` and ``model_options`` (pyrosequence.models.core.rebuild): why. The run trains, but every
     #: command that rebuilds its model (evaluate, sample, plot, report, --resume) refuses it.
     model_not_rebuildable: str | None = None
 

@@ -235,7 +235,7 @@ def train(
     ``model``: an already-built model instance to train instead of building ``config.model``
     (its ``x_dim`` must match the data; it is initialised from the data like a built model).
     ``config.json`` records how to rebuild it (its class's import path and constructor arguments,
-    :mod:`pyrosequence.models.rebuild`), so ``evaluate``, ``sample``, ``plot``, ``report`` and
+    :mod:`pyrosequence.models.core.rebuild`), so ``evaluate``, ``sample``, ``plot``, ``report`` and
     ``--resume`` reopen the run; when it cannot be rebuilt the run still trains, and those commands
     refuse it saying why (``model_not_rebuildable``).
 

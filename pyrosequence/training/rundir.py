@@ -67,12 +67,12 @@ def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
 def adopt_model(model, config: TrainConfig, x_dim: int):
     """For ``train(config, model=instance)``: check the instance against the data and return
     ``(model, config)``, the config's ``model``, ``z_dim`` and ``model_options`` replaced by the
-    instance's recipe (:mod:`pyrosequence.models.rebuild`), or, when it cannot be rebuilt, with
+    instance's recipe (:mod:`pyrosequence.models.core.rebuild`), or, when it cannot be rebuilt, with
     ``model_not_rebuildable`` saying why. With ``config.multi_rate`` the instance is gated here,
     as :func:`build_model` gates a built model."""
     from pyrosequence.models.multi_rate import is_multi_rate
-    from pyrosequence.models.program import PyroProgram
-    from pyrosequence.models.rebuild import recipe
+    from pyrosequence.models.core.program import PyroProgram
+    from pyrosequence.models.core.rebuild import recipe
 
     if not isinstance(model, (SequenceModel, PyroProgram)):
         raise TypeError(f"train(config, model=...) needs a SequenceModel or PyroProgram instance, got {type(model).__name__}")

@@ -18,7 +18,7 @@ from pyrosequence.inference import evaluate
 from pyrosequence.inference.particle_filter import run_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import FRNN, RNNHier
-from pyrosequence.models.missing import mask_elements
+from pyrosequence.models.core.missing import mask_elements
 from pyrosequence.nn.heads import GaussianMixtureHead
 
 

@@ -9,7 +9,7 @@ from pyrosequence.cli.train import BUILTIN_OPTIONS, SHADOWED, config_from_args
 from pyrosequence.data.registry import REGISTRY as DATA_REGISTRY
 from pyrosequence.inference.objectives import OBJECTIVES
 from pyrosequence.models import MODELS, SequenceModel
-from pyrosequence.models.options import (COMMON_DOCS, constructor_parameters, documented_arguments, model_options,
+from pyrosequence.models.core.options import (COMMON_DOCS, constructor_parameters, documented_arguments, model_options,
                                          size_options)
 from pyrosequence.training.config import TrainConfig
 

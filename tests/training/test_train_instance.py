@@ -20,7 +20,7 @@ from pyrosequence.cli import main
 from pyrosequence.training.config import TrainConfig
 from pyrosequence.models import VRNN, Flattened
 from pyrosequence.models.multi_rate import multi_rate
-from pyrosequence.models.rebuild import recipe
+from pyrosequence.models.core.rebuild import recipe
 from pyrosequence.training.rundir import load_run
 from pyrosequence.training.loop import train
 

@@ -15,7 +15,7 @@ from pyrosequence import SequenceModel, register_model
 from pyrosequence.cli import main
 from pyrosequence.training.config import TrainConfig
 from pyrosequence.models import REGISTRY, model_class
-from pyrosequence.models import registry as registry_module
+from pyrosequence.models.core import registry as registry_module
 from pyrosequence.training.rundir import load_run
 from pyrosequence.training.loop import train
 
