@@ -94,7 +94,8 @@ def _evaluate_run(args, group, device) -> int:
     config, model, data, checkpoint = load_run(args.run_dir, args.split, str(device), args.data_root,
                                                weights=args.weights, accept_data_change=args.accept_data_change)
     if args.beta is not None:
-        from pyrosequence.models.multi_rate import is_multi_rate, set_beta
+        from pyrosequence.models.core.capabilities import is_multi_rate
+        from pyrosequence.models.multi_rate import set_beta
 
         if not is_multi_rate(model):
             raise ValueError(f"--beta needs a multi-rate run; {args.run_dir} was trained without --multi-rate")

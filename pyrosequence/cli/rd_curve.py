@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pyrosequence.diagnostics.rate_distortion_report import plot_rd, to_csv, to_json, to_markdown
     from pyrosequence.inference.rate_distortion import rd_curve
-    from pyrosequence.models.core.program import draws_latents
+    from pyrosequence.models.core.capabilities import draws_latents
     from pyrosequence.training.rundir import load_run
 
     out = Path(args.out)

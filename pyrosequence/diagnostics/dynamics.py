@@ -12,7 +12,7 @@ import pyro.poutine as poutine
 
 from pyrosequence.diagnostics.forecast import emission_moments
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import PyroProgram, pieces_error
+from pyrosequence.models.core.capabilities import is_whole_program, pieces_error
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def step_dynamics(model: SequenceModel, x: torch.Tensor, num_samples: int = 16) 
     """Trace the guide (``num_samples`` draws at once) and replay the model on one sequence
     ``x`` of shape ``(T, D)``; average the per-step KL and the emission's moments over the draws.
     """
-    if isinstance(model, PyroProgram):  # it reads the latent sites z_t and the per-step emission by name
+    if is_whole_program(model):  # it reads the latent sites z_t and the per-step emission by name
         raise pieces_error(model, "step dynamics (per-step KL and emission moments)")
     if x.dim() != 2:
         raise ValueError(f"x must be one sequence of shape (time, x_dim), got {tuple(x.shape)}")

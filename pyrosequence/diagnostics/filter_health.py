@@ -37,7 +37,7 @@ def filter_health(idata) -> FilterHealth:
     if "filter_stats" not in idata.groups():
         program = idata.posterior_predictive.attrs.get("program") if "posterior_predictive" in idata.groups() else None
         if program:  # made from a plain Pyro program: no particle filter ran
-            from pyrosequence.models.core.program import pieces_error
+            from pyrosequence.models.core.capabilities import pieces_error
 
             raise pieces_error(None, "filter health", name=str(program))
         raise ValueError("the InferenceData has no filter_stats group (make it with pyrosequence.diagnostics.to_inference_data)")

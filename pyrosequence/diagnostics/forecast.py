@@ -34,7 +34,7 @@ from pyrosequence.inference.particle_filter import check_filter_options, particl
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models.core.base import SequenceModel, context_steps
 from pyrosequence.models.core.missing import mask_elements
-from pyrosequence.models.core.program import require_pieces
+from pyrosequence.models.core.capabilities import require_pieces
 from pyrosequence.nn.cells import map_state
 
 #: Emission samples per particle used for the moments of an emission without ``mean``/``variance``.

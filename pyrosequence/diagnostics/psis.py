@@ -9,7 +9,7 @@ import torch
 
 from pyrosequence.inference.evaluate import PARTICLE_STEP_BUDGET, log_importance_weights
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import PyroProgram, draws_latents
+from pyrosequence.models.core.capabilities import draws_latents, is_whole_program
 
 #: Vehtari et al.'s reading of k-hat: below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -48,7 +48,7 @@ def psis_khat(model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor | Non
     from pyrosequence.diagnostics.inference_data import require_arviz
 
     az = require_arviz()
-    program = isinstance(model, PyroProgram)
+    program = is_whole_program(model)
     no_latents = f"{type(model).__name__} has no latent variables: its weights are all equal and PSIS does not apply"
     if not program and not model.z_dim:
         raise ValueError(no_latents)

@@ -9,7 +9,7 @@ import torch
 
 from pyrosequence.diagnostics.dynamics import step_dynamics
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import PyroProgram, pieces_error
+from pyrosequence.models.core.capabilities import is_whole_program, pieces_error
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class StepCurves:
 def step_curves(model: SequenceModel, x: torch.Tensor, lengths: torch.Tensor | None = None, num_samples: int = 16) -> StepCurves:
     """Run :func:`~pyrosequence.diagnostics.dynamics.step_dynamics` on every sequence of ``x``
     (``(B, T, D)``, each cut to its length) and stack the results, padding with NaN."""
-    if isinstance(model, PyroProgram):
+    if is_whole_program(model):
         raise pieces_error(model, "step curves (per-step KL and emission moments)")
     seqs = model.prepare(x, lengths)
     shape = (seqs.batch_size, seqs.num_steps)

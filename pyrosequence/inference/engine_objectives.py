@@ -50,7 +50,7 @@ from pyrosequence.inference.particle_filter import check_filter_options, run_fil
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import has_pieces
+from pyrosequence.models.core.capabilities import has_pieces
 
 #: model -> why the engine left its training to the Pyro reference (warned once per model)
 _WARNED: "weakref.WeakKeyDictionary[object, str]" = weakref.WeakKeyDictionary()

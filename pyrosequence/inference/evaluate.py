@@ -20,7 +20,7 @@ from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter, run_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import PyroProgram, has_pieces, require_pieces
+from pyrosequence.models.core.capabilities import has_pieces, is_whole_program, require_pieces
 
 #: Default cap on particles x sequences x steps evaluated at once by importance bounds.
 PARTICLE_STEP_BUDGET = 2**18
@@ -81,7 +81,7 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
     A :class:`~pyrosequence.models.PyroProgram` computes them from its own traces
     (:meth:`~pyrosequence.models.PyroProgram.log_importance_weights`).
     """
-    if isinstance(model, PyroProgram):
+    if is_whole_program(model):
         return model.log_importance_weights(seqs, num_particles)
     shape = (num_particles, seqs.batch_size)
     with pyro.plate("particles", num_particles, dim=-2):

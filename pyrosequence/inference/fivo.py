@@ -15,7 +15,7 @@ from pyrosequence.inference.particle_filter import FilterResult, check_filter_op
 from pyrosequence.inference.resamplers import Resampler, get_resampler
 from pyrosequence.inference.scaling import unwrap_scaled
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.core.program import PyroProgram, has_pieces, pieces_error
+from pyrosequence.models.core.capabilities import has_pieces, is_whole_program, pieces_error
 
 
 def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, float | torch.Tensor]:
@@ -27,7 +27,7 @@ def sequence_model_of(model: Callable, guide: Callable) -> tuple[SequenceModel, 
     inner_model, model_scale = unwrap_scaled(model)
     inner_guide, guide_scale = unwrap_scaled(guide)
     owner = getattr(inner_model, "__self__", None)
-    if isinstance(owner, PyroProgram):
+    if is_whole_program(owner):
         raise pieces_error(owner, "FIVO")
     if (
         not isinstance(owner, SequenceModel)

@@ -23,7 +23,7 @@ from pyrosequence.inference.resamplers import Resampler
 from pyrosequence.models.core.base import SequenceModel, context_steps
 from pyrosequence.models.core.missing import mask_elements
 from pyrosequence.models.core.time_slicing import stack_states
-from pyrosequence.models.core.program import require_pieces
+from pyrosequence.models.core.capabilities import require_pieces
 from pyrosequence.nn.cells import map_state
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class FilterResult:
         ess: ``(T, B)`` effective sample size of the weights after step ``t``'s reweighting.
         resampled: ``(T, B)`` whether the filter resampled after step ``t``.
         lengths: ``(B,)`` sequence lengths.
+        final_state: the state after the last step, for a caller that continues the sequences
+            (truncated backpropagation through time): per sequence, one particle drawn by the
+            final weights (batch shape ``(B,)``), or with ``keep_particles`` every particle.
     """
 
     log_z: torch.Tensor
@@ -44,6 +47,7 @@ class FilterResult:
     ess: torch.Tensor
     resampled: torch.Tensor
     lengths: torch.Tensor
+    final_state: object = None
 
 
 def check_filter_options(num_particles, ess_threshold) -> None:
@@ -98,8 +102,10 @@ def particle_filter(
 
     ``initial`` (a state of batch shape ``(B,)``) and ``start`` continue sequences from an earlier
     window (truncated backpropagation through time): every particle starts from ``initial`` and the
-    pieces see step indices ``start + t``. After the run, ``model.final_state`` holds, for each
-    sequence, the state of one particle drawn by the final weights.
+    pieces see step indices ``start + t``. The result's ``final_state`` holds, for each sequence,
+    the state of one particle drawn by the final weights; so does ``model.final_state``, which is
+    how a filter run inside an objective (``svi.step`` returns only the loss) hands it to the
+    training loop, as the model's own ``model()`` does for Pyro's ELBOs.
 
     ``on_step(t, state, log_w)``, if given, is called before step ``t``'s proposal with the
     filtered particles of ``x_<t``: the states ``s_{t-1}`` (particle dim first) and their
@@ -223,13 +229,13 @@ def run_filter(
     log_z = log_z + log_w.logsumexp(PARTICLE_DIM) - log_k
     if keep_particles:
         model.final_state = state
-        result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+        result = _result(log_z, increments, ess_steps, resampled_steps, seqs, state)
         return (result, log_w) if held is None else (result, log_w, held)
     # one particle per filter, drawn from the final weights (one categorical draw: the low-variance
     # resamplers' first ancestor is not distributed as the weights)
     chosen = torch.multinomial(torch.softmax(log_w.detach().transpose(0, 1), -1), 1).transpose(0, 1)
     model.final_state = map_state(lambda s: s[0], gather_particles(state, chosen.expand(particles)))
-    result = _result(log_z, increments, ess_steps, resampled_steps, seqs)
+    result = _result(log_z, increments, ess_steps, resampled_steps, seqs, model.final_state)
     return (result, log_w) if held is None else (result, log_w, held)
 
 
@@ -263,11 +269,12 @@ def _score_deferred(model: SequenceModel, seqs: Sequences, initial_state, steps:
     return log_w_steps[..., -1], unbound(lse - reference), unbound(ess), unbound(resampled), unbound(lse)
 
 
-def _result(log_z, increments, ess_steps, resampled_steps, seqs: Sequences) -> FilterResult:
+def _result(log_z, increments, ess_steps, resampled_steps, seqs: Sequences, final_state) -> FilterResult:
     return FilterResult(
         log_z=log_z,
         log_increments=torch.stack(increments),
         ess=torch.stack(ess_steps),
         resampled=torch.stack(resampled_steps),
         lengths=seqs.lengths,
+        final_state=final_state,
     )

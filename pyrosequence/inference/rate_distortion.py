@@ -32,7 +32,8 @@ from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.models.multi_rate import is_multi_rate
+from pyrosequence.models.core.capabilities import is_multi_rate
+from pyrosequence.models.multi_rate import beta_range, get_beta, set_beta
 from pyrosequence.nn.beta_gate import check_beta
 
 
@@ -139,21 +140,20 @@ def rd_curve(
     if not is_multi_rate(model):
         r, d, a = rate_distortion(model, x, lengths, num_samples, analytic)
         return [RDPoint(label, "beta-VAE", check_beta(1.0 if beta is None else beta), r, d, steps, num_samples, a)]
-    conditioner = model.beta_conditioner
     if betas is None:
-        lo, hi = (math.log(v) for v in conditioner.beta_range.tolist())
+        lo, hi = (math.log(v) for v in beta_range(model))
         betas = [math.exp(lo + (hi - lo) * i / 9) for i in range(10)]
     betas = [check_beta(b) for b in betas]
     if not betas:
         raise ValueError("rd_curve needs at least one beta")
-    previous, points = conditioner.beta, []
+    previous, points = get_beta(model), []
     try:
         for b in betas:
-            conditioner.set_beta(b)
+            set_beta(model, b)
             r, d, a = rate_distortion(model, x, lengths, num_samples, analytic)
             points.append(RDPoint(label, "multi-rate", b, r, d, steps, num_samples, a))
     finally:
-        conditioner.set_beta(previous)
+        set_beta(model, previous)
     return points
 
 

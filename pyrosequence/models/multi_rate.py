@@ -41,6 +41,7 @@ from torch import nn
 import pyro.poutine as poutine
 
 from pyrosequence.models.core.base import SequenceModel, context_steps
+from pyrosequence.models.core.capabilities import is_multi_rate  # noqa: F401 - part of this module's interface too
 from pyrosequence.nn.cells import own_tensor
 from pyrosequence.nn.beta_gate import (
     DECODER,
@@ -58,15 +59,26 @@ PIECES = ("context", "proposal_context", "initial_state", "transition", "latent_
 ENCODER_PIECES = frozenset({"proposal", "proposal_context", "guide"})
 
 
-def is_multi_rate(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "beta_conditioner", None), BetaConditioner)
+def _conditioner(model) -> BetaConditioner:
+    if not is_multi_rate(model):
+        raise ValueError(f"{type(model).__name__} is not a multi-rate model; build one with multi_rate(model)")
+    return model.beta_conditioner
 
 
 def set_beta(model: SequenceModel, beta: float) -> None:
     """Set the KL weight the gates of a multi-rate ``model`` condition on."""
-    if not is_multi_rate(model):
-        raise ValueError(f"{type(model).__name__} is not a multi-rate model; build one with multi_rate(model)")
-    model.beta_conditioner.set_beta(beta)
+    _conditioner(model).set_beta(beta)
+
+
+def get_beta(model: SequenceModel) -> float:
+    """The KL weight the gates of a multi-rate ``model`` condition on now."""
+    return _conditioner(model).beta
+
+
+def beta_range(model: SequenceModel) -> tuple[float, float]:
+    """The range ``(a, b)`` a multi-rate ``model`` was trained over (its gates' support)."""
+    a, b = _conditioner(model).beta_range.tolist()
+    return float(a), float(b)
 
 
 def _drive_pieces(model: SequenceModel, example: torch.Tensor) -> None:

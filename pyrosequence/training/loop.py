@@ -26,7 +26,8 @@ from pyrosequence.inference.evaluate import evaluate, in_data_units, make_bound
 from pyrosequence.inference.objectives import make_objective
 from pyrosequence.inference.scaling import ConstantBeta, KLAnnealing, scale_latents
 from pyrosequence.models import SequenceModel
-from pyrosequence.models.multi_rate import is_multi_rate
+from pyrosequence.models.core.capabilities import is_multi_rate
+from pyrosequence.models.multi_rate import set_beta
 from pyrosequence.inference.multi_rate import LogUniformBeta
 from pyrosequence.nn.cells import map_state
 from pyrosequence.optim.init import initialize
@@ -173,7 +174,7 @@ def train_epoch(
         for start, rows, x_w, lengths_w in _windows(x, lengths, config.tbptt):
             beta = schedule(step)
             if is_multi_rate(model):  # the gates of a multi-rate model see this update's beta
-                model.beta_conditioner.set_beta(beta)
+                set_beta(model, beta)
             fn_model, fn_guide = model.model, model.guide
             if beta != 1.0:
                 fn_model, fn_guide = scale_latents(fn_model, beta), scale_latents(fn_guide, beta)
@@ -210,7 +211,7 @@ def train_epoch(
             total_steps += num_steps
             bar.set_postfix(loss=f"{loss / num_steps:.3f}", beta=f"{beta:.3g}")
     if is_multi_rate(model):  # a multi-rate model is validated and evaluated at beta = 1 (the ELBO)
-        model.beta_conditioner.set_beta(1.0)
+        set_beta(model, 1.0)
     return total_loss / total_steps, step
 
 

@@ -70,7 +70,7 @@ def adopt_model(model, config: TrainConfig, x_dim: int):
     instance's recipe (:mod:`pyrosequence.models.core.rebuild`), or, when it cannot be rebuilt, with
     ``model_not_rebuildable`` saying why. With ``config.multi_rate`` the instance is gated here,
     as :func:`build_model` gates a built model."""
-    from pyrosequence.models.multi_rate import is_multi_rate
+    from pyrosequence.models.core.capabilities import is_multi_rate
     from pyrosequence.models.core.program import PyroProgram
     from pyrosequence.models.core.rebuild import recipe
 

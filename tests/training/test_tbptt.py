@@ -46,6 +46,23 @@ def test_fivo_windows_start_from_the_carried_particle():
     assert torch.isfinite(torch.tensor(loss))
 
 
+def test_the_filter_result_carries_the_state_a_next_window_starts_from():
+    """FilterResult.final_state: one particle per sequence, the state the model is left with; a
+    second window started from it scores the same as one started from the model's attribute."""
+    from pyrosequence.inference import particle_filter
+    from pyrosequence.inference.resamplers import get_resampler
+
+    m = VRNN(2, 3, likelihood="gaussian")
+    x = torch.randn(4, 6, 2)
+    pyro.set_rng_seed(0)
+    result = particle_filter(m, m.prepare(x[:, :3]), 5, get_resampler("multinomial"), 0.5)
+    assert result.final_state is m.final_state and result.final_state[0].shape == (4, m.hidden_dim)
+    pyro.set_rng_seed(1)
+    again = particle_filter(m, m.prepare(x[:, 3:]), 5, get_resampler("multinomial"), 0.5,
+                            initial=result.final_state, start=3)
+    assert again.log_z.shape == (4,) and torch.isfinite(again.log_z).all()
+
+
 def test_windows_cover_every_step_once():
     x = torch.arange(5 * 7).reshape(5, 7, 1).float()
     lengths = torch.tensor([7, 3, 5, 1, 6])

@@ -31,65 +31,18 @@ from pyro.poutine.util import site_is_subsample
 
 from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.models.core.base import refuse_other_device
+from pyrosequence.models.core.capabilities import (  # noqa: F401 - their old home; imported from here too
+    PiecesRequiredError,
+    draws_latents,
+    has_pieces,
+    pieces_error,
+    require_pieces,
+)
 
 #: Prefix of the state-dict keys of parameters created by ``pyro.param`` inside a program.
 PARAM_PREFIX = "param:"
 #: Errors that make a vectorized (particle-plate) run of a program fail: it is then run particle by particle.
 _VECTORIZE_ERRORS = (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError)
-
-
-class PiecesRequiredError(TypeError):
-    """Raised by everything that drives a model's per-step pieces (the FIVO bound and objective,
-    the particle filter, forecasting, filter health, step curves, truncated backpropagation) when
-    it is given a whole-sequence program: a :class:`PyroProgram`, or a
-    :class:`~pyrosequence.models.SequenceModel` that overrides ``model()``/``guide()`` without
-    declaring ``overrides_match_pieces = True``."""
-
-
-def pieces_error(model, purpose: str, name: str | None = None) -> PiecesRequiredError:
-    """The one error for ``purpose`` (e.g. ``"the fivo bound"``) applied to a whole-sequence ``model``
-    (``None`` with the ``name`` of a plain program known only by name, e.g. from an InferenceData)."""
-    name = name or type(model).__name__
-    if model is None or isinstance(model, PyroProgram):
-        what = f"{name} is a plain Pyro program (a whole-sequence model/guide pair), which has no per-step pieces"
-    else:
-        what = (
-            f"{name} overrides model() or guide(), so its per-step pieces need not describe the program it runs "
-            "(set overrides_match_pieces = True on the class if they do)"
-        )
-    return PiecesRequiredError(
-        f"{purpose} needs a model's per-step pieces (initial_state, transition, proposal, emission, update); {what}. "
-        "Write the model as a pyrosequence SequenceModel with per-step pieces to use it (docs/writing-a-model.md). "
-        "A whole program gets the elbo and iwae bounds, psis_khat, to_inference_data with bound='elbo' or 'iwae', "
-        "and training with the elbo, mean-field and iwae objectives."
-    )
-
-
-def has_pieces(model) -> bool:
-    """Whether a particle filter may drive ``model``'s per-step pieces."""
-    from pyrosequence.models.core.base import SequenceModel
-
-    if not isinstance(model, SequenceModel):
-        return False
-    cls = type(model)
-    overridden = cls.model is not SequenceModel.model or cls.guide is not SequenceModel.guide
-    return not overridden or bool(cls.overrides_match_pieces)
-
-
-def require_pieces(model, purpose: str) -> None:
-    """Raise :func:`pieces_error` unless a particle filter may drive ``model``'s per-step pieces."""
-    from pyrosequence.models.core.base import SequenceModel
-
-    if isinstance(model, PyroProgram) or (isinstance(model, SequenceModel) and not has_pieces(model)):
-        raise pieces_error(model, purpose)
-
-
-def draws_latents(model, seqs) -> bool:
-    """Whether ``model`` draws latent variables for the batch ``seqs`` (from ``model.prepare``): a
-    SequenceModel says so by its ``z_dim``, a :class:`PyroProgram` by the sites its guide samples."""
-    if isinstance(model, PyroProgram):
-        return model.has_latents(seqs)
-    return bool(model.z_dim)
 
 
 def _constrained(param: nn.Parameter, constraint, users: bool = False) -> torch.Tensor:

@@ -60,7 +60,7 @@ def _shapes(module: torch.nn.Module) -> dict[str, tuple]:
 def recipe(model) -> Recipe:
     """The :class:`Recipe` of ``model`` (see the module docstring)."""
     from pyrosequence.models import MODELS, SequenceModel
-    from pyrosequence.models.multi_rate import is_multi_rate
+    from pyrosequence.models.core.capabilities import is_multi_rate
     from pyrosequence.models.core.registry import import_model
 
     cls = type(model)
