@@ -54,7 +54,7 @@ from pyro.infer import SVI
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 REPO = TESTS.parent
-for folder in (HERE, TESTS / "models", TESTS / "inference", TESTS):
+for folder in (HERE, TESTS / "models", TESTS / "inference", TESTS / "training", TESTS):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
