@@ -57,5 +57,6 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
         assert config["keep_best"] and record["scored_epoch"] == record["selected_epoch"]
     else:  # the last epoch's, as a paper without model selection reports
         assert record["scored_epoch"] == record["epochs"]
-    if record["paper_parameters"]:
-        assert abs(record["parameters"] - record["paper_parameters"]) <= 0.02 * record["paper_parameters"]
+    if record["paper_parameters"]:  # the VHRNN paper rounds its counts to thousands ("18k"): half a thousand either way
+        paper = record["paper_parameters"]
+        assert abs(record["parameters"] - paper) <= max(0.02 * paper, 500 if paper % 1000 == 0 else 0)
