@@ -170,10 +170,10 @@ class DMM(SequenceModel):
         cell: the backward RNN: ``"rnn"`` (ReLU, as Pyro's example), ``"gru"`` or ``"lstm"``.
         iafs: number of inverse autoregressive flows in the guide (default 0).
         iaf_dim: hidden units of each flow's autoregressive network (default ``z_dim``).
-        covariate_dim: the number of covariate columns (known inputs ``u_t``, the last columns
-            of ``x``; :mod:`pyrosequence.models.core.covariates`): the gated transition reads
-            ``[z_{t-1}, u_t]`` and the guide's backward RNN reads ``[x_t, u_t]``; the emission
-            reads them only through ``z_t``. 0 (default): today's model.
+        covariate_dim: the number of covariate columns, the last of ``x`` (known inputs the
+            gated transition and the guide's backward RNN read; default 0: none). The gated
+            transition reads ``[z_{t-1}, u_t]``, the backward RNN ``[x_t, u_t]``; the emission
+            reads them only through ``z_t`` (:mod:`pyrosequence.models.core.covariates`).
     """
 
     #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
