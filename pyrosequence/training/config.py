@@ -211,7 +211,7 @@ class TrainConfig:
         covariates = _covariate_dim(source, self.data_root) if "covariate_dim" not in self.model_options else 0
         if covariates and "covariate_dim" not in accepted:
             raise ValueError(f"the data at {self.data} has {covariates} covariate column(s), but model {self.model!r} "
-                             "does not read covariates (no covariate_dim option); use one that does (vrnn, dmm)")
+                             "does not read covariates (no covariate_dim option); use one that does (vrnn, vhrnn, srnn, dmm)")
         if covariates:  # the model reads them: recorded, so reopening builds the same
             self.model_options = {**self.model_options, "covariate_dim": covariates}
         if "mask_inputs" in accepted and "mask_inputs" not in self.model_options and _has_missing(source, self.data_root):

@@ -1,4 +1,4 @@
-"""Covariates (known inputs u_t, the last columns of x) in VRNN and DMM: without covariates the
+"""Covariates (known inputs u_t, the last columns of x) in VRNN, DMM, SRNN and VHRNN: without covariates the
 models are exactly what they were; with them zeroed out they score like the model without; a
 model whose likelihood depends only on u learns it; bad batches are refused in one line."""
 
@@ -11,12 +11,15 @@ import pyro
 
 from pyrosequence.inference.particle_filter import particle_filter
 from pyrosequence.inference.resamplers import get_resampler
-from pyrosequence.models import DMM, VRNN
+from pyrosequence.models import DMM, SRNN, VHRNN, VRNN
 
 BUILDERS = {
     "vrnn": lambda **kw: VRNN(3, 2, likelihood="gaussian", **kw),
     "vrnn_fivo": lambda **kw: VRNN(3, 2, likelihood="gaussian", architecture="fivo", initial_step=True, **kw),
     "dmm": lambda **kw: DMM(3, 2, likelihood="gaussian", **kw),
+    "srnn": lambda **kw: SRNN(3, 2, likelihood="gaussian", **kw),
+    "vhrnn": lambda **kw: VHRNN(3, 2, likelihood="gaussian", **kw),
+    "vhrnn_fivo": lambda **kw: VHRNN(3, 2, likelihood="gaussian", architecture="fivo", **kw),
 }
 
 #: Fingerprints of the models built before covariates existed (state-dict sum, FIVO log Z of two
@@ -25,6 +28,9 @@ BEFORE = {
     "vrnn": (-2.501226408407092, [-43.09370803833008, -23.747207641601562], 77.75238037109375),
     "vrnn_fivo": (-7.162441729567945, [-21.660751342773438, -16.32530975341797], 47.39458084106445),
     "dmm": (-0.9540159707830753, [-35.972251892089844, -20.07071304321289], 58.24965286254883),
+    "srnn": (-4.739969798712991, [-35.33622741699219, -25.569656372070312], 63.85481643676758),
+    "vhrnn": (-4.570019705390678, [-33.297035217285156, -28.823543548583984], 73.21595764160156),
+    "vhrnn_fivo": (-11.263125558106367, [-20.753421783447266, -17.72168731689453], 47.93153762817383),
 }
 
 
@@ -114,20 +120,27 @@ def test_a_likelihood_that_depends_only_on_u_is_learnt(name, lr):
     assert per_element > without_u + gap / 2, (per_element, without_u, gap)
 
 
-def test_bad_batches_are_refused_in_one_line():
+def _with_nan(batch: torch.Tensor, *where) -> torch.Tensor:
+    batch = batch.clone()
+    batch[where] = float("nan")
+    return batch
+
+
+@pytest.mark.parametrize("batch, message", [
+    (torch.zeros(2, 4, 2), r"x has 2 columns but the model expects x_dim 2 plus 1 covariate"),
+    (_with_nan(torch.zeros(2, 4, 3), 1, 2, 2), r"covariate column 2 is NaN at sequence 1, step 2"),
+])
+def test_bad_batches_are_refused_in_one_line(batch, message):
+    with pytest.raises(ValueError, match=message):
+        VRNN(2, 2, likelihood="gaussian", covariate_dim=1).prepare(batch)
+
+
+def test_padding_and_missing_observations_beside_covariates():
     model = VRNN(2, 2, likelihood="gaussian", covariate_dim=1)
-    with pytest.raises(ValueError, match=r"x has 2 columns but the model expects x_dim 2 plus 1 covariate"):
-        model.prepare(torch.randn(2, 4, 2))
-    x = torch.randn(2, 4, 3)
-    x[1, 2, 2] = float("nan")
-    with pytest.raises(ValueError, match=r"covariate column 2 is NaN at sequence 1, step 2"):
-        model.prepare(x)
-    x[1, 2, 2] = 0.0
-    x[1, 3, 2] = float("nan")  # beyond the length: padding, ignored
+    x = _with_nan(torch.randn(2, 4, 3), 1, 3, 2)  # beyond the length: padding, ignored
     assert model.prepare(x, torch.tensor([4, 3])).covariates[1, 3, 0] == 0
     # a missing observation is still just missing, and counts nowhere
-    x[0, 1, 0] = float("nan")
-    seqs = model.prepare(x, torch.tensor([4, 3]))
+    seqs = model.prepare(_with_nan(x, 0, 1, 0), torch.tensor([4, 3]))
     assert seqs.x.shape == (2, 4, 2) and seqs.observed.shape == (2, 4, 2)
     assert seqs.num_observed().tolist() == [7, 6]
 
@@ -143,3 +156,27 @@ def test_a_window_continuing_a_sequence_reads_its_own_first_covariate():
     carried = model.next_state(whole, model.model_state(whole), torch.zeros(2, 1))  # zero: unknown after a window
     resumed = model.start_state(later, carried)
     assert torch.equal(model.state_covariates(resumed), x[:, 3, 1:])
+
+
+def test_the_hyper_network_of_vhrnn_reads_the_covariates():
+    """With the covariate columns of phi_x and of the prior zeroed, only the hyper network that
+    generates the recurrence's weights reads u: the bound still moves with u (and does not
+    once the hyper network's covariate column is zeroed too)."""
+    torch.manual_seed(0)
+    model = VHRNN(3, 2, likelihood="gaussian", covariate_dim=1)
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in ("phi_x.0.weight", "prior_net.0.weight"):
+            parameters[name][:, -1:] = 0.0
+    x = torch.randn(2, 4, 3)
+
+    def bound(u):
+        torch.manual_seed(1)
+        seqs = model.prepare(torch.cat([x, u], -1))
+        return particle_filter(model, seqs, 3, get_resampler("multinomial"), 0.0).log_z
+
+    zeros, ones = torch.zeros(2, 4, 1), torch.ones(2, 4, 1)
+    assert not torch.allclose(bound(zeros), bound(ones))
+    with torch.no_grad():
+        parameters["theta.rnn.weight_ih"][:, -1:] = 0.0
+    torch.testing.assert_close(bound(zeros), bound(ones))
