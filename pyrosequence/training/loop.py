@@ -323,7 +323,7 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
         initialize(model, config.init)
     else:
-        model, config = adopt_model(model, config, train_set.x_dim)
+        model, config = adopt_model(model, config, train_set.x_dim, train_set.covariate_dim)
         if config.model_not_rebuildable is not None:
             log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
                 "evaluate, sample, plot, report and --resume will refuse the run")

@@ -119,3 +119,17 @@ def test_a_dataset_refuses_a_missing_covariate_by_column_and_sequence():
         SequenceDataset(x, torch.tensor([3, 3]), "d", covariate_dim=1)
     data = SequenceDataset(x, torch.tensor([3, 1]), "d", covariate_dim=1)  # beyond the length: padding
     assert data.x_dim == 2 and data.subset([1]).covariate_dim == 1
+
+
+def test_training_with_truncated_windows_and_a_model_instance_that_disagrees(tmp_path):
+    from pyrosequence.models import DMM
+    from pyrosequence.training import train
+
+    write_table(tmp_path / "sales.csv", table_rows(sequences=4, steps=9))
+    options = {"covariate_columns": ["price", "holiday"], "split": "time", "holdout": 2}
+    config = TrainConfig(model="dmm", data=str(tmp_path / "sales.csv"), data_options=options, epochs=1, tbptt=2,
+                         z_dim=2, eval_particles=2)
+    train(config, out=str(tmp_path / "run"), progress=False)  # each window continues with its own covariates
+    assert (tmp_path / "run" / "results.json").exists()
+    with pytest.raises(ValueError, match=r"the model instance reads 0 covariate column\(s\) but the data set .* has 2"):
+        train(config, model=DMM(1, 2, likelihood="gaussian"), out=str(tmp_path / "other"), progress=False)
