@@ -69,3 +69,14 @@ def test_a_backtest_reads_the_covariates_of_its_windows(model):
     assert result.truth.shape == (2, 2, 2, 2)  # windows, series, steps, observation columns
     assert result.series.covariates[0].shape == (12, 1)
     np.testing.assert_allclose(result.truth[0, 1], series[1, 8:10, :2])
+
+
+def test_inference_data_forecasts_with_the_covariates_of_the_batch(model):
+    from pyrosequence.diagnostics import to_inference_data
+
+    x, lengths = _prefix(steps=6), torch.tensor([6, 5])
+    data = to_inference_data(model, x, lengths, num_samples=3, num_particles=4, bound="iwae", prefix_len=3, horizon=2)
+    assert data.posterior_predictive["x_forecast"].shape == (1, 3, 2, 2, 2)
+    assert data.observed_data["x"].shape == (2, 6, 2)  # observation columns only
+    with pytest.raises(ValueError, match=r"known for 2 step\(s\) ahead but 3 are to be drawn"):
+        to_inference_data(model, x, lengths, num_samples=3, num_particles=4, bound="iwae", prefix_len=3, horizon=3)
