@@ -271,7 +271,8 @@ class SequenceModel(nn.Module):
         broadcast like the covariates ``state`` carried, when the model has covariates."""
         if not self.covariate_dim:
             return model_state
-        return cov.attach(model_state, u_next, torch.broadcast_shapes(u_next.shape[:-1], cov.split_state(state)[1].shape[:-1]))
+        carried = cov.split_state(state)[1]
+        return cov.attach(model_state, u_next, torch.broadcast_shapes(u_next.shape[:-1], carried.shape[:-1]))
 
     def next_covariates(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, time, U)`` with ``u_{t+1}`` at step ``t`` for a network input ``x``: the
