@@ -180,3 +180,27 @@ def test_the_hyper_network_of_vhrnn_reads_the_covariates():
     with torch.no_grad():
         parameters["theta.rnn.weight_ih"][:, -1:] = 0.0
     torch.testing.assert_close(bound(zeros), bound(ones))
+
+
+@pytest.mark.compile
+def test_the_compiled_filter_reads_covariates_as_the_eager_one():
+    """The covariates ride in the context and the state, which the compiled step carries as it
+    carries any: the compiled filter (Inductor's random kernels those of eager) gives the eager
+    bound, resampling included."""
+    import warnings
+
+    from pyrosequence.inference.engine import CompileOptions
+
+    torch.manual_seed(0)
+    model = BUILDERS["vrnn"](covariate_dim=1)
+    seqs = model.prepare(torch.randn(3, 6, 4))
+    options, resampler = CompileOptions(backend="aot_eager"), get_resampler("multinomial")
+    with torch._inductor.config.patch(fallback_random=True), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager step
+        particle_filter(model, seqs, 4, resampler, 0.8, compile=options)  # compiles
+        torch.manual_seed(1)
+        eager = particle_filter(model, seqs, 4, resampler, 0.8)
+        torch.manual_seed(1)
+        compiled = particle_filter(model, seqs, 4, resampler, 0.8, compile=options)
+    assert bool(eager.resampled.any())
+    torch.testing.assert_close(compiled.log_z, eager.log_z, rtol=1e-5, atol=1e-5)
