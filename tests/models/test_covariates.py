@@ -204,3 +204,11 @@ def test_the_compiled_filter_reads_covariates_as_the_eager_one():
         compiled = particle_filter(model, seqs, 4, resampler, 0.8, compile=options)
     assert bool(eager.resampled.any())
     torch.testing.assert_close(compiled.log_z, eager.log_z, rtol=1e-5, atol=1e-5)
+
+
+def test_a_multi_rate_model_with_covariates():
+    from pyrosequence.models.multi_rate import multi_rate
+
+    model = multi_rate(VRNN(2, 2, likelihood="gaussian", covariate_dim=1), (0.1, 2.0))
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(model.model, model.guide, torch.randn(2, 5, 3))
+    assert model.covariate_dim == 1 and bool(torch.isfinite(loss))
