@@ -129,7 +129,7 @@ def _evaluate_run(args, group, device) -> int:
         **sharded,
     }
     if data.scale is not None:  # standardised data (stock, --standardize): the data's own units too
-        record["per_timestep_data_units"] = in_data_units(result, data.x, data.lengths, data.scale).per_timestep
+        record["per_timestep_data_units"] = in_data_units(result, data.observations, data.lengths, data.scale).per_timestep
     if group.is_main:
         print(f"{args.split} {args.bound}({args.particles}) per time step: {result.per_timestep:.4f}  "
               f"per observed element: {result.per_element:.4f}{_missing_note(record)}  "

@@ -20,6 +20,10 @@ Written into ``--out``:
     the options, the run and its checkpoint's epoch.
 For a run on standardised data (``--standardize``) every array is in the data's own units (the
 recorded scaling undone).
+For a model with covariates (known inputs, ``covariate_columns``) the draws condition on the data's
+covariates: those after the prefix for a forecast, those of the first ``--index`` sequence for
+unconditional draws; asking for more steps than the data has covariates for is refused, naming
+how many are missing. The arrays hold the observation columns only.
 For piano-roll models (88-dimensional binary data): ``*.mid`` files (prefix + continuation for a
 forecast; ``..._truth.mid`` is the real sequence) at ``--step-quarters`` quarter notes per step
 and ``--tempo`` beats per minute, and a piano-roll PNG per conditioning sequence (or one for the
@@ -131,13 +135,17 @@ def run_sample(args) -> int:
         steps = args.steps if args.steps is not None else rest
         if steps < 1:
             raise ValueError("a prefix covers a whole sequence: pass --steps to say how far to forecast")
-        prefix = data.x[index, : args.prefix_len]
-        fc = forecast(model, prefix, horizon=steps, num_samples=args.num, num_particles=args.particles)
+        prefix = data.observations[index, : args.prefix_len]
+        future = None
+        if data.covariate_dim:  # known only as far as the shortest chosen sequence goes
+            future = data.covariates[index, args.prefix_len : args.prefix_len + min(rest, steps)]
+        fc = forecast(model, data.x[index, : args.prefix_len], horizon=steps, num_samples=args.num,
+                      num_particles=args.particles, future_covariates=future)
         truth = data.x.new_zeros(len(index), steps, model.x_dim)
         available = (lengths - args.prefix_len).clamp(max=steps)
         for row, i in enumerate(index):
             n = int(available[row])
-            truth[row, :n] = data.x[i, args.prefix_len : args.prefix_len + n]
+            truth[row, :n] = data.observations[i, args.prefix_len : args.prefix_len + n]
         arrays = {
             "samples": fc.samples, "mean": fc.mean, "prefix": prefix, "truth": truth,
             "truth_steps": available, "index": torch.tensor(index),
@@ -147,8 +155,18 @@ def run_sample(args) -> int:
             info["prefix_missing_values"] = int(torch.isnan(prefix).sum())
         info.update(index=index, steps=steps)
     else:
-        steps = args.steps if args.steps is not None else 64
-        arrays = {"samples": sample_sequences(model, args.num, steps)}
+        covariates = None
+        if data.covariate_dim:  # the known inputs of the first chosen sequence, for every draw
+            i = args.index[0]
+            if not 0 <= i < len(data):
+                raise ValueError(f"{config.data}/{args.split} has {len(data)} sequences; --index {i} is out of range")
+            length = int(data.lengths[i])
+            steps = args.steps if args.steps is not None else length
+            covariates = data.covariates[i : i + 1, : min(steps, length)].expand(args.num, -1, -1)
+            info.update(covariates_of_index=i)
+        else:
+            steps = args.steps if args.steps is not None else 64
+        arrays = {"samples": sample_sequences(model, args.num, steps, covariates)}
         info.update(steps=steps)
     if config.data_options.get("scaling"):  # standardised data (--standardize): written in the data's units
         from pyrosequence.data.from_path import unstandardize

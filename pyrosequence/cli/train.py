@@ -76,7 +76,8 @@ def config_arguments(p) -> None:
                    "or a folder of them or of .mid/.wav files (train/valid/test files give the splits)")
     p.add_argument("--data-option", dest="data_option", action="append", metavar="KEY=VALUE",
                    help="how --data PATH is read (repeatable): layout=long|wide, id_column, time_column, split_column, "
-                   "value_columns='[\"a\",\"b\"]', split=file|sequence|time, split_seed, valid_fraction, test_fraction, "
+                   "value_columns='[\"a\",\"b\"]', covariate_columns='[\"price\",\"holiday\"]' (known inputs the model reads "
+                   "but does not emit), split=file|sequence|time, split_seed, valid_fraction, test_fraction, "
                    "holdout=N (split=time: the last N steps for test, N before for valid), likelihood, step_quarters (MIDI), "
                    "frame_size (WAV); recorded in config.json")
     p.add_argument("--standardize", action="store_const", const=True,

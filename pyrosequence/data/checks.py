@@ -23,12 +23,16 @@ class Sequences:
             ``None`` when every element within the lengths was observed (the path of data
             without gaps is then exactly the one without this field). Padding counts as observed
             (the step mask already removes it).
+        covariates: ``(batch, time, U)`` the known inputs ``u_t`` a model conditions on but does
+            not emit (:mod:`pyrosequence.models.core.covariates`; zero in padding, never
+            missing), or ``None`` for a model without covariates.
     """
 
     x: torch.Tensor
     lengths: torch.Tensor
     mask: torch.Tensor | None
     observed: torch.Tensor | None = None
+    covariates: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -48,11 +52,19 @@ class Sequences:
         survive the round trip. ``x`` itself when nothing is missing; computed once."""
         return self.x if self.observed is None else self.x.masked_fill(~self.observed, float("nan"))
 
+    @property
+    def as_input(self) -> torch.Tensor:
+        """What a model's entry points take for this batch: :attr:`x_with_nan` with the
+        covariates (if any) as its last columns, so that handing it back
+        (``model.guide(seqs.as_input, seqs.lengths)``) validates to this very batch."""
+        return self.x_with_nan if self.covariates is None else torch.cat([self.x_with_nan, self.covariates], -1)
+
     def rows(self, index) -> "Sequences":
         """The batch restricted to the sequences ``index`` (a slice, index tensor or bool mask)."""
         return Sequences(
             self.x[index], self.lengths[index], None if self.mask is None else self.mask[index],
             None if self.observed is None else self.observed[index],
+            None if self.covariates is None else self.covariates[index],
         )
 
     def num_observed(self) -> torch.Tensor:
@@ -145,3 +157,26 @@ def check_sequences(x, lengths=None, x_dim: int | None = None, name: str = "x", 
     if lengths is None:
         lengths = torch.full((batch_size,), num_steps, dtype=torch.long, device=x.device)
     return Sequences(x=x, lengths=lengths, mask=mask, observed=observed)
+
+
+def check_covariate_dim(covariate_dim) -> int:
+    """``covariate_dim`` as an int, refusing anything but a non-negative integer."""
+    if isinstance(covariate_dim, bool) or not isinstance(covariate_dim, int) or covariate_dim < 0:
+        raise ValueError(f"covariate_dim must be a non-negative integer, got {covariate_dim!r}")
+    return covariate_dim
+
+
+def check_covariates(u: torch.Tensor, mask: torch.Tensor | None, name: str = "x", first_column: int = 0) -> None:
+    """Refuse NaN or inf in the covariates ``u`` ``(batch, time, U)`` within the sequences
+    (``mask`` ``(batch, time)``, ``None``: everywhere), naming the sequence, step and column
+    (counted in ``x``: the covariates start at ``first_column``)."""
+    bad = ~torch.isfinite(u)
+    if mask is not None:
+        bad = bad & mask[..., None]
+    if bool(bad.any()):
+        b, t, d = (int(i) for i in bad.nonzero()[0])
+        what = "NaN" if bool(torch.isnan(u[b, t, d])) else "inf"
+        raise ValueError(
+            f"{name}: covariate column {first_column + d} is {what} at sequence {b}, step {t}; covariates are "
+            "known inputs and may not be missing (fill the value, or shorten the sequence)"
+        )

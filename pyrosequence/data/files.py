@@ -10,9 +10,10 @@ Accepted layouts
 ----------------
 ``.npz``
     ``x`` ``(sequences, time, x_dim)`` padded, with an optional ``lengths`` ``(sequences,)``
-    (padding beyond a length is ignored, NaN included) and an optional ``split`` ``(sequences,)``
-    of ``"train"``/``"valid"``/``"test"``; or ``train_x``/``valid_x``/``test_x`` (each with an
-    optional ``<split>_lengths``): the splits given; or ``arr_0, arr_1, ...`` as
+    (padding beyond a length is ignored, NaN included), an optional ``split`` ``(sequences,)``
+    of ``"train"``/``"valid"``/``"test"`` and optional covariates ``u`` (or ``covariates``)
+    ``(sequences, time, U)``, padded like ``x``; or ``train_x``/``valid_x``/``test_x`` (each with
+    an optional ``<split>_lengths`` and ``<split>_u``): the splits given; or ``arr_0, arr_1, ...`` as
     ``np.savez(path, *sequences)`` writes a list, each ``(T_i, x_dim)`` or ``(T_i,)``.
 ``.npy``
     ``(sequences, time, x_dim)`` (all of full length), ``(time, x_dim)`` or ``(time,)`` (one
@@ -22,7 +23,9 @@ CSV / Parquet, long form
     (``time_column``, default ``"time"`` when present; rows are ordered by it within a sequence,
     else kept in file order; sequences are ordered by id, numerically when every id is a number),
     an optional split column (``split_column``, default ``"split"``
-    when present) and value columns (``value_columns``, default: all the others).
+    when present), value columns (``value_columns``, default: all the others) and covariate columns
+    (``covariate_columns``, default none: known inputs a model reads but does not emit; they
+    are no value columns and may not be missing).
 CSV / Parquet, wide form
     one series per file: a row per step, a column per feature (a time column, when present, orders
     the rows and is not a feature). A folder of such files is a data set of one sequence per file.
@@ -66,13 +69,16 @@ class RawSequences:
         sequences: ``(T_i, x_dim)`` float64 arrays, without inf (NaN marks a missing value).
         ids: one label per sequence (the id column's value, the file name, or the position).
         splits: the split of each sequence when the file gives it, else ``None``.
-        features: the value columns' names (tables) or ``None``.
+        features: the value columns' names (tables) or ``None``; covariate columns last.
+        covariate_dim: how many of the last columns are covariates (known inputs a model reads
+            but does not emit): a table's ``covariate_columns``, a ``.npz``'s ``u`` array.
     """
 
     sequences: list
     ids: list
     splits: list | None = None
     features: list | None = field(default=None)
+    covariate_dim: int = 0
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -174,10 +180,11 @@ def read_npz(path: Path) -> RawSequences:
     if not keys:
         raise ValueError(f"{path} holds no arrays")
     if "x" in keys:
-        unknown = sorted(keys - {"x", "lengths", "split"})
+        unknown = sorted(keys - {"x", "lengths", "split", *COVARIATE_ARRAYS})
         if unknown:
-            raise ValueError(f"{path}: unknown array(s) {', '.join(unknown)} beside 'x' (accepted: lengths, split)")
+            raise ValueError(f"{path}: unknown array(s) {', '.join(unknown)} beside 'x' (accepted: lengths, split, u)")
         sequences = _padded(arrays["x"], arrays.get("lengths"), f"{path}, array 'x'")
+        sequences, covariate_dim = _with_covariates(sequences, arrays, "", arrays.get("lengths"), path)
         splits = None
         if "split" in arrays:
             split = arrays["split"]
@@ -185,21 +192,26 @@ def read_npz(path: Path) -> RawSequences:
                 raise ValueError(f"{path}, array 'split': must be {len(sequences)} strings, got shape {split.shape} dtype {split.dtype}")
             splits = [str(s) for s in split]
             _check_split_names(splits, f"{path}, array 'split'")
-        return RawSequences(sequences, list(range(len(sequences))), splits)
+        return RawSequences(sequences, list(range(len(sequences))), splits, covariate_dim=covariate_dim)
     if keys & {f"{s}_x" for s in SPLITS}:
-        expected = {f"{s}_{k}" for s in SPLITS for k in ("x", "lengths")}
+        expected = {f"{s}_{k}" for s in SPLITS for k in ("x", "lengths", *COVARIATE_ARRAYS)}
         unknown = sorted(keys - expected)
         if unknown:
-            raise ValueError(f"{path}: unknown array(s) {', '.join(unknown)} (accepted: train_x, valid_x, test_x and <split>_lengths)")
+            raise ValueError(f"{path}: unknown array(s) {', '.join(unknown)} (accepted: train_x, valid_x, test_x and "
+                             "<split>_lengths, <split>_u)")
         missing = [f"{s}_x" for s in SPLITS if f"{s}_x" not in keys]
         if missing:
             raise ValueError(f"{path}: the splits are given by train_x/valid_x/test_x but {', '.join(missing)} is missing")
-        sequences, splits = [], []
+        sequences, splits, dims = [], [], set()
         for s in SPLITS:
             part = _padded(arrays[f"{s}_x"], arrays.get(f"{s}_lengths"), f"{path}, array '{s}_x'")
+            part, covariate_dim = _with_covariates(part, arrays, f"{s}_", arrays.get(f"{s}_lengths"), path)
+            dims.add(covariate_dim)
             sequences += part
             splits += [s] * len(part)
-        return RawSequences(sequences, list(range(len(sequences))), splits)
+        if len(dims) > 1:
+            raise ValueError(f"{path}: some splits have covariates (<split>_u) and some do not, or not as many")
+        return RawSequences(sequences, list(range(len(sequences))), splits, covariate_dim=dims.pop())
     if all(k.startswith("arr_") and k[4:].isdigit() for k in keys):
         sequences = []
         for i in range(len(keys)):
@@ -210,6 +222,28 @@ def read_npz(path: Path) -> RawSequences:
         return RawSequences(sequences, list(range(len(sequences))))
     raise ValueError(f"{path}: unknown arrays {', '.join(sorted(keys))}; accepted: x (with lengths, split), "
                      "train_x/valid_x/test_x (with <split>_lengths), or arr_0, arr_1, ... (np.savez(path, *sequences))")
+
+
+#: The names a ``.npz`` may give its covariates array (``<split>_u`` etc. with split arrays).
+COVARIATE_ARRAYS = ("u", "covariates")
+
+
+def _with_covariates(sequences: list, arrays: dict, prefix: str, lengths, path: Path) -> tuple[list, int]:
+    """``sequences`` with the covariates of the ``.npz`` array ``<prefix>u`` (or
+    ``<prefix>covariates``) appended as their last columns, and how many there are (0: none)."""
+    given = [prefix + k for k in COVARIATE_ARRAYS if prefix + k in arrays]
+    if not given:
+        return sequences, 0
+    if len(given) > 1:
+        raise ValueError(f"{path}: give the covariates once, as {given[0]!r} or {given[1]!r}")
+    where = f"{path}, array {given[0]!r}"
+    u = _numeric(np.asarray(arrays[given[0]]), where)
+    u = u[..., None] if u.ndim == 2 else u
+    steps = max(len(s) for s in sequences)
+    if u.ndim != 3 or u.shape[0] != len(sequences) or u.shape[1] < steps or 0 in u.shape:
+        raise ValueError(f"{where} must have shape ({len(sequences)}, time, covariates) with the time of "
+                         f"{prefix}x (at least {steps} steps), got {u.shape}")
+    return [np.concatenate([s, c[: len(s)]], axis=1) for s, c in zip(sequences, u)], u.shape[2]
 
 
 def _one_sequence(array: np.ndarray, where: str) -> np.ndarray:
@@ -395,9 +429,18 @@ def table_layout(table: Table, options: dict) -> dict:
         raise ValueError(f"{table.path}: split_column is for the long layout; give wide files as train/valid/test files")
     out["split_column"] = split_column and _column(table, split_column, "split_column")
     reserved = {out.get("id_column"), out["time_column"], out["split_column"]} - {None}
+    covariates = options.get("covariate_columns") or []
+    if isinstance(covariates, str) or not isinstance(covariates, (list, tuple)):
+        raise ValueError(f"covariate_columns must be a list of column names, got {covariates!r}")
+    covariates = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in covariates]
+    for name in covariates:
+        _column(table, name, "covariate_columns")
+    clash = sorted(set(covariates) & reserved)
+    if clash:
+        raise ValueError(f"{table.path}: column(s) {', '.join(clash)} cannot be both a covariate and an id/time/split column")
     values = options.get("value_columns")
     if values is None:
-        values = [c for c in table.columns if c not in reserved]
+        values = [c for c in table.columns if c not in reserved and c not in covariates]
     else:
         if isinstance(values, str) or not isinstance(values, (list, tuple)) or not values:
             raise ValueError(f"value_columns must be a non-empty list of column names, got {values!r}")
@@ -406,23 +449,30 @@ def table_layout(table: Table, options: dict) -> dict:
         clash = sorted(set(values) & reserved)
         if clash:
             raise ValueError(f"{table.path}: column(s) {', '.join(clash)} cannot be both a value and an id/time/split column")
+        clash = sorted(set(values) & set(covariates))
+        if clash:
+            raise ValueError(f"{table.path}: column(s) {', '.join(clash)} cannot be both a value and a covariate column")
     if not values:
-        raise ValueError(f"{table.path}: no value columns (every column is an id, time or split column)")
+        raise ValueError(f"{table.path}: no value columns (every column is an id, time, split or covariate column)")
     out["value_columns"] = list(values)
+    if covariates:
+        out["covariate_columns"] = list(covariates)
     return out
 
 
 def table_sequences(table: Table, layout: dict) -> RawSequences:
     """The sequences of a table read with the resolved ``layout`` (see :func:`table_layout`)."""
-    for name in [layout.get("id_column"), layout["time_column"], layout["split_column"], *layout["value_columns"]]:
+    features = [*layout["value_columns"], *layout.get("covariate_columns", [])]
+    covariate_dim = len(layout.get("covariate_columns", []))
+    for name in [layout.get("id_column"), layout["time_column"], layout["split_column"], *features]:
         if name is not None:
             _column(table, name, "column")
-    values = np.stack([_floats(table, c) for c in layout["value_columns"]], axis=1)
+    values = np.stack([_floats(table, c) for c in features], axis=1)
     n = table.num_rows
     times = _floats(table, layout["time_column"]) if layout["time_column"] else np.arange(n, dtype=np.float64)
     if layout["layout"] == "wide":
         order = _time_order(table, times, np.arange(n), "")
-        return RawSequences([values[order]], [table.path.stem], None, layout["value_columns"])
+        return RawSequences([values[order]], [table.path.stem], None, features, covariate_dim)
     ids = [str(v) for v in table.data[layout["id_column"]]]
     for i, label in enumerate(ids):
         if label == "" or label == "nan":
@@ -447,7 +497,7 @@ def table_sequences(table: Table, layout: dict) -> RawSequences:
                 i = int(rows[0])
                 raise ValueError(f"{table.path}, {table.row_name(i)}, column {column!r}: unknown split {name!r}; use train, valid, test")
             splits.append(name)
-    return RawSequences(sequences, labels, splits, layout["value_columns"])
+    return RawSequences(sequences, labels, splits, features, covariate_dim)
 
 
 def _sorted_ids(labels: list) -> list:

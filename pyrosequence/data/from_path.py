@@ -14,6 +14,11 @@ data_options={...})`` trains on them. The options a run used are completed by
 ``time_column``   tables: orders the rows (default ``time`` when present; else file order)
 ``split_column``  long tables: ``train``/``valid``/``test`` per row (default ``split`` when present)
 ``value_columns`` tables: the features (default: every other column)
+``covariate_columns`` tables: known inputs a model conditions on but does not emit (calendar
+                  features, controls, another market's prices), e.g. ``["price", "holiday"]``;
+                  read as the last columns of ``x`` (the data sets' ``covariate_dim``; a ``.npz``
+                  gives them as a ``u`` array); never missing (NaN is refused, naming the column
+                  and sequence); default none
 ``step_quarters`` MIDI files: quarter notes per step (default 1.0)
 ``frame_size``    WAV files: samples per step (default 200); ``sample_rate`` is recorded and checked
 ``split``         ``file`` (given by the file: a split column or array, or train/valid/test files),
@@ -29,7 +34,9 @@ data_options={...})`` trains on them. The options a run used are completed by
                   ``likelihood`` option overrides what the model uses)
 ``standardize``   ``True``: every feature scaled to mean 0 and standard deviation 1 with the training
                   split's statistics, recorded as ``scaling`` (``{"mean": [...], "std": [...]}``) and
-                  undone by :func:`unstandardize` (``pyrosequence sample`` writes data units)
+                  undone by :func:`unstandardize` (``pyrosequence sample`` writes data units); the
+                  covariates are standardised too (they are network inputs, which learn best at unit
+                  scale), but only the observation columns enter the bound's change of units
 ================= ===================================================================================
 """
 
@@ -60,7 +67,7 @@ from pyrosequence.data.files import (
 )
 from pyrosequence.data.splits import METHODS, default_holdout, split_by_sequence, split_by_time
 
-TABLE_OPTIONS = ("layout", "id_column", "time_column", "split_column", "value_columns")
+TABLE_OPTIONS = ("layout", "id_column", "time_column", "split_column", "value_columns", "covariate_columns")
 #: Options of MIDI and WAV files (``sample_rate`` is recorded, and checked across files).
 MEDIA_OPTIONS = ("step_quarters", "frame_size", "sample_rate")
 OPTIONS = ("format", *TABLE_OPTIONS, *MEDIA_OPTIONS, "split", "split_seed", "valid_fraction", "test_fraction", "holdout",
@@ -161,10 +168,11 @@ def _read_files(files: list, options: dict, where: Path) -> tuple[RawSequences, 
     if not files:
         raise ValueError(f"{where} holds no data files (.npz, .npy, .csv, .parquet, .mid, .wav)")
     sequences, ids, splits, layout, features = [], [], [], None, None
-    given = []
+    given, covariate_dims = [], set()
     for file in files:
         check_exists(file)
         raw, used = _read_file(file, data_format(file), {**options, **(layout or {})})
+        covariate_dims.add(raw.covariate_dim)
         layout = layout or used or None
         features = features or raw.features
         sequences += raw.sequences
@@ -175,7 +183,9 @@ def _read_files(files: list, options: dict, where: Path) -> tuple[RawSequences, 
         splits += raw.splits or [None] * len(raw)
     if any(given) and not all(given):
         raise ValueError(f"{where}: some files give a split column and some do not")
-    return RawSequences(sequences, ids, splits if all(given) else None, features), layout or {}
+    if len(covariate_dims) > 1:
+        raise ValueError(f"{where}: the files give different numbers of covariates ({sorted(covariate_dims)})")
+    return RawSequences(sequences, ids, splits if all(given) else None, features, covariate_dims.pop()), layout or {}
 
 
 def _read_folder(folder: Path, options: dict) -> tuple[RawSequences, dict]:
@@ -193,10 +203,12 @@ def _read_folder(folder: Path, options: dict) -> tuple[RawSequences, dict]:
     if missing:
         raise ValueError(f"{folder}: the splits are given by train/valid/test files, but {', '.join(missing)} is missing")
     sequences, ids, splits, layout, features = [], [], [], {}, None
+    covariate_dims = set()
     for split in SPLITS:
         p = named[split]
         files = _data_files(p) if p.is_dir() else [p]
         raw, used = _read_files(files, {**options, **layout}, p)
+        covariate_dims.add(raw.covariate_dim)
         layout = layout or used
         features = features or raw.features
         if raw.splits is not None:
@@ -204,7 +216,9 @@ def _read_folder(folder: Path, options: dict) -> tuple[RawSequences, dict]:
         sequences += raw.sequences
         ids += [f"{split}/{i}" for i in raw.ids]
         splits += [split] * len(raw)
-    return RawSequences(sequences, ids, splits, features), layout
+    if len(covariate_dims) > 1:
+        raise ValueError(f"{folder}: the splits give different numbers of covariates ({sorted(covariate_dims)})")
+    return RawSequences(sequences, ids, splits, features, covariate_dims.pop()), layout
 
 
 def _check_dims(raw: RawSequences, path: Path) -> None:
@@ -234,6 +248,25 @@ def _check_observed(raw: RawSequences, path: Path) -> None:
         j = int(np.argmin(seen))
         name = raw.features[j] if getattr(raw, "features", None) is not None and j < len(raw.features) else f"feature {j}"
         raise ValueError(f"{path}: column {name!r} has no observed value (all NaN); remove it")
+
+
+def _check_covariates(raw: RawSequences, path: Path) -> None:
+    """Covariates are known inputs: a NaN or inf in one is refused, naming its column (by name for
+    a table), the sequence and the step."""
+    first = raw.sequences[0].shape[1] - raw.covariate_dim
+    for i, s in enumerate(raw.sequences):
+        bad = ~np.isfinite(s[:, first:])
+        if bad.any():
+            t, j = (int(v) for v in np.argwhere(bad)[0])
+            names = getattr(raw, "features", None)
+            name = repr(names[first + j]) if names is not None and first + j < len(names) else f"{j} (of the covariates)"
+            raise ValueError(f"{path}: covariate column {name} is {'NaN' if np.isnan(s[t, first + j]) else 'inf'} "
+                             f"in sequence {raw.ids[i]!r} at step {t}; covariates must be known at every step")
+
+
+def _observations(raw: RawSequences) -> list:
+    """The sequences without their covariate columns."""
+    return [s[:, : s.shape[1] - raw.covariate_dim] for s in raw.sequences]
 
 
 def _split_parts(raw: RawSequences, options: dict, path: Path) -> dict:
@@ -291,10 +324,11 @@ def load_path(path, options: dict | None = None) -> FileData:
     if len(raw) == 0:
         raise ValueError(f"{path} holds no sequences")
     _check_dims(raw, path)
+    _check_covariates(raw, path)
     _check_observed(raw, path)
     options.update(format=data_format(path), **layout)
     parts = _split_parts(raw, options, path)
-    options.setdefault("likelihood", infer_likelihood(raw.sequences))
+    options.setdefault("likelihood", infer_likelihood(_observations(raw)))
     options.setdefault("standardize", False)
     if options["standardize"]:
         if options["likelihood"] == "bernoulli":
@@ -307,8 +341,10 @@ def load_path(path, options: dict | None = None) -> FileData:
     # None is dropped, except for the optional columns, where it says "none" (not "detect it")
     options = {k: options[k] for k in OPTIONS if options.get(k) is not None
                or (k in ("time_column", "split_column") and k in options)}
-    scale = np.asarray(options["scaling"]["std"], dtype=float) if options.get("scaling") else None
-    splits = {s: SequenceDataset.from_sequences(seqs, name=f"{path.name}/{s}", scale=scale) for s, seqs in parts.items()}
+    x_dim = raw.sequences[0].shape[1] - raw.covariate_dim
+    scale = np.asarray(options["scaling"]["std"][:x_dim], dtype=float) if options.get("scaling") else None
+    splits = {s: SequenceDataset.from_sequences(seqs, name=f"{path.name}/{s}", scale=scale, covariate_dim=raw.covariate_dim)
+              for s, seqs in parts.items()}
     return FileData(path, splits, options)
 
 
@@ -338,14 +374,17 @@ def load_data(path, **options) -> dict:
 
 
 def _recorded_scaling(x, options: dict):
-    """The recorded ``(mean, std)`` of ``options`` as ``x``'s kind (tensor or array), or ``None``."""
+    """The recorded ``(mean, std)`` of ``options`` as ``x``'s kind (tensor or array), or ``None``;
+    only the first ``x.shape[-1]`` features', so that observations alone (draws, forecasts: the
+    covariate columns come last) are scaled by their own statistics."""
     scaling = (options or {}).get("scaling")
     if not scaling:
         return None
+    mean, std = scaling["mean"][: x.shape[-1]], scaling["std"][: x.shape[-1]]
     if torch.is_tensor(x):
-        return (torch.as_tensor(scaling["mean"], dtype=x.dtype, device=x.device),
-                torch.as_tensor(scaling["std"], dtype=x.dtype, device=x.device))
-    return np.asarray(scaling["mean"]), np.asarray(scaling["std"])
+        return (torch.as_tensor(mean, dtype=x.dtype, device=x.device),
+                torch.as_tensor(std, dtype=x.dtype, device=x.device))
+    return np.asarray(mean), np.asarray(std)
 
 
 def unstandardize(x, options: dict):

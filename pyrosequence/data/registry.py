@@ -78,7 +78,7 @@ class DataSource:
         from pyrosequence.data.from_path import infer_likelihood
 
         data = self.load("train", root)
-        return infer_likelihood([data.x[i, : int(n)].numpy() for i, n in enumerate(data.lengths)])
+        return infer_likelihood([data.observations[i, : int(n)].numpy() for i, n in enumerate(data.lengths)])
 
     def has_missing(self, root=None) -> bool:
         """Whether the training split has missing values (NaN). The built-in data sets have none
@@ -86,6 +86,12 @@ class DataSource:
         if self.name in DATASETS and DATASETS[self.name] is self:
             return False
         return self.load("train", root).has_missing
+
+    def covariate_dim(self, root=None) -> int:
+        """How many covariate columns the data sets carry (the built-in ones: none)."""
+        if self.name in DATASETS and DATASETS[self.name] is self:
+            return 0
+        return self.load("train", root).covariate_dim
 
 
 DATASETS: dict[str, DataSource] = {

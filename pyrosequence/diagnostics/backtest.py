@@ -51,6 +51,9 @@ class BacktestSeries:
         binary: whether every value is 0 or 1.
         feature_names: a name per feature.
         source: a sentence saying where the held-out part comes from.
+        covariates: for a model with covariates, one ``(T_b, U)`` array per series: the known
+            inputs of every step (the model reads those of the forecast steps; they are not
+            scored, and the baselines do not read them); ``None`` without covariates.
     """
 
     series: list
@@ -60,6 +63,7 @@ class BacktestSeries:
     binary: bool = False
     feature_names: list = field(default_factory=list)
     source: str = ""
+    covariates: list | None = None
 
 
 def _check_count(value, name: str, minimum: int = 1) -> int:
@@ -89,10 +93,11 @@ def rolling_origins(heldout: int, horizon: int, windows: int, stride: int = 1) -
     return [w * stride for w in range(windows)]
 
 
-def series_from_arrays(data, heldout: int, fit_steps=None, feature_names=None) -> BacktestSeries:
+def series_from_arrays(data, heldout: int, fit_steps=None, feature_names=None, covariate_dim: int = 0) -> BacktestSeries:
     """A :class:`BacktestSeries` from arrays: ``(T, D)``, ``(B, T, D)`` or a list of ``(T_b, D)``
     (NumPy or torch, the data's units), scoring the last ``heldout`` steps of each; the baselines
-    fit on the steps before them unless ``fit_steps`` (an int or one per series) says otherwise."""
+    fit on the steps before them unless ``fit_steps`` (an int or one per series) says otherwise.
+    ``covariate_dim``: the last columns are covariates (:attr:`BacktestSeries.covariates`)."""
     if torch.is_tensor(data):
         data = data.detach().cpu().numpy()
     if isinstance(data, np.ndarray):
@@ -113,9 +118,15 @@ def series_from_arrays(data, heldout: int, fit_steps=None, feature_names=None) -
     for b, (s, n) in enumerate(zip(series, fit_steps)):
         if not 1 <= n <= len(s) - heldout:
             raise ValueError(f"series {b}: the baselines must fit on 1 to {len(s) - heldout} steps before the held-out part, got {n}")
+    covariates = None
+    if covariate_dim:
+        if covariate_dim >= series[0].shape[1]:
+            raise ValueError(f"data have {series[0].shape[1]} columns: {covariate_dim} covariate column(s) leave no observation")
+        covariates = [s[:, s.shape[1] - covariate_dim:] for s in series]
+        series = [s[:, : s.shape[1] - covariate_dim] for s in series]
     names = list(feature_names) if feature_names else [f"x{d}" for d in range(series[0].shape[1])]
     return BacktestSeries(series, heldout, list(fit_steps), None, _is_binary(series), names,
-                          f"the last {heldout} steps of each series")
+                          f"the last {heldout} steps of each series", covariates)
 
 
 def _rows(dataset) -> list:
@@ -151,17 +162,19 @@ def series_from_run(run_dir, split: str = "test", heldout: int | None = None, da
         train, valid, test = _rows(parts["train"]), _rows(parts["valid"]), _rows(data)
         series = [np.concatenate([a, b, c]) for a, b, c in zip(train, valid, test)]
         series = [unstandardize(s, options) for s in series]
-        backtest_series = BacktestSeries(series, recorded, [len(a) for a in train], scaling, _is_binary(series), names,
-                                         f"the test split of a time split (the last {recorded} steps of each series)")
+        made = series_from_arrays(series, recorded, [len(a) for a in train], names, data.covariate_dim)
+        backtest_series = BacktestSeries(made.series, recorded, made.fit_steps, scaling, made.binary, names,
+                                         f"the test split of a time split (the last {recorded} steps of each series)",
+                                         made.covariates)
         time_split = True
     else:
         if heldout is None:
             raise ValueError(f"{run_dir}'s data are not split by time: pass --holdout N (heldout=N) to score the last N "
                              f"steps of each {split} sequence")
         series = [unstandardize(s, options) for s in _rows(data)]
-        made = series_from_arrays(series, heldout, feature_names=names)
+        made = series_from_arrays(series, heldout, feature_names=names, covariate_dim=data.covariate_dim)
         backtest_series = BacktestSeries(made.series, made.heldout, made.fit_steps, scaling, made.binary, names,
-                                         f"the last {heldout} steps of each {split} sequence")
+                                         f"the last {heldout} steps of each {split} sequence", made.covariates)
     info = {"run_dir": str(Path(run_dir).resolve()), "model": config.model, "data": config.data,
             "epoch": int(checkpoint["epoch"]), "weights": checkpoint.get("scored_weights"), "time_split": bool(time_split)}
     return model, backtest_series, info
@@ -256,21 +269,35 @@ class BacktestResult:
         return "\n".join(lines) + "\n"
 
 
-def _prefix_batch(data: BacktestSeries, origins: np.ndarray, like: torch.Tensor):
-    """``(W * B, max_origin, D)`` prefixes (the model's units) and their lengths, window-major."""
+def _model_rows(data: BacktestSeries, b: int, like: torch.Tensor) -> torch.Tensor:
+    """Series ``b`` as the model reads it: its covariates (if any) as the last columns, in the
+    model's units."""
     from pyrosequence.data.from_path import standardize
 
+    s = data.series[b] if data.covariates is None else np.concatenate([data.series[b], data.covariates[b]], 1)
+    rows = torch.as_tensor(s, dtype=like.dtype, device=like.device)
+    return standardize(rows, data.scaling) if data.scaling else rows
+
+
+def _prefix_batch(data: BacktestSeries, origins: np.ndarray, like: torch.Tensor, horizon: int = 0):
+    """``(W * B, max_origin, D)`` prefixes (the model's units) and their lengths, window-major;
+    with covariates also the ``(W * B, horizon, U)`` covariates of the steps after each origin
+    (else ``None``)."""
     windows, batch = origins.shape
     steps = int(origins.max())
-    x = torch.zeros(windows * batch, steps, data.series[0].shape[1], dtype=like.dtype, device=like.device)
+    width = data.series[0].shape[1] + (0 if data.covariates is None else data.covariates[0].shape[1])
+    x = torch.zeros(windows * batch, steps, width, dtype=like.dtype, device=like.device)
     lengths = torch.zeros(windows * batch, dtype=torch.long, device=like.device)
-    for w in range(windows):
-        for b, s in enumerate(data.series):
+    future = None if data.covariates is None else x.new_zeros(windows * batch, horizon, width - data.series[0].shape[1])
+    for b in range(batch):
+        rows = _model_rows(data, b, like)
+        for w in range(windows):
             o = int(origins[w, b])
-            prefix = torch.as_tensor(s[:o], dtype=like.dtype, device=like.device)
-            x[w * batch + b, :o] = standardize(prefix, data.scaling) if data.scaling else prefix
+            x[w * batch + b, :o] = rows[:o]
             lengths[w * batch + b] = o
-    return x, lengths
+            if future is not None:  # the windows end within the series: their covariates are known
+                future[w * batch + b] = rows[o : o + horizon, data.series[0].shape[1]:]
+    return x, lengths, future
 
 
 def _model_draws(model, data, origins, horizon, num_samples, num_particles, resampler, ess_threshold) -> np.ndarray:
@@ -278,9 +305,9 @@ def _model_draws(model, data, origins, horizon, num_samples, num_particles, resa
     from pyrosequence.diagnostics.forecast import forecast
 
     like = model.input_offset if hasattr(model, "input_offset") else torch.zeros(())
-    x, lengths = _prefix_batch(data, origins, like)
+    x, lengths, future = _prefix_batch(data, origins, like, horizon)
     fc = forecast(model, x, lengths, horizon=horizon, num_samples=num_samples, num_particles=num_particles,
-                  resampler=resampler, ess_threshold=ess_threshold)
+                  resampler=resampler, ess_threshold=ess_threshold, future_covariates=future)
     samples = fc.samples
     if data.scaling:
         samples = unstandardize(samples, data.scaling)
@@ -356,7 +383,7 @@ def backtest(run_or_model, data=None, horizon: int = 1, windows: int = 1, stride
         else:
             if heldout is None:
                 raise ValueError("backtest(model, arrays, ...) needs heldout=N: the last N steps of each series are scored")
-            series = series_from_arrays(data, heldout)
+            series = series_from_arrays(data, heldout, covariate_dim=getattr(run_or_model, "covariate_dim", 0))
         model, info = run_or_model, {"model": type(run_or_model).__name__}
         name = type(run_or_model).__name__.lower()
         if getattr(model, "x_dim", series.series[0].shape[1]) != series.series[0].shape[1]:

@@ -29,7 +29,7 @@ import torch
 
 import pyro.distributions as dist
 
-from pyrosequence.data.checks import Sequences, check_sequences
+from pyrosequence.data.checks import Sequences, check_covariates, check_sequences
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models.core.base import SequenceModel, context_steps
@@ -119,7 +119,11 @@ def _draw_latent(model: SequenceModel, state, t: int, shape: torch.Size, like: t
 
 
 def _event_ranks(model: SequenceModel, like: torch.Tensor):
-    """The number of non-batch dims of each tensor of the model's state (same structure)."""
+    """The number of non-batch dims of each tensor of the model's state (same structure). With
+    covariates it is read from the initial state of ``like``'s first sequence (the covariates it
+    carries have that sequence's batch shape), else from an initial state of empty batch shape."""
+    if getattr(model, "covariate_dim", 0):
+        return map_state(lambda s: s.dim() - 1, model.initial_state(torch.Size([1]), like[:1]))
     return map_state(lambda s: s.dim(), model.initial_state(torch.Size([]), like))
 
 
@@ -155,25 +159,33 @@ def emission_moments(d: dist.Distribution, num_mc: int = MC_MOMENT_SAMPLES) -> t
         return draws.mean(0), draws.var(0, unbiased=True)
 
 
-def _step_context(model: SequenceModel, x_t: torch.Tensor):
-    """The model's per-step context of one drawn step ``x_t`` of batch shape ``(S, B)``."""
+def _step_context(model: SequenceModel, x_t: torch.Tensor, u_t: torch.Tensor | None = None):
+    """The model's per-step context of one drawn step ``x_t`` of batch shape ``(S, B)`` (with the
+    step's covariates ``u_t``, broadcasting to it, for a model that reads them)."""
     lead = x_t.shape[:-1]
     flat = x_t.reshape(-1, 1, x_t.shape[-1])
-    ctx = context_steps(model.context(model.network_input(Sequences(flat, None, None))), 1)[0]
+    covariates = None if u_t is None else u_t.expand(lead + u_t.shape[-1:]).reshape(-1, 1, u_t.shape[-1])
+    ctx = context_steps(model.context(model.network_input(Sequences(flat, None, None, None, covariates))), 1)[0]
     return map_state(lambda c: c.reshape(lead + c.shape[1:]), ctx) if ctx is not None else None
 
 
-def _roll_forward(model: SequenceModel, state, start: int, steps: int, shape: torch.Size, like: torch.Tensor):
-    """Sample ``steps`` steps of the generative story from ``state``, steps indexed ``start + h``.
+def _roll_forward(model: SequenceModel, state, start: int, steps: int, shape: torch.Size, like: torch.Tensor,
+                  covariates: torch.Tensor | None = None):
+    """Sample ``steps`` steps of the generative story from ``state``, steps indexed ``start + h``;
+    ``covariates`` ``(..., steps, U)`` (broadcasting to ``shape``) are the known inputs of those
+    steps, for a model that reads them: the state is handed step ``h``'s before it is drawn.
 
     Returns ``x`` ``shape + (steps, x_dim)`` and ``z`` ``shape + (steps, z_dim)``.
     """
     xs, zs = [], []
     for h in range(steps):
+        u_h = None if covariates is None else covariates[..., h, :]
+        if u_h is not None:
+            state = model.replace_covariates(state, u_h)
         z = _draw_latent(model, state, start + h, shape, like)
         features = model.latent_features(z)
         x = _full(model.emission(state, features), shape).sample()
-        state = model.update(state, features, _step_context(model, x), start + h)
+        state = model.update(state, features, _step_context(model, x, u_h), start + h)
         xs.append(x)
         zs.append(z)
     return torch.stack(xs, -2), torch.stack(zs, -2)
@@ -262,7 +274,8 @@ def one_step_predictive(
         means.append(mean)
         variances.append((w * (v + (m - mean) ** 2)).sum(0))
         picked = _gather(state, _draw_ancestors(log_w, num_samples), ranks, particles)
-        x_s, z_s = _roll_forward(inner, picked, t, r, torch.Size([num_samples, particles[1]]), log_w)
+        u = None if view.seqs.covariates is None else view.seqs.covariates[:, t : t + r]
+        x_s, z_s = _roll_forward(inner, picked, t, r, torch.Size([num_samples, particles[1]]), log_w, u)
         draws.append(view.outer_steps(x_s)[..., 0, :])
         latents.append(z_s.flatten(-2))
 
@@ -291,10 +304,16 @@ def forecast(
     num_particles: int = 100,
     resampler="multinomial",
     ess_threshold: float = 0.5,
+    future_covariates: torch.Tensor | None = None,
 ) -> Forecast:
     """Forecast ``horizon`` steps after each sequence's prefix.
 
-    ``prefix`` is ``(B, T, D)`` with prefix lengths ``lengths`` (default: all ``T``). The particle
+    ``prefix`` is ``(B, T, D)`` with prefix lengths ``lengths`` (default: all ``T``); for a model
+    with covariates ``D = x_dim + covariate_dim`` (the prefix's covariates last), and
+    ``future_covariates`` ``(B, H, covariate_dim)`` gives the known inputs of the forecast steps
+    (``future_covariates[b, h]`` is ``u`` at step ``P_b + h``): a forecast cannot condition on
+    inputs it is not given, so a model with covariates refuses to forecast without them, or
+    further than they reach (naming how many steps are missing). The particle
     filter conditions on each prefix; ``num_samples`` particles are drawn by the weights after the
     prefix's last step and the generative story is run forward from them, each drawn ``x_t`` fed
     back through the model's context. Sequences with different prefix lengths start at their own
@@ -305,6 +324,7 @@ def forecast(
         raise ValueError("forecast needs horizon (the number of steps to draw), an integer of at least 1")
     horizon = _check_count(horizon, "horizon")
     num_samples, resampler, seqs, view, ranks = _setup(model, prefix, lengths, num_samples, num_particles, resampler, ess_threshold)
+    future_covariates = check_future_covariates(model, future_covariates, seqs.batch_size, horizon)
     inner, r = view.model, view.ratio
     ends = set(view.seqs.lengths.tolist())
     picked: dict[int, object] = {}  # inner prefix length -> particles drawn for the sequences with it
@@ -325,7 +345,8 @@ def forecast(
         rows = (view.seqs.lengths == p).nonzero().squeeze(-1)
         state = map_state(lambda s, rows=rows: s.index_select(1, rows), state)
         shape = torch.Size([num_samples, len(rows)])
-        xs, zs = _roll_forward(inner, state, p, r * horizon, shape, seqs.x)
+        u = None if future_covariates is None else future_covariates[rows]
+        xs, zs = _roll_forward(inner, state, p, r * horizon, shape, seqs.x, u)
         samples[:, rows] = view.outer_steps(xs)
         latents[:, rows] = zs.reshape(shape + (horizon, -1))
     return Forecast(
@@ -379,14 +400,43 @@ def _gap_filler(model: SequenceModel, seqs: Sequences, num_samples: int) -> _Gap
     return None if seqs.observed is None else _GapFiller(model, seqs, num_samples)
 
 
+def check_future_covariates(model: SequenceModel, covariates, batch: int, horizon: int) -> torch.Tensor | None:
+    """The known inputs of ``horizon`` steps to draw for ``batch`` sequences, checked: ``None``
+    for a model without covariates (and refused when given); else a ``(batch, horizon, U)``
+    tensor, refused in one line when absent, too short (naming how many steps are missing),
+    misshapen or not finite."""
+    dim = getattr(model, "covariate_dim", 0)
+    if not dim:
+        if covariates is not None:
+            raise ValueError(f"{type(model).__name__} reads no covariates, but future covariates were given")
+        return None
+    if covariates is None:
+        raise ValueError(f"{type(model).__name__} reads {dim} covariate(s): the {horizon} step(s) to draw need their "
+                         f"future values, (batch, horizon, {dim}), and none were given")
+    if not torch.is_tensor(covariates) or covariates.dim() != 3 or covariates.shape[0] != batch or covariates.shape[2] != dim:
+        shape = tuple(covariates.shape) if torch.is_tensor(covariates) else type(covariates).__name__
+        raise ValueError(f"future covariates must be a ({batch}, {horizon}, {dim}) tensor, got {shape}")
+    if covariates.shape[1] < horizon:
+        missing = horizon - covariates.shape[1]
+        raise ValueError(f"the covariates are known for {covariates.shape[1]} step(s) ahead but {horizon} are to be drawn: "
+                         f"{missing} step(s) of covariates are missing (shorten the horizon or give them)")
+    covariates = covariates[:, :horizon].to(model.input_offset)
+    check_covariates(covariates, None, "future covariates")
+    return covariates
+
+
 @torch.no_grad()
-def sample_sequences(model: SequenceModel, num: int, num_steps: int) -> torch.Tensor:
-    """``(num, num_steps, x_dim)`` unconditional draws from the model's generative story."""
+def sample_sequences(model: SequenceModel, num: int, num_steps: int, covariates: torch.Tensor | None = None) -> torch.Tensor:
+    """``(num, num_steps, x_dim)`` unconditional draws from the model's generative story; a model
+    with covariates draws them given ``covariates`` ``(num, num_steps, covariate_dim)``, the known
+    inputs of every step (refused when missing: see :func:`check_future_covariates`)."""
     _check_model(model)
     num = _check_count(num, "num")
     num_steps = _check_count(num_steps, "num_steps")
-    blank = check_sequences(model.input_offset.new_zeros(num, num_steps, model.x_dim))
+    covariates = check_future_covariates(model, covariates, num, num_steps)
+    blank = model.input_offset.new_zeros(num, num_steps, model.x_dim)
+    blank = check_sequences(blank) if covariates is None else model.prepare(torch.cat([blank, covariates], -1))
     view = _view(model, blank)
     state = view.model.initial_state(torch.Size([num]), view.model.network_input(view.seqs))
-    xs, _ = _roll_forward(view.model, state, 0, view.ratio * num_steps, torch.Size([num]), view.seqs.x)
+    xs, _ = _roll_forward(view.model, state, 0, view.ratio * num_steps, torch.Size([num]), view.seqs.x, covariates)
     return view.outer_steps(xs)

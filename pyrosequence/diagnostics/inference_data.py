@@ -46,11 +46,22 @@ def _nan_beyond(values: torch.Tensor, valid: torch.Tensor, lead: int = 0) -> np.
     return array
 
 
+def known_covariates(seqs: Sequences, starts: torch.Tensor, horizon: int) -> torch.Tensor | None:
+    """The covariates of the ``horizon`` steps after each sequence's ``starts[b]``, as far as
+    every sequence knows them (a forecast refuses to go further, naming the missing steps);
+    ``None`` for data without covariates."""
+    if seqs.covariates is None:
+        return None
+    known = max(0, min(horizon, int((seqs.lengths - starts).min())))
+    rows = torch.arange(known, device=starts.device)[None] + starts[:, None]  # (B, known)
+    return seqs.covariates.gather(1, rows[..., None].expand(-1, -1, seqs.covariates.shape[-1]))
+
+
 def guide_latents(model: SequenceModel, seqs: Sequences, num_samples: int) -> torch.Tensor:
     """``num_samples`` draws of ``z_{0:T-1}`` from the guide, shape ``(S, B, T, Z)``: the guide is
     traced once under a plate of ``num_samples`` left of the sequence plate."""
     with torch.no_grad(), pyro.plate("draws", num_samples, dim=-2):
-        trace = poutine.trace(model.guide).get_trace(seqs.x_with_nan, seqs.lengths)
+        trace = poutine.trace(model.guide).get_trace(seqs.as_input, seqs.lengths)
     z = [trace.nodes[name]["value"] for name in model.latent_sites(seqs.num_steps)]
     return torch.stack([v.expand(num_samples, seqs.batch_size, model.z_dim) for v in z], dim=2)
 
@@ -179,7 +190,7 @@ def to_inference_data(
     model.eval()
     try:
         pred = one_step_predictive(
-            model, seqs.x_with_nan, seqs.lengths, num_samples=num_samples, num_particles=num_particles,
+            model, seqs.as_input, seqs.lengths, num_samples=num_samples, num_particles=num_particles,
             resampler=resampler, ess_threshold=ess_threshold,
         )
         if bound == "fivo":
@@ -193,8 +204,9 @@ def to_inference_data(
         if prefix_len is not None:
             prefix_lengths = seqs.lengths.clamp(max=prefix_len)
             fc = forecast(
-                model, seqs.x_with_nan[:, :prefix_len], prefix_lengths, horizon=horizon,
+                model, seqs.as_input[:, :prefix_len], prefix_lengths, horizon=horizon,
                 num_samples=num_samples, num_particles=num_particles,
+                future_covariates=known_covariates(seqs, prefix_lengths, horizon),
             )
     finally:
         model.train(was_training)

@@ -31,7 +31,7 @@ def step_log_weights(model: SequenceModel, seqs: Sequences, num_particles: int) 
     """
     k, batch, steps = num_particles, seqs.batch_size, seqs.num_steps
     with torch.no_grad(), pyro.plate("particles", k, dim=-2):
-        x = seqs.x_with_nan  # the gaps survive the model's own validation
+        x = seqs.as_input  # the gaps (and the covariates) survive the model's own validation
         guide_trace = poutine.trace(model.guide).get_trace(x, seqs.lengths)
         model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, seqs.lengths)
         out = seqs.x.new_zeros(k, batch, steps)

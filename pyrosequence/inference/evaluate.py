@@ -85,7 +85,7 @@ def log_importance_weights(model: SequenceModel, seqs: Sequences, num_particles:
         return model.log_importance_weights(seqs, num_particles)
     shape = (num_particles, seqs.batch_size)
     with pyro.plate("particles", num_particles, dim=-2):
-        x = seqs.x_with_nan  # the gaps survive the model's own validation
+        x = seqs.as_input  # the gaps (and the covariates) survive the model's own validation
         guide_trace = poutine.trace(model.guide).get_trace(x, seqs.lengths)
         model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, seqs.lengths)
     log_w = seqs.x.new_zeros(shape)

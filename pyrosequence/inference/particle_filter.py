@@ -176,8 +176,8 @@ def run_filter(
     particles = torch.Size([k, batch])
     if initial is None:
         state = model.initial_state(particles, inputs)
-    else:  # every particle starts from the state the sequence reached
-        state = map_state(lambda s: s.expand(particles + s.shape[1:]), initial)
+    else:  # every particle starts from the state the sequence reached (with this window's covariates)
+        state = model.continue_state(map_state(lambda s: s.expand(particles + s.shape[1:]), initial), inputs)
     log_k = math.log(k)
     log_w = seqs.x.new_zeros(particles)
     log_z = seqs.x.new_zeros(batch)

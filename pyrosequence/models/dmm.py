@@ -10,7 +10,7 @@ import pyro.distributions as dist
 from pyro.distributions.transforms import affine_autoregressive
 
 from pyrosequence.models.core.base import SequenceModel
-from pyrosequence.nn import MLP, make_likelihood
+from pyrosequence.nn import MLP, cat_features, make_likelihood
 from pyrosequence.nn.sequence_rnn import reverse_padded
 
 #: Backward RNNs of the guide: Pyro's example uses a ReLU ``nn.RNN``.
@@ -33,14 +33,16 @@ class GatedTransition(nn.Module):
         sigma_t = softplus(W_s relu(m_t) + b_s) + min_scale
 
     The gate chooses, per coordinate, between a linear (initially identity) and a non-linear
-    transition. Broadcasts over any leading dimensions of ``z_{t-1}``.
+    transition. Broadcasts over any leading dimensions of ``z_{t-1}``. With ``covariate_dim``
+    covariates the gate and the non-linear mean read ``[z_{t-1}, u_t]`` (the linear path stays
+    ``A z_{t-1} + a``), so the covariates move the transition wherever the gate opens.
     """
 
-    def __init__(self, z_dim: int, transition_dim: int, min_scale: float = 1e-4) -> None:
+    def __init__(self, z_dim: int, transition_dim: int, min_scale: float = 1e-4, covariate_dim: int = 0) -> None:
         super().__init__()
         self.min_scale = min_scale
-        self.gate = MLP(z_dim, [transition_dim], z_dim)
-        self.proposed_mean = MLP(z_dim, [transition_dim], z_dim)
+        self.gate = MLP(z_dim + covariate_dim, [transition_dim], z_dim)
+        self.proposed_mean = MLP(z_dim + covariate_dim, [transition_dim], z_dim)
         self.linear_mean = nn.Linear(z_dim, z_dim)
         self.scale = nn.Linear(z_dim, z_dim)
         with torch.no_grad():  # start as the identity map, as the paper and Pyro's example do
@@ -48,9 +50,10 @@ class GatedTransition(nn.Module):
             self.linear_mean.bias.zero_()
         self.linear_mean.keeps_initialisation = True  # also under --init xavier/fivo (pyrosequence.optim.init)
 
-    def forward(self, z_prev: torch.Tensor) -> dist.Distribution:
-        gate = torch.sigmoid(self.gate(z_prev))
-        proposed = self.proposed_mean(z_prev)
+    def forward(self, z_prev: torch.Tensor, u: torch.Tensor | None = None) -> dist.Distribution:
+        inputs = z_prev if u is None else cat_features(z_prev, u)
+        gate = torch.sigmoid(self.gate(inputs))
+        proposed = self.proposed_mean(inputs)
         loc = (1 - gate) * self.linear_mean(z_prev) + gate * proposed
         scale = F.softplus(self.scale(torch.relu(proposed))) + self.min_scale
         return dist.Normal(loc, scale).to_event(1)
@@ -167,6 +170,10 @@ class DMM(SequenceModel):
         cell: the backward RNN: ``"rnn"`` (ReLU, as Pyro's example), ``"gru"`` or ``"lstm"``.
         iafs: number of inverse autoregressive flows in the guide (default 0).
         iaf_dim: hidden units of each flow's autoregressive network (default ``z_dim``).
+        covariate_dim: the number of covariate columns, the last of ``x`` (known inputs the
+            gated transition and the guide's backward RNN read; default 0: none). The gated
+            transition reads ``[z_{t-1}, u_t]``, the backward RNN ``[x_t, u_t]``; the emission
+            reads them only through ``z_t`` (:mod:`pyrosequence.models.core.covariates`).
     """
 
     #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
@@ -187,9 +194,10 @@ class DMM(SequenceModel):
         iafs: int = 0,
         iaf_dim: int | None = None,
         mask_inputs: bool = False,
+        covariate_dim: int = 0,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs, covariate_dim=covariate_dim)
         if self.z_dim < 1:
             raise ValueError(f"DMM needs latents: z_dim must be at least 1, got {z_dim}")
         if cell not in CELLS:
@@ -204,7 +212,7 @@ class DMM(SequenceModel):
         self.iaf_dim = _positive("iaf_dim", self.z_dim if iaf_dim is None else iaf_dim)
         self.likelihood, self.cell, self.iafs = likelihood, cell, iafs
 
-        self.trans = GatedTransition(self.z_dim, self.transition_dim)
+        self.trans = GatedTransition(self.z_dim, self.transition_dim, covariate_dim=self.covariate_dim)
         self.emitter = MLP(self.z_dim, [self.emission_dim, self.emission_dim])
         self.decoder_head = make_likelihood(likelihood, self.emission_dim, x_dim)
         self.combiner = Combiner(self.z_dim, self.hidden_dim)
@@ -219,20 +227,28 @@ class DMM(SequenceModel):
     # ------------------------------------------------------------------ pieces
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
         shape = tuple(batch_shape) + (self.z_dim,)
-        return self.z_0.expand(shape), self.z_q_0.expand(shape)
+        return self.with_covariates((self.z_0.expand(shape), self.z_q_0.expand(shape)), x, batch_shape)
+
+    def context(self, x: torch.Tensor):
+        """The centred input; with covariates only ``u_{t+1}``, which the update attaches to the
+        state for the next transition (the backward RNN reads the input itself)."""
+        return self.next_covariates(x) if self.covariate_dim else super().context(x)
 
     def transition(self, state, t: int | None) -> dist.Distribution:
-        return self.trans(state[0])
+        return self.trans(self.model_state(state)[0], self.state_covariates(state))
 
     def emission(self, state, z: torch.Tensor) -> dist.Distribution:
         return self.decoder_head(self.emitter(z))
 
     def update(self, state, z: torch.Tensor, context_t, t: int):
-        return z, z
+        return self.next_state(state, (z, z), context_t)
 
     def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``h_t`` for every step, ``(batch, T, hidden_dim)``: the backward RNN over
-        ``x_T, ..., x_t`` of each sequence, started at its own last step."""
+        ``x_T, ..., x_t`` of each sequence (with covariates, ``[x_t, u_t]``), started at its own
+        last step."""
+        if self.covariate_dim:
+            context = self.centered(x)
         batch = context.shape[0]
         h0 = self.rnn_h0.expand(1, batch, self.hidden_dim).contiguous()
         if self.cell == "lstm":
@@ -241,7 +257,7 @@ class DMM(SequenceModel):
         return reverse_padded(out, lengths)
 
     def proposal(self, state, t: int, h_t: torch.Tensor) -> dist.Distribution:
-        loc, scale = self.combiner(state[1], h_t)
+        loc, scale = self.combiner(self.model_state(state)[1], h_t)
         base = dist.Normal(loc, scale).to_event(1)
         if not self.iafs:
             return base

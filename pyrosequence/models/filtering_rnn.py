@@ -59,6 +59,11 @@ class FilteringRNN(SequenceModel):
     before the first step, so its first prior, proposal and emission read the state after one
     recurrence step on a zero input (a learned initial state) rather than a zero state.
 
+    ``covariate_dim``: the number of covariate columns (known inputs ``u_t``, the last columns of
+    ``x``; :mod:`pyrosequence.models.core.covariates`). With covariates the recurrence and the
+    proposal read them through ``phi_x([x_t, u_t])`` and the prior reads ``[h_{t-1}, u_t]``; the
+    decoder reads ``u_t`` only through ``z_t`` and ``h_{t-1}``. 0 (default): today's model.
+
     ``dropout``: a rate for dropout after every hidden layer of the feature extractors ``phi_x``
     and ``phi_z`` (default 0: none), the regulariser Dai et al. (2019) use; active only in training
     mode, so every bound a run reports (validation, test, ``evaluate``) reads the full network.
@@ -71,6 +76,8 @@ class FilteringRNN(SequenceModel):
             (as the FIVO reference code).
         initial_step: start from one recurrence step on zeros, as the FIVO reference code.
         dropout: dropout rate after every hidden layer of the feature extractors (default 0).
+        covariate_dim: the number of covariate columns, the last of ``x`` (known inputs the
+            recurrence, prior and proposal read; default 0: none).
 
     A note on the backward LSTM: the reference code builds and runs it whatever the proposal
     (its smoothing path cannot run as published), so its parameters are in the paper's counts
@@ -97,8 +104,9 @@ class FilteringRNN(SequenceModel):
         initial_step: bool = False,
         dropout: float = 0.0,
         mask_inputs: bool = False,
+        covariate_dim: int = 0,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs, covariate_dim=covariate_dim)
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
         if architecture not in ARCHITECTURES:
@@ -122,7 +130,7 @@ class FilteringRNN(SequenceModel):
         scale_offset = float(scale_offset)
         self.phi_x = MLP(self.input_dim, [feature_dim] * layers, feature_out, dropout=dropout)  # checks the rate
         self.phi_z = MLP(z_dim, [feature_dim] * layers, feature_out, dropout=dropout)
-        self.prior_net = MLP(hidden_dim, [width] * layers)
+        self.prior_net = MLP(hidden_dim + self.covariate_dim, [width] * layers)  # [h_{t-1}, u_t]
         self.prior_head = DiagNormalHead(width, z_dim, scale_offset=scale_offset)
         if proposal == "smoothing" or fivo:  # the reference code builds it whatever the proposal (see above)
             self.backward_rnn = make_lstm(feature_dim, hidden_dim)
@@ -149,7 +157,12 @@ class FilteringRNN(SequenceModel):
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
         """The zero state, or with ``initial_step`` the state after one recurrence step from it on
-        a zero data input and a zero latent (computed once and broadcast to ``batch_shape``)."""
+        a zero data input and a zero latent (computed once and broadcast to ``batch_shape``);
+        with covariates, ``u_0`` attached (:meth:`with_covariates`)."""
+        return self.with_covariates(self.own_initial_state(batch_shape, x), x, batch_shape)
+
+    def own_initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
+        """:meth:`initial_state` without the covariates."""
         if not self.initial_step:
             return self.zero_state(batch_shape, x)
         one = torch.Size([1] * len(batch_shape))
@@ -166,13 +179,22 @@ class FilteringRNN(SequenceModel):
         ``phi_z(0)``), shaped as :meth:`latent_features` returns them."""
         return torch.zeros_like(z[..., :1]).expand(z.shape[:-1] + (self.feature_dim,))
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        return self.phi_x(self.centered(x))
+    def context(self, x: torch.Tensor):
+        """``phi_x`` of the centred input; with covariates the pair ``(phi_x(...), u_{t+1})``."""
+        features = self.phi_x(self.centered(x))
+        return (features, self.next_covariates(x)) if self.covariate_dim else features
+
+    def prior_input(self, state) -> torch.Tensor:
+        """What the prior network reads: ``h_{t-1}``, with covariates ``[h_{t-1}, u_t]``."""
+        h = self.hidden(state)
+        return cat_features(h, self.state_covariates(state)) if self.covariate_dim else h
 
     def transition(self, state, t: int | None) -> dist.Distribution:
-        return self.prior_head(self.prior_net(self.hidden(state)))
+        return self.prior_head(self.prior_net(self.prior_input(state)))
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context, lengths: torch.Tensor) -> torch.Tensor:
+        if self.covariate_dim:
+            context = context[0]  # the features; the next covariates are for the update
         if self.proposal_input == "raw":
             context = self.phi_x(x)
         if self.proposal_kind == "smoothing":
@@ -185,5 +207,5 @@ class FilteringRNN(SequenceModel):
         if not self.residual_proposal:
             return self.encoder_head.distribution(raw)
         loc, scale = self.encoder_head.loc_scale(raw)
-        prior_loc, _ = self.prior_head.loc_scale(self.prior_head.linear(self.prior_net(h)))
+        prior_loc, _ = self.prior_head.loc_scale(self.prior_head.linear(self.prior_net(self.prior_input(state))))
         return dist.Normal(prior_loc + loc, scale).to_event(1)

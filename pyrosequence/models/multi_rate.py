@@ -173,8 +173,9 @@ def multi_rate(
         model: a :class:`SequenceModel` with latent variables.
         beta_range: ``(a, b)``, the range beta is drawn from in training; it standardises the
             gates' input ``log beta`` (section 3.4).
-        example: a ``(batch, time, x_dim)`` batch valid for the model, used once to find which
-            piece uses which layer (default: zeros of shape ``(2, 3, x_dim)``).
+        example: a ``(batch, time, x_dim)`` batch valid for the model (covariates last, when it
+            has them), used once to find which piece uses which layer (default: zeros of shape
+            ``(2, 3, x_dim + covariate_dim)``).
         allow_ungated: leave parameterised modules of unknown types ungated (listed in
             ``model.ungated``) instead of raising.
     """
@@ -189,7 +190,7 @@ def multi_rate(
         raise ValueError(f"{type(model).__name__} is already a multi-rate model")
     conditioner = BetaConditioner(beta_range)
     if example is None:
-        example = model.input_offset.new_zeros(2, 3, model.x_dim)
+        example = model.input_offset.new_zeros(2, 3, model.x_dim + getattr(model, "covariate_dim", 0))
     used = _trace_pieces(model, example)
 
     plan, ungated, unknown, covered = [], [], [], set()

@@ -40,6 +40,10 @@ class SRNN(SequenceModel):
         backward_dim: units of the backward (posterior) LSTM (default ``hidden_dim``).
         likelihood, output: the output head (see :func:`pyrosequence.nn.make_likelihood`).
         width, layers: hidden units and hidden layers of the MLPs.
+        covariate_dim: the number of covariate columns, the last of ``x`` (known inputs the
+            forward and backward LSTMs and the prior read; default 0: none). The forward LSTM
+            reads ``[x_{t-1}, u_{t-1}]``, the prior ``[z_{t-1}, d_t, u_t]`` and the backward LSTM
+            ``[d_t, x_t, u_t]`` (:mod:`pyrosequence.models.core.covariates`).
     """
 
     #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
@@ -59,9 +63,10 @@ class SRNN(SequenceModel):
         width: int | None = None,
         layers: int = 1,
         mask_inputs: bool = False,
+        covariate_dim: int = 0,
         name: str | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs)
+        super().__init__(x_dim, z_dim, name=name, mask_inputs=mask_inputs, covariate_dim=covariate_dim)
         if z_dim < 1:
             raise ValueError(f"SRNN needs latents: z_dim must be at least 1, got {z_dim}")
         if layers < 1:
@@ -72,7 +77,7 @@ class SRNN(SequenceModel):
         self.hidden_dim, self.likelihood, self.output = hidden_dim, likelihood, output
         self.forward_rnn = make_lstm(self.input_dim, hidden_dim)
         self.backward_rnn = make_lstm(hidden_dim + self.input_dim, backward_dim)
-        self.prior_net = MLP(z_dim + hidden_dim, [width] * layers)
+        self.prior_net = MLP(z_dim + hidden_dim + self.covariate_dim, [width] * layers)
         self.prior_head = DiagNormalHead(width, z_dim)
         self.encoder_net = MLP(z_dim + backward_dim, [width] * layers)
         self.encoder_head = DiagNormalHead(width, z_dim)
@@ -81,28 +86,37 @@ class SRNN(SequenceModel):
 
     def initial_state(self, batch_shape: torch.Size, x: torch.Tensor):
         d = x.new_zeros(tuple(batch_shape) + (self.hidden_dim,))
-        return d, d, x.new_zeros(tuple(batch_shape) + (self.z_dim,))
+        return self.with_covariates((d, d, x.new_zeros(tuple(batch_shape) + (self.z_dim,))), x, batch_shape)
+
+    def context(self, x: torch.Tensor):
+        """The centred input; with covariates the pair ``(input, u_{t+1})``."""
+        return (self.centered(x), self.next_covariates(x)) if self.covariate_dim else self.centered(x)
 
     def forward_states(self, context: torch.Tensor) -> torch.Tensor:
         """``d_t`` for every step, ``(batch, T, hidden)``, in one LSTM call from ``d_0 = 0``."""
         out, _ = lstm_pass(self.forward_rnn, context)
         return shift_right(out)
 
-    def proposal_context(self, x: torch.Tensor, context: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def proposal_context(self, x: torch.Tensor, context, lengths: torch.Tensor) -> torch.Tensor:
+        if self.covariate_dim:
+            context = context[0]
         d = self.forward_states(context)
         return backward_pass(self.backward_rnn, torch.cat([d, context], -1), lengths)  # a_t
 
     def transition(self, state, t: int | None) -> dist.Distribution:
-        d, _, z_prev = state
+        d, _, z_prev = self.model_state(state)
+        if self.covariate_dim:
+            return self.prior_head(self.prior_net(cat_features(z_prev, d, self.state_covariates(state))))
         return self.prior_head(self.prior_net(cat_features(z_prev, d)))
 
     def proposal(self, state, t: int, a_t: torch.Tensor) -> dist.Distribution:
-        return self.encoder_head(self.encoder_net(cat_features(state[2], a_t)))
+        return self.encoder_head(self.encoder_net(cat_features(self.model_state(state)[2], a_t)))
 
     def emission(self, state, z: torch.Tensor) -> dist.Distribution:
-        return self.decoder_head(self.decoder_net(cat_features(z, state[0])))
+        return self.decoder_head(self.decoder_net(cat_features(z, self.model_state(state)[0])))
 
-    def update(self, state, z: torch.Tensor, x_t: torch.Tensor, t: int):
-        d, c, _ = state
+    def update(self, state, z: torch.Tensor, context_t, t: int):
+        x_t, u_next = context_t if self.covariate_dim else (context_t, None)
+        d, c, _ = self.model_state(state)
         d, c = lstm_step(self.forward_rnn, x_t, (d, c))  # d_{t+1}: depends on x only, no particle dims needed
-        return d, c, z
+        return self.next_state(state, (d, c, z), u_next)

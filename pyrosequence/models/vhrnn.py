@@ -64,6 +64,10 @@ class VHRNN(FilteringRNN):
         omega_dim: hidden units of the decoder's hyper MLPs (8 for synthetic data, 64 for real).
         hidden_dim, likelihood, cell, layers, output, architecture, proposal: as in
             :class:`~pyrosequence.models.VRNN`.
+        covariate_dim: the number of covariate columns, the last of ``x`` (known inputs the
+            recurrence, the prior, the proposal and the hyper network that generates the
+            recurrence's weights read; default 0: none). The hyper network reads ``[c_t, u_t]``;
+            the decoder's hyper layers keep ``c_t`` (:mod:`pyrosequence.models.core.covariates`).
     """
 
     #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
@@ -89,20 +93,21 @@ class VHRNN(FilteringRNN):
         initial_step: bool = False,
         dropout: float = 0.0,
         mask_inputs: bool = False,
+        covariate_dim: int = 0,
         name: str | None = None,
     ) -> None:
         if hyper_input not in HYPER_INPUTS:
             raise ValueError(f"unknown hyper_input {hyper_input!r}; choose one of: {', '.join(HYPER_INPUTS)}")
         h = hidden_dim or z_dim
         super().__init__(x_dim, z_dim, h, z_dim, z_dim, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step, dropout, mask_inputs)
+                         scale_offset, proposal_input, initial_step, dropout, mask_inputs, covariate_dim)
         fivo = architecture == "fivo"
         hyper_dim = hyper_dim or z_dim
         self.hyper_input, self.likelihood = hyper_input, likelihood
         cond_dim = {"latent+hidden": z_dim + h, "latent": z_dim, "hidden": h}[hyper_input]
         self.cell = HyperCell(2 * z_dim, h, cell)
         self.theta = HyperGenerator(
-            cond_dim, hyper_dim, self.cell.modulation_dim, hyper_net, shift_bias=not (fivo and hyper_net == "rnn")
+            cond_dim + self.covariate_dim, hyper_dim, self.cell.modulation_dim, hyper_net, shift_bias=not (fivo and hyper_net == "rnn")
         )
         widths = [z_dim] * layers
         self.decoder = nn.ModuleList(
@@ -119,7 +124,7 @@ class VHRNN(FilteringRNN):
             use_single_bias(self)
 
     def hidden(self, state: tuple) -> torch.Tensor:
-        return state[0]
+        return self.model_state(state)[0]
 
     def _condition(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         if self.hyper_input == "latent":
@@ -135,10 +140,18 @@ class VHRNN(FilteringRNN):
     def zero_latent_features(self, z: torch.Tensor) -> tuple:
         return z, super().zero_latent_features(z)
 
-    def advance(self, state: tuple, z: torch.Tensor, z_features: tuple, x_features: torch.Tensor, weights=None) -> tuple:
+    def advance(self, state: tuple, z: torch.Tensor, z_features: tuple, x_features: torch.Tensor, weights=None,
+                u: torch.Tensor | None = None) -> tuple:
+        """One recurrence step of the model's own ``state`` (without covariates attached); with
+        covariates the hyper network also reads ``u`` (``u_t``; zeros when not given: the
+        ``initial_step`` on a zero input)."""
         z, zf = z_features
         primary, hyper = self.cell.split(state)
-        (d_in, d_h, b), hyper = self.theta(self._condition(z, self.hidden(state)), hyper)
+        condition = self._condition(z, state[0])
+        if self.covariate_dim:
+            u = condition.new_zeros(condition.shape[:-1] + (self.covariate_dim,)) if u is None else u
+            condition = cat_features(condition, u)
+        (d_in, d_h, b), hyper = self.theta(condition, hyper)
         if weights is not None:
             weights.extend((d_in, d_h, b))
         return self.cell.join(self.cell(cat_features(x_features, zf), primary, d_in, d_h, b), hyper)
@@ -164,11 +177,12 @@ class VHRNN(FilteringRNN):
             return emission
         return self.decoder_head(a)
 
-    def update(self, state: tuple, z_features: tuple, x_features: torch.Tensor, t: int) -> tuple:
+    def update(self, state: tuple, z_features: tuple, context_t, t: int) -> tuple:
         weights: list = []
-        state = self.advance(state, None, z_features, x_features, weights)
+        x_features, u_next = context_t if self.covariate_dim else (context_t, None)
+        new = self.advance(self.model_state(state), None, z_features, x_features, weights, self.state_covariates(state))
         d_in, d_h, b = weights
         pyro.deterministic(f"theta_d_input_{t}", d_in, event_dim=1)
         pyro.deterministic(f"theta_d_hidden_{t}", d_h, event_dim=1)
         pyro.deterministic(f"theta_bias_{t}", b, event_dim=1)
-        return state
+        return self.next_state(state, new, u_next)

@@ -56,7 +56,7 @@ class VRNN(FilteringRNN):
             LSTM gate, smoothing proposal), which reproduces the VHRNN paper's parameter counts:
             see :class:`~pyrosequence.models.FilteringRNN`.
         proposal: ``"filtering"`` or ``"smoothing"`` (default: the architecture's).
-        scale_offset, proposal_input, initial_step, dropout: see
+        scale_offset, proposal_input, initial_step, dropout, covariate_dim: see
             :class:`~pyrosequence.models.FilteringRNN`.
     """
 
@@ -81,13 +81,14 @@ class VRNN(FilteringRNN):
         initial_step: bool = False,
         dropout: float = 0.0,
         mask_inputs: bool = False,
+        covariate_dim: int = 0,
         name: str | None = None,
     ) -> None:
         hidden_dim = hidden_dim or z_dim
         feature_dim = feature_dim or z_dim
         width = width or z_dim
         super().__init__(x_dim, z_dim, hidden_dim, feature_dim, width, layers, name, architecture, proposal,
-                         scale_offset, proposal_input, initial_step, dropout, mask_inputs)
+                         scale_offset, proposal_input, initial_step, dropout, mask_inputs, covariate_dim)
         self.likelihood = likelihood
         self.decoder_net = MLP(feature_dim + hidden_dim, [width] * layers)
         self.output = output
@@ -97,7 +98,7 @@ class VRNN(FilteringRNN):
             use_single_bias(self.rnn)
 
     def hidden(self, state: State) -> torch.Tensor:
-        return self.rnn.output(state)
+        return self.rnn.output(self.model_state(state))
 
     def zero_state(self, batch_shape: torch.Size, x: torch.Tensor) -> State:
         return self.rnn.initial_state(batch_shape, x)
@@ -109,7 +110,10 @@ class VRNN(FilteringRNN):
         return self.phi_z(z)
 
     def emission(self, state: State, z_features: torch.Tensor) -> dist.Distribution:
-        return self.decoder_head(self.decoder_net(cat_features(z_features, self.rnn.output(state))))
+        return self.decoder_head(self.decoder_net(cat_features(z_features, self.hidden(state))))
 
-    def update(self, state: State, z_features: torch.Tensor, x_features: torch.Tensor, t: int) -> State:
-        return self.advance(state, None, z_features, x_features)
+    def update(self, state: State, z_features: torch.Tensor, context_t, t: int) -> State:
+        if not self.covariate_dim:
+            return self.advance(state, None, z_features, context_t)
+        x_features, u_next = context_t
+        return self.next_state(state, self.advance(self.model_state(state), None, z_features, x_features), u_next)

@@ -24,6 +24,15 @@ from pyrosequence.optim.schedules import check_schedule
 
 
 
+def _covariate_dim(source, root) -> int:
+    """How many covariate columns the training split of ``source`` has; 0 when it cannot be read
+    here (a run reopened elsewhere recorded ``covariate_dim`` in its model options)."""
+    try:
+        return source.covariate_dim(root)
+    except (ValueError, OSError):
+        return 0
+
+
 def _has_missing(source, root) -> bool:
     """Whether the training split of ``source`` has missing values; ``False`` when it cannot be
     read here (a run reopened elsewhere: it recorded ``mask_inputs`` when its data had gaps, and
@@ -199,6 +208,12 @@ class TrainConfig:
             raise ValueError(
                 f"model {self.model!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}"
             )
+        covariates = _covariate_dim(source, self.data_root) if "covariate_dim" not in self.model_options else 0
+        if covariates and "covariate_dim" not in accepted:
+            raise ValueError(f"the data at {self.data} has {covariates} covariate column(s), but model {self.model!r} "
+                             "does not read covariates (no covariate_dim option); use one that does (vrnn, vhrnn, srnn, dmm)")
+        if covariates:  # the model reads them: recorded, so reopening builds the same
+            self.model_options = {**self.model_options, "covariate_dim": covariates}
         if "mask_inputs" in accepted and "mask_inputs" not in self.model_options and _has_missing(source, self.data_root):
             # data with gaps: the networks read the observation mask too; recorded, so reopening builds the same
             self.model_options = {**self.model_options, "mask_inputs": True}

@@ -181,7 +181,7 @@ def train_epoch(
             if start == 0 or not len(x_w):
                 continuation = {}
             else:
-                reference = model.initial_state(torch.Size([1]), x_w)
+                reference = model.initial_state(torch.Size([1]), x_w[:1])
                 continuation = {"initial": _carry(carried, reference, rows), "start": start}
             optimizer.zero_grad(set_to_none=True)
             loss = 0.0
@@ -323,7 +323,7 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
         model = build_model(config, train_set.x_dim)  # rejects bad model options before any file is touched
         initialize(model, config.init)
     else:
-        model, config = adopt_model(model, config, train_set.x_dim)
+        model, config = adopt_model(model, config, train_set.x_dim, train_set.covariate_dim)
         if config.model_not_rebuildable is not None:
             log(f"this model instance cannot be rebuilt from config.json ({config.model_not_rebuildable}); "
                 "evaluate, sample, plot, report and --resume will refuse the run")
@@ -519,7 +519,7 @@ def _train(config: TrainConfig, group: DataParallel, device: torch.device, out, 
     }
     units = ""
     if test_set.scale is not None:  # standardised data: the bound in the data's own units too
-        result["per_timestep_data_units"] = in_data_units(test, test_set.x, test_set.lengths, test_set.scale).per_timestep
+        result["per_timestep_data_units"] = in_data_units(test, test_set.observations, test_set.lengths, test_set.scale).per_timestep
         units = f"  (in the data's units: {result['per_timestep_data_units']:.4f})"
     group.on_main(lambda: atomic_write(run_dir / RESULTS_FILE, strict_json(result, indent=2)))
     log(f"test {config.eval_bound}({config.eval_particles}) per time step: {test.per_timestep:.4f}{units}")

@@ -64,11 +64,11 @@ def build_model(config: TrainConfig, x_dim: int) -> SequenceModel:
 
 
 
-def adopt_model(model, config: TrainConfig, x_dim: int):
+def adopt_model(model, config: TrainConfig, x_dim: int, covariate_dim: int = 0):
     """For ``train(config, model=instance)``: check the instance against the data and return
     ``(model, config)``, the config's ``model``, ``z_dim`` and ``model_options`` replaced by the
     instance's recipe (:mod:`pyrosequence.models.core.rebuild`), or, when it cannot be rebuilt, with
-    ``model_not_rebuildable`` saying why. With ``config.multi_rate`` the instance is gated here,
+    ``model_not_rebuildable`` saying why; its ``covariate_dim`` must be the data's. With ``config.multi_rate`` the instance is gated here,
     as :func:`build_model` gates a built model."""
     from pyrosequence.models.core.capabilities import is_multi_rate
     from pyrosequence.models.core.program import PyroProgram
@@ -79,6 +79,10 @@ def adopt_model(model, config: TrainConfig, x_dim: int):
     model_x_dim = getattr(model, "x_dim", None)
     if model_x_dim is not None and model_x_dim != x_dim:
         raise ValueError(f"the model instance has x_dim {model_x_dim} but the data set {config.data!r} has x_dim {x_dim}")
+    model_covariates = getattr(model, "covariate_dim", 0)
+    if model_x_dim is not None and model_covariates != covariate_dim:
+        raise ValueError(f"the model instance reads {model_covariates} covariate column(s) but the data set {config.data!r} "
+                         f"has {covariate_dim}: build it with covariate_dim={covariate_dim}")
     if is_multi_rate(model):
         raise ValueError("give train() the plain model and set multi_rate=True in the config, so the run can rebuild its gates")
     found = recipe(model)

@@ -208,3 +208,29 @@ def test_evaluate_reads_a_moved_file_through_data_root(tmp_path, capsys):
     assert main(["evaluate", str(out), "--particles", "2"]) == 1
     assert f"no data file or folder at {data}" in capsys.readouterr().err
     assert main(["evaluate", str(out), "--particles", "2", "--data-root", str(moved)]) == 0
+
+
+def test_a_run_with_covariates_reopens_them_and_forecasts_with_the_data_s_future_values(tmp_path, capsys):
+    from pyrosequence.diagnostics.backtest import backtest
+
+    data = tmp_path / "sales.csv"
+    write_sales(data)
+    out = tmp_path / "run"
+    argv = ["train", *FAST, "--data", str(data), "--data-option", "id_column=store", "--data-option", "time_column=week",
+            "--data-option", "split=time", "--data-option", "holdout=2", "--data-option", 'covariate_columns=["price"]',
+            "--standardize", "--out", str(out)]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_options"]["covariate_columns"] == ["price"] and config["data_options"]["value_columns"] == ["units"]
+    assert config["model_options"]["covariate_dim"] == 1
+    assert main(["evaluate", str(out), "--particles", "2", "--split", "valid"]) == 0
+    # the valid split has 2 steps per sequence: 1 of prefix leaves covariates for 1 step
+    sample = ["sample", str(out), "--num", "2", "--prefix-len", "1", "--index", "0", "--split", "valid"]
+    assert main([*sample, "--out", str(tmp_path / "s")]) == 0
+    samples = np.load(tmp_path / "s" / "samples.npz")
+    assert samples["samples"].shape == (2, 1, 1, 1) and samples["prefix"].shape == (1, 1, 1)
+    capsys.readouterr()
+    assert main([*sample, "--steps", "3", "--out", str(tmp_path / "s3")]) == 1
+    assert "known for 1 step(s) ahead but 3 are to be drawn: 2 step(s) of covariates are missing" in capsys.readouterr().err
+    result = backtest(str(out), horizon=1, windows=2, num_samples=4, num_particles=2, baselines="none")
+    assert result.truth.shape[-1] == 1 and result.series.covariates is not None

@@ -14,7 +14,7 @@ from pyrosequence.models.core.options import (COMMON_DOCS, constructor_parameter
 from pyrosequence.training.config import TrainConfig
 
 #: Integer options of built-in models that are not sizes (0 is meaningful).
-NOT_SIZES = {"seed", "iafs"}
+NOT_SIZES = {"seed", "iafs", "covariate_dim"}  # covariate_dim: 0 is valid, and train sets it from the data
 
 
 def train_args(*flags):

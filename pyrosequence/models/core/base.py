@@ -19,6 +19,7 @@ lengths, validation) lives here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import uuid
@@ -36,6 +37,7 @@ import pyro.poutine as poutine
 from pyro.poutine.messenger import Messenger
 
 from pyrosequence.data.checks import Sequences, check_sequences
+from pyrosequence.models.core import covariates as cov
 from pyrosequence.models.core.missing import mask_elements, partial_step
 from pyrosequence.models.core.time_slicing import Context, context_steps, stack_states, time_slices
 from pyrosequence.nn.cells import State
@@ -169,7 +171,8 @@ class SequenceModel(nn.Module):
     #: compiled filter runs this model's step eagerly, with a warning.
     time_invariant_pieces = False
 
-    def __init__(self, x_dim: int, z_dim: int, name: str | None = None, mask_inputs: bool = False) -> None:
+    def __init__(self, x_dim: int, z_dim: int, name: str | None = None, mask_inputs: bool = False,
+                 covariate_dim: int = 0) -> None:
         super().__init__()
         if int(x_dim) < 1 or int(z_dim) < 0:
             raise ValueError(f"x_dim must be positive and z_dim non-negative, got x_dim={x_dim}, z_dim={z_dim}")
@@ -177,6 +180,10 @@ class SequenceModel(nn.Module):
             raise ValueError(f"mask_inputs must be true or false, got {mask_inputs!r}")
         self.x_dim = int(x_dim)
         self.z_dim = int(z_dim)
+        #: The number of covariate columns: known inputs ``u_t`` that follow the ``x_dim``
+        #: observation columns of ``x`` and are read, never emitted
+        #: (:mod:`pyrosequence.models.core.covariates`). 0: a model without covariates.
+        self.covariate_dim = cov.check_covariate_dim(covariate_dim)
         #: The networks read ``x`` with the observation mask as ``x_dim`` extra features
         #: (:meth:`network_input`); set for data with missing values (``train`` does it).
         self.mask_inputs = mask_inputs
@@ -201,29 +208,92 @@ class SequenceModel(nn.Module):
     def input_dim(self) -> int:
         """The width of the network input :meth:`network_input` (what :meth:`context`,
         :meth:`proposal_context` and :meth:`initial_state` receive as ``x``): ``x_dim``, or
-        ``2 * x_dim`` with :attr:`mask_inputs` (values, then the observation mask). Size the
-        layers that read ``x`` with it."""
-        return 2 * self.x_dim if self.mask_inputs else self.x_dim
+        ``2 * x_dim`` with :attr:`mask_inputs` (values, then the observation mask), plus
+        :attr:`covariate_dim` (the covariates, last). Size the layers that read ``x`` with it."""
+        return (2 * self.x_dim if self.mask_inputs else self.x_dim) + self.covariate_dim
 
     def network_input(self, seqs: Sequences) -> torch.Tensor:
         """What the networks read for the batch ``seqs``: ``seqs.x`` (padding and missing
         elements zero-filled), and with :attr:`mask_inputs` the observation mask concatenated
         as ``x_dim`` more features (1 = observed, 0 = missing; padding reads as observed
-        zeros), ``(batch, time, input_dim)``."""
+        zeros), ``(batch, time, input_dim)``; the covariates, when the model has them, are
+        its last :attr:`covariate_dim` features."""
         x = seqs.x if seqs.observed is None else seqs.x.masked_fill(~seqs.observed, 0.0)
-        if not self.mask_inputs:
-            return x
-        observed = (x.new_ones(()).expand(x.shape) if seqs.observed is None else seqs.observed.to(x.dtype))
-        return torch.cat([x, observed], -1)
+        if self.mask_inputs:
+            observed = (x.new_ones(()).expand(x.shape) if seqs.observed is None else seqs.observed.to(x.dtype))
+            x = torch.cat([x, observed], -1)
+        if self.covariate_dim:
+            x = torch.cat([x, seqs.covariates], -1)
+        return x
+
+    def split_covariates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A network input ``(..., input_dim)`` split into what precedes the covariates (values,
+        and the mask with :attr:`mask_inputs`) and the covariates ``(..., covariate_dim)``."""
+        return x.split([x.shape[-1] - self.covariate_dim, self.covariate_dim], -1)
 
     def centered(self, x: torch.Tensor) -> torch.Tensor:
         """``x - input_offset``: the network input for data ``x`` (from :meth:`network_input`).
         With :attr:`mask_inputs` only the values are centred, and a missing value stays zero
-        (the training mean) after centring; the mask features pass unchanged."""
+        (the training mean) after centring; the mask features and the covariates pass unchanged."""
+        if self.covariate_dim and x.shape[-1] == self.input_dim:
+            rest, u = self.split_covariates(x)
+            return torch.cat([self.centered_values(rest), u], -1)
+        return self.centered_values(x)
+
+    def centered_values(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`centered` of a network input without covariates."""
         if not self.mask_inputs or x.shape[-1] != 2 * self.x_dim:
             return x - self.input_offset
         values, observed = x.split(self.x_dim, -1)
         return torch.cat([(values - self.input_offset) * observed, observed], -1)
+
+    # ------------------------------------------------------------------ covariates in the state
+    def with_covariates(self, state: State, x: torch.Tensor, batch_shape: torch.Size) -> State:
+        """``state`` as :meth:`initial_state` returns it: unchanged without covariates; else
+        ``(state, u_0)`` with ``u_0`` the first step's covariates of the network input ``x``,
+        broadcast to ``batch_shape`` (see :mod:`pyrosequence.models.core.covariates`)."""
+        if not self.covariate_dim:
+            return state
+        return cov.attach(state, cov.first_covariates(x, self.covariate_dim), batch_shape)
+
+    def model_state(self, state: State) -> State:
+        """The model's own part of ``state``: ``state`` itself without covariates, else the
+        ``model_state`` of ``(model_state, u_t)``."""
+        return cov.split_state(state)[0] if self.covariate_dim else state
+
+    def state_covariates(self, state: State) -> torch.Tensor | None:
+        """``u_t``, the covariates of the step ``state`` precedes (``None`` without covariates)."""
+        return cov.split_state(state)[1] if self.covariate_dim else None
+
+    def next_state(self, state: State, model_state: State, u_next: torch.Tensor | None) -> State:
+        """What :meth:`update` returns from the state ``state`` it was given: the new
+        ``model_state``, with ``u_{t+1}`` (the context's :meth:`next_covariates` part) attached,
+        broadcast like the covariates ``state`` carried, when the model has covariates."""
+        if not self.covariate_dim:
+            return model_state
+        carried = cov.split_state(state)[1]
+        return cov.attach(model_state, u_next, torch.broadcast_shapes(u_next.shape[:-1], carried.shape[:-1]))
+
+    def next_covariates(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, time, U)`` with ``u_{t+1}`` at step ``t`` for a network input ``x``: the
+        part of :meth:`context` that carries the next step's covariates to :meth:`update`."""
+        return cov.next_step_covariates(self.split_covariates(x)[1])
+
+    def continue_state(self, state: State, x: torch.Tensor) -> State:
+        """The state a window that continues a sequence starts from (truncated backpropagation
+        through time, a forecast): ``state`` itself, or with covariates ``state`` with the
+        covariates of the window's first step (network input ``x``) attached in place of those
+        it carried (zero after the earlier window's last step: unknown there)."""
+        if not self.covariate_dim:
+            return state
+        return self.replace_covariates(state, cov.first_covariates(x, self.covariate_dim))
+
+    def replace_covariates(self, state: State, u: torch.Tensor) -> State:
+        """``state`` (of a model with covariates) carrying ``u`` ``(..., U)``, broadcast to the
+        state's batch shape, as the covariates of the step it precedes: how a window that
+        continues a sequence, or a forecast past its end, hands the model the known inputs."""
+        model_state, old = cov.split_state(state)
+        return cov.attach(model_state, u, torch.broadcast_shapes(old.shape[:-1], u.shape[:-1]))
 
     def __getstate__(self) -> dict:
         # The recorded recurrence holds graph tensors of one evaluation: never copy or pickle it.
@@ -395,7 +465,7 @@ class SequenceModel(nn.Module):
         refuse_other_device(x, self.input_offset.device, type(self).__name__)
         if isinstance(x, torch.Tensor) and x.dtype.is_floating_point and x.dtype != self.input_offset.dtype:
             x = x.to(self.input_offset.dtype)
-        seqs = check_sequences(x, lengths, self.x_dim)
+        seqs = self._check_batch(x, lengths)
         if not getattr(self, "_pieces_checked", False):
             self._check_contract(seqs)  # first: it reads the support of the emission's distribution
         if seqs.observed is None:
@@ -404,6 +474,21 @@ class SequenceModel(nn.Module):
             self.check_data(self._fill_for_check(seqs))
             self._check_partial_steps(seqs)
         return seqs
+
+    def _check_batch(self, x, lengths) -> Sequences:
+        """:func:`check_sequences` of the observation columns, with the covariate columns (the
+        last :attr:`covariate_dim` ones) checked and attached as :attr:`Sequences.covariates`."""
+        if not self.covariate_dim:
+            return check_sequences(x, lengths, self.x_dim)
+        if not (torch.is_tensor(x) and x.dim() == 3):  # check_sequences names what is wrong
+            return check_sequences(x, lengths, self.x_dim + self.covariate_dim)
+        values, u = cov.split_columns(x, self.x_dim, self.covariate_dim)
+        seqs = check_sequences(values, lengths, self.x_dim)
+        u = u[:, : seqs.num_steps]
+        cov.check_covariates(u, seqs.mask, first_column=self.x_dim)
+        if seqs.mask is not None:
+            u = u.masked_fill(~seqs.mask[..., None], 0.0)
+        return dataclasses.replace(seqs, covariates=u)
 
     def _fill_for_check(self, seqs: Sequences) -> torch.Tensor:
         """``x`` with each missing element replaced by an observed value of the same batch, so
@@ -448,7 +533,9 @@ class SequenceModel(nn.Module):
     def start_state(self, seqs: Sequences, initial: State | None = None) -> State:
         """The state before the first step: ``initial`` when a window continues a sequence
         (truncated backpropagation through time), else :meth:`initial_state`."""
-        return self.initial_state(torch.Size([seqs.batch_size]), self.network_input(seqs)) if initial is None else initial
+        if initial is None:
+            return self.initial_state(torch.Size([seqs.batch_size]), self.network_input(seqs))
+        return self.continue_state(initial, self.network_input(seqs)) if self.covariate_dim else initial
 
     # ------------------------------------------------------------------ Pyro programs
     def guide(

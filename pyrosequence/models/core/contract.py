@@ -15,7 +15,9 @@ it returned:
   state's batch shape;
 * ``emission(state, z_features)``: event shape ``(x_dim,)``; it is called with one step's state and
   with states stacked over time (batch shape ``(..., batch, time)``), as the model does;
-* ``update(state, z_features, context_t, t)``: a state of the same structure and batch shape.
+* ``update(state, z_features, context_t, t)``: a state of the same structure and batch shape
+  (with covariates, the state carries ``u_t`` beside the model's own: see
+  :mod:`pyrosequence.models.core.covariates`).
 
 The element support the emission's distribution declares (``Bernoulli``: ``boolean``) is kept as
 part of the model's :attr:`~pyrosequence.models.SequenceModel.emission_support`, so data outside
@@ -118,7 +120,8 @@ def check_pieces(model, seqs, particles: int = 2) -> None:
     x = seqs.x[:rows, :steps]
     lengths = seqs.lengths[:rows].clamp(max=steps)
     part = Sequences(x, lengths, None if seqs.mask is None else seqs.mask[:rows, :steps],
-                     None if seqs.observed is None else seqs.observed[:rows, :steps])
+                     None if seqs.observed is None else seqs.observed[:rows, :steps],
+                     None if seqs.covariates is None else seqs.covariates[:rows, :steps])
     devices = [x.device] if x.device.type == "cuda" else []
     inputs = model.network_input(part)
     masks_elements = True

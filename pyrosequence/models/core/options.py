@@ -26,6 +26,8 @@ POINTER = re.compile(r"^(see|as in|other arguments as in)\b", re.IGNORECASE)
 #: Options the library itself gives many models, documented once here.
 COMMON_DOCS = {
     "mask_inputs": "read missing values as zero plus a mask feature (set by train when the training data have gaps)",
+    "covariate_dim": "the number of covariate columns, the last of x (known inputs read, never emitted; set by "
+                     "train from the data's covariate_columns)",
 }
 
 
