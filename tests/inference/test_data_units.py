@@ -51,7 +51,7 @@ def test_a_dataset_keeps_its_scale_through_subsets_and_devices():
 
 
 @pytest.mark.parametrize("scale, message", [
-    (torch.tensor([1.0]), r"one factor per feature, shape \(2,\)"),
+    (torch.tensor([1.0]), r"one factor per observation column, shape \(2,\)"),
     (torch.tensor([1.0, 0.0]), "finite and positive"),
     (torch.tensor([1.0, float("nan")]), "finite and positive"),
 ])
