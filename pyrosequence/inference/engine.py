@@ -155,6 +155,27 @@ def _draw(model, state, t: int, proposal_t, particles: torch.Size):
     return proposal, proposal.rsample()
 
 
+class StepInfo(NamedTuple):
+    """What one step of the particle filter measured, per sequence ``(B,)``."""
+
+    increment: torch.Tensor  # log p_hat(x_t | x_<t)
+    ess: torch.Tensor  # effective sample size after the step's reweighting (detached)
+    resampled: torch.Tensor  # bool: whether the filter resampled after the step
+    lse: torch.Tensor  # log-sum of the weights (non-finite where the weights broke down)
+
+
+class FilterStep(NamedTuple):
+    """What :func:`filter_step` returns: the filter it carries to the next step, what the step
+    measured, and the held-fixed pass's carry (``None`` unless one was given)."""
+
+    state: object  # the particles' states, resampled where the filter resampled
+    log_w: torch.Tensor  # (K, B) log-weights since each filter's last resampling
+    log_z: torch.Tensor  # (B,) log-normalisers accumulated at resamplings
+    reference: torch.Tensor  # (B,) the next step's reference log-sum
+    info: StepInfo
+    held_fixed: object = None  # HeldFixed
+
+
 def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, reference, x_t, context_t, proposal_t,
                 active, may_resample, latent_scale, t: int, analytic_kl: bool = False, observed_t=None, held_fixed=None):
     """One step of the particle filter, without reading anything back to the host.
@@ -185,11 +206,11 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
             resampling (``ess_threshold == 0``).
 
     Returns:
-        ``(state, log_w, log_z, reference, increment, ess, resampled, lse)`` with the updated
-        (and resampled) state and weights, ``increment = log p_hat(x_t | x_<t)`` ``(B,)``, the ESS
-        after reweighting ``(B,)``, whether each filter resampled ``(B,)`` and the log-sum of the
-        weights ``(B,)`` (non-finite where a filter's weights broke down; the caller checks that
-        once, after the loop); with ``held_fixed``, its updated carry follows.
+        :class:`FilterStep`: the updated (and resampled) ``state``, ``log_w``, ``log_z`` and
+        ``reference``; ``info`` (:class:`StepInfo`: ``increment = log p_hat(x_t | x_<t)``, the ESS
+        after reweighting, whether each filter resampled and the log-sum of the weights, all
+        ``(B,)``; the log-sum is non-finite where a filter's weights broke down, which the caller
+        checks once, after the loop); and with ``held_fixed`` its updated carry.
     """
     particles = log_w.shape
     k = particles[0]
@@ -225,8 +246,7 @@ def filter_step(model, resampler, ess_threshold: float, state, log_w, log_z, ref
     else:
         resample = torch.zeros_like(active)
         reference = lse
-    outputs = (state, log_w, log_z, reference, step_increment, ess.detach(), resample, lse)
-    return outputs if held_fixed is None else outputs + (held_fixed,)
+    return FilterStep(state, log_w, log_z, reference, StepInfo(step_increment, ess.detach(), resample, lse), held_fixed)
 
 
 class HeldFixed(NamedTuple):
@@ -329,13 +349,12 @@ def filter_steps(model, resampler, ess_threshold: float, state, log_w, log_z, re
             state, per_step = deferred_step(model, state, context_t, proposal_t, log_w, 0)
             outputs.append(per_step)
             continue
-        state, log_w, log_z, reference, *per_step = filter_step(
+        step = filter_step(
             model, resampler, ess_threshold, state, log_w, log_z, reference, x_t, context_t, proposal_t, active,
             may_resample, latent_scale, 0, analytic_kl, observed_t, held_fixed,
         )
-        if held_fixed is not None:
-            held_fixed = per_step.pop()
-        outputs.append(tuple(per_step))
+        state, log_w, log_z, reference, held_fixed = step.state, step.log_w, step.log_z, step.reference, step.held_fixed
+        outputs.append(tuple(step.info))
     return state, log_w, log_z, reference, held_fixed, tuple(outputs)
 
 
@@ -440,13 +459,11 @@ class StepRunner:
                 carry[0] = state
                 outputs.append(per_step)
                 continue
-            out = filter_step(
+            step = filter_step(
                 self.model, self.resampler, self.ess_threshold, *carry, x_t, context_steps[i], proposal_steps[i],
                 active_steps[i], may_resample_steps[i], latent_scale, t + i, self.analytic_kl, observed_steps[i],
                 held_fixed,
             )
-            carry, per_step = out[:4], out[4:8]
-            if held_fixed is not None:
-                held_fixed = out[8]
-            outputs.append(per_step)
+            carry, held_fixed = [step.state, step.log_w, step.log_z, step.reference], step.held_fixed
+            outputs.append(tuple(step.info))
         return (*carry, held_fixed, tuple(outputs))

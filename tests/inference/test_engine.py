@@ -62,7 +62,7 @@ def test_a_step_reads_nothing_back_to_the_host(resampler, ess_threshold):
         out = filter_step(m, get_resampler(resampler), ess_threshold, state, log_w, torch.zeros(b), torch.zeros(b),
                           seqs.x[:, 0], ctx[:, 0], q[:, 0], torch.ones(b, dtype=torch.bool),
                           torch.ones(b, dtype=torch.bool), None, 0)
-    resampled = out[6]
+    resampled = out.info.resampled
     assert resampled.dtype == torch.bool and resampled.shape == (b,)
     assert bool(resampled[1]) == (ess_threshold > 0)
 
