@@ -82,7 +82,7 @@ def test_dmm_jsb_curve_summarises_a_run(tmp_path):
 
 
 def test_statsmodels_walkthrough_exports_and_its_commands_parse(tmp_path):
-    """The walk-through's CSV files (skipped without statsmodels), its eight commands (every flag
+    """The walk-through's CSV files (skipped without statsmodels), its twelve commands (every flag
     one the CLI knows) and the summary of backtest.json files."""
     import shlex
 
@@ -92,7 +92,7 @@ def test_statsmodels_walkthrough_exports_and_its_commands_parse(tmp_path):
     from pyrosequence.cli import build_parser
 
     lines = walk.commands(tmp_path / "data", tmp_path / "runs")
-    assert len(lines) == 8 and sum(line.startswith("pyrosequence backtest") for line in lines) == 4
+    assert len(lines) == 12 and sum(line.startswith("pyrosequence backtest") for line in lines) == 6
     parser = build_parser()
     for line in lines:
         args = parser.parse_args(shlex.split(line)[1:])
@@ -106,9 +106,15 @@ def test_statsmodels_walkthrough_exports_and_its_commands_parse(tmp_path):
     table = walk.summary(tmp_path / "runs")
     assert "| vrnn (ours) | 1.000 | 2.000 | 3.000 | 0.500 | 0.800 | 0.950 | a run |" in table and "macrodata" not in table
     pytest.importorskip("statsmodels", reason="statsmodels is not installed (pip install 'pyrosequence[baselines]')")
-    sun, macro = walk.export(tmp_path / "data")
+    sun, macro, co2 = walk.export(tmp_path / "data")
     assert sun.read_text().splitlines()[0] == "time,sunactivity" and len(sun.read_text().splitlines()) == 310
     assert macro.read_text().splitlines()[0] == "time,gdp_growth,inflation,unemp" and len(macro.read_text().splitlines()) == 203
+    co2_lines = co2.read_text().splitlines()  # the weekly series with its 59 missing weeks, read back as gaps
+    assert co2_lines[0] == "time,co2" and len(co2_lines) == 2285 and sum(line.endswith(",nan") for line in co2_lines) == 59
+    from pyrosequence.data import load_data
+
+    train = load_data(co2, split="time", holdout=52)["train"]
+    assert train.has_missing and train.x.shape == (1, 2284 - 104, 1)
 
 
 def test_ship_pretrained_records_standardised_data_in_the_raw_units_and_a_ci_check(tmp_path):
