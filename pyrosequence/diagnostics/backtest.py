@@ -335,13 +335,13 @@ def _score_rows(method: str, draws: np.ndarray, truth: np.ndarray, names: list, 
     scores = score_by_step(samples, target, levels)
     horizon = truth.shape[-2]
     rows = [{"method": method, "step": h + 1 if h < horizon else "all", "feature": "all",
-             **{k: float(scores[k][h]) for k in keys}, "count": int(scores["count"] * (horizon if h == horizon else 1))}
+             **{k: float(scores[k][h]) for k in keys}, "count": int(scores["count"][h])}
             for h in range(horizon + 1)]
     if len(names) > 1:
         for d, name in enumerate(names):
             per = score_by_step(samples[..., d:d + 1], target[..., d:d + 1], levels)
             rows.append({"method": method, "step": "all", "feature": name, **{k: float(per[k][-1]) for k in keys},
-                         "count": int(per["count"] * horizon)})
+                         "count": int(per["count"][-1])})
     return rows
 
 

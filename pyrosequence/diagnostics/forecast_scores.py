@@ -114,18 +114,25 @@ def score_by_step(samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[f
     Returns ``{"crps", "mae", "rmse", "coverage_XX", ...}`` each ``(H + 1,)``: the mean CRPS, the
     mean absolute and root mean squared error of the median, and the fraction of values covered,
     over every dimension but the horizon (windows, sequences, features), for steps ``1 .. H``;
-    the last entry is the same over all steps. ``count`` is the number of values per step.
+    the last entry is the same over all steps. A missing truth (NaN: a value that was not
+    observed) is left out of every score; ``count`` ``(H + 1,)`` is the number of values scored
+    per step and in all.
     """
     _check_pair(samples, truth)
     if truth.dim() < 2:
         raise ValueError(f"truth must be (..., horizon, features); got shape {tuple(truth.shape)}")
-    per = pointwise_scores(samples, truth, levels)
+    observed = ~torch.isnan(truth)
+    per = pointwise_scores(samples, torch.where(observed, truth, torch.zeros_like(truth)), levels)
+    weight = observed.double()
+    per_step_count = weight.movedim(-2, 0).reshape(weight.shape[-2], -1).sum(1)
+    counts = torch.cat([per_step_count, weight.sum().reshape(1)])
 
-    def by_step(value: torch.Tensor) -> torch.Tensor:
-        steps = value.movedim(-2, 0).reshape(value.shape[-2], -1).mean(1)
-        return torch.cat([steps, value.mean().reshape(1)])
+    def by_step(value: torch.Tensor) -> torch.Tensor:  # the mean over the observed values (NaN where none)
+        value = value * weight
+        steps = value.movedim(-2, 0).reshape(value.shape[-2], -1).sum(1)
+        return torch.cat([steps, value.sum().reshape(1)]) / counts
 
     out = {"crps": by_step(per["crps"]), "mae": by_step(per["abs_error"]), "rmse": by_step(per["sq_error"]).sqrt()}
     out.update({k: by_step(v) for k, v in per.items() if k.startswith("coverage_")})
-    out["count"] = truth.numel() // truth.shape[-2]
+    out["count"] = counts.long()
     return out

@@ -130,6 +130,15 @@ def test_naive_seasonal_exact():
     assert naive.std[:, 0] == pytest.approx(np.sqrt(np.mean(diffs ** 2)) * np.sqrt([1, 2, 3]))
     point = NaiveSeasonal(point=True).fit(y).forecast(y, horizon=2)
     assert point.std.tolist() == [[0.0], [0.0]]
+    # missing values: a gap in the last season repeats that phase from the season before; the
+    # seasonal differences with a missing end are left out of sigma
+    gappy = y.copy()
+    gappy[5, 0] = np.nan                                # step 5 (phase 2 of the last season)
+    fitted = NaiveSeasonal(season=3).fit(gappy)
+    # differences 4, 2, (nan), 4, 3 -> sigma^2 = (16 + 4 + 16 + 9) / 4 (steps 3-0, 4-1, 6-3, 7-4)
+    forecast = fitted.forecast(gappy[:7], horizon=3)   # last season: steps 4, 5, 6 = 4, nan, 9; step 5 -> step 2 = 3
+    assert forecast.mean[:, 0].tolist() == [4.0, 3.0, 9.0]
+    assert forecast.std[:, 0] == pytest.approx(np.sqrt(45 / 4) * np.ones(3))
     with pytest.raises(ValueError, match="season must be a positive"):
         NaiveSeasonal(season=0)
     with pytest.raises(ValueError, match="needs more than 3 training steps"):

@@ -108,7 +108,15 @@ def test_score_by_step_exact_on_hand_made_forecasts():
     exact = [[crps(base.reshape(5, 1), torch.tensor([o], dtype=torch.float64)).item() for o in row] for row in offset.tolist()]
     per_step = torch.tensor(exact).mean(0)
     assert out["crps"].tolist() == pytest.approx(per_step.tolist() + [torch.tensor(exact).mean().item()])
-    assert out["count"] == 2
+    assert out["count"].tolist() == [2, 2, 2, 6]
+    # a missing truth (NaN) is left out: the scores are those of the observed values alone
+    gappy = truth.clone()
+    gappy[1, 0, 0] = float("nan")
+    part = score_by_step(samples, gappy)
+    assert part["count"].tolist() == [1, 2, 2, 5]
+    assert part["crps"][0].item() == pytest.approx(exact[0][0])
+    assert part["crps"][-1].item() == pytest.approx((torch.tensor(exact).sum() - exact[1][0]).item() / 5)
+    assert part["coverage_50"].tolist() == pytest.approx([1.0, 0.0, 0.5, 2 / 5])
 
 
 def test_pointwise_scores_names_and_bad_shapes():
