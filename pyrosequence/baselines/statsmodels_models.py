@@ -151,6 +151,9 @@ class VARBaseline(Baseline):
         steps, dims = train.shape
         if dims < 2:
             raise ValueError("VAR is for multivariate series; this one has one feature (use sarimax)")
+        if np.isnan(train).any():
+            raise ValueError("VAR needs complete training steps and this series has missing values; use sarimax or "
+                             "unobserved-components, whose Kalman filters skip the gaps")
         # keep at least twice as many equations' observations as coefficients per equation
         room = max(1, (steps // 2 - 1) // dims)
         maxlags = min(self.maxlags or VAR_MAXLAGS, room)

@@ -72,8 +72,8 @@ def _check_count(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def _is_binary(arrays) -> bool:
-    return all(bool(np.isin(a, (0.0, 1.0)).all()) for a in arrays)
+def _is_binary(arrays) -> bool:  # of the observed values (NaN marks a missing one)
+    return all(bool(np.isin(a[~np.isnan(a)], (0.0, 1.0)).all()) for a in arrays)
 
 
 def rolling_origins(heldout: int, horizon: int, windows: int, stride: int = 1) -> list:
@@ -105,8 +105,10 @@ def series_from_arrays(data, heldout: int, fit_steps=None, feature_names=None, c
     series = [np.asarray(s.detach().cpu().numpy() if torch.is_tensor(s) else s, dtype=float) for s in data]
     if not series or any(s.ndim != 2 for s in series) or len({s.shape[1] for s in series}) != 1:
         raise ValueError("data must be (T, D), (B, T, D) or a list of (T_b, D) arrays with one D")
-    if any(not np.isfinite(s).all() for s in series):
-        raise ValueError("data hold NaN or infinite values")
+    if any(np.isinf(s).any() for s in series):
+        raise ValueError("data hold infinite values (NaN marks a missing value; inf is refused)")
+    if covariate_dim and any(np.isnan(s[:, s.shape[1] - covariate_dim:]).any() for s in series):
+        raise ValueError("the covariate columns hold NaN: covariates must be known at every step")
     heldout = _check_count(heldout, "heldout")
     for b, s in enumerate(series):
         if len(s) <= heldout:

@@ -241,6 +241,26 @@ def test_backtest_with_the_naive_baseline_scores_it_exactly(monkeypatch):
     assert result.to_csv().splitlines()[0] == "method,step,feature,crps,mae,rmse,coverage_50,coverage_80,coverage_95,count"
 
 
+def test_backtest_on_a_series_with_gaps_scores_the_observed_values(monkeypatch):
+    """NaN = not observed: the windows condition on the gappy history, a missing truth is left out
+    of the scores (count), and the naive forecast repeats the latest observed value; inf and NaN
+    covariates are refused."""
+    monkeypatch.setattr("pyrosequence.diagnostics.forecast.forecast", Recorder())
+    y = np.array([0.0, 1.0, 0.0, 1.0, 3.0, np.nan, 4.0, 8.0])[:, None]
+    result = backtest(VRNN(1, 2, hidden_dim=4), y, horizon=2, windows=2, heldout=3, num_samples=2001, baselines=["naive"])
+    # origins 5 and 6: naive medians y4 = 3 (y4 is the last observed before 5) and y4 = 3 again (y5 missing);
+    # truths (nan, 4) and (4, 8): step 1 scores only the second window's 4, step 2 both
+    count = {step: next(r["count"] for r in result.table(step=step) if r["method"] == "naive") for step in (1, 2, "all")}
+    assert count == {1: 1, 2: 2, "all": 3}
+    assert result.score("naive", "mae", step=1) == pytest.approx(1.0, abs=0.05)
+    assert result.score("naive", "mae", step=2) == pytest.approx(np.mean([1.0, 5.0]), abs=0.05)
+    assert np.isfinite(result.score("vrnn (ours)", "crps"))
+    with pytest.raises(ValueError, match="infinite values"):
+        series_from_arrays(np.array([[0.0], [np.inf], [1.0], [2.0]]), heldout=1)
+    with pytest.raises(ValueError, match="covariate columns hold NaN"):
+        series_from_arrays(np.array([[0.0, 1.0], [1.0, np.nan], [1.0, 0.0], [2.0, 1.0]]), heldout=1, covariate_dim=1)
+
+
 # ---------------------------------------------------------------------------- the command
 def write_series(path, steps=48, binary=False, seed=0):
     rng = np.random.default_rng(seed)
