@@ -37,7 +37,8 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyrosequence.inference import EvaluationResult, evaluate, in_data_units, make_bound
+from pyrosequence.inference import evaluate, make_bound
+from pyrosequence.inference.evaluate import log_jacobian
 from pyrosequence.training.presets import get_preset
 from pyrosequence.training.rundir import load_run
 
@@ -67,8 +68,7 @@ def data_units_offset(run_dir: Path, data_root: str) -> float | None:
     _, _, data, _ = load_run(run_dir, "test", data_root=data_root)
     if data.scale is None:
         return None
-    zero = EvaluationResult("none", 1, torch.zeros(len(data), dtype=torch.float64), data.lengths)
-    return in_data_units(zero, data.x, data.lengths, data.scale).per_timestep
+    return float(log_jacobian(data.observations, data.lengths, data.scale).sum() / data.lengths.sum())
 
 
 def spread(values: list[float]) -> dict:

@@ -15,7 +15,7 @@ import pyro
 import pyro.poutine as poutine
 from pyro.poutine.util import site_is_subsample
 
-from pyrosequence.data.checks import Sequences
+from pyrosequence.data.checks import Sequences, check_sequences
 from pyrosequence.inference.engine import CompileOptions, compile_options
 from pyrosequence.inference.particle_filter import check_filter_options, particle_filter, run_filter
 from pyrosequence.inference.resamplers import Resampler, get_resampler
@@ -308,28 +308,34 @@ def evaluate(
                             batch_size)
 
 
+def log_jacobian(x: torch.Tensor, lengths: torch.Tensor | None, scale) -> torch.Tensor:
+    """``(batch,)``: what each sequence's log-density gains in the data's own units when ``x`` is
+    the data standardised as ``x = (data - mean) / scale``: ``-log scale[d]`` for every observed
+    element ``(t, d)`` within its length (a missing element adds nothing, as it adds nothing to a
+    bound)."""
+    seqs = check_sequences(x, lengths)  # the library's own notion of the observed elements
+    scale = torch.as_tensor(scale, dtype=torch.float64, device=seqs.x.device)
+    if scale.shape != (seqs.x.shape[-1],) or not bool((scale > 0).all()):
+        raise ValueError(f"scale must be {seqs.x.shape[-1]} positive factors, got {scale.tolist()}")
+    counted = torch.ones_like(seqs.x, dtype=torch.bool) if seqs.observed is None else seqs.observed
+    if seqs.mask is not None:
+        counted = counted & seqs.mask[..., None]
+    return -(counted.to(torch.float64) * scale.log()).sum((1, 2))
+
+
 def in_data_units(result: EvaluationResult, x: torch.Tensor, lengths: torch.Tensor | None,
                   scale: torch.Tensor) -> EvaluationResult:
     """``result`` (a bound on ``x``, data standardised as ``x = (data - mean) / scale``) as a bound
-    on the data in its own units.
-
-    The density of the data is that of ``x`` times the Jacobian ``1 / prod(scale)`` of each observed
-    time step, so every observed element ``(t, d)`` of a sequence adds ``-log scale[d]`` to its bound
-    (a missing element adds nothing, as it adds nothing to the bound). Papers that report a
+    on the data in its own units: the density of the data is that of ``x`` times the Jacobian
+    ``1 / prod(scale)`` of each observed time step (:func:`log_jacobian`). Papers that report a
     likelihood on raw data they standardised internally (e.g. the VHRNN paper's stock figures)
     are compared in these units.
     """
     if x.dim() != 3 or x.shape[0] != result.log_likelihood.shape[0]:
         raise ValueError(f"x must be the (batch, time, x_dim) sequences the result scores "
                          f"({result.log_likelihood.shape[0]} of them), got shape {tuple(x.shape)}")
-    scale = torch.as_tensor(scale, dtype=torch.float64, device=x.device)
-    if scale.shape != (x.shape[-1],) or not bool((scale > 0).all()):
-        raise ValueError(f"scale must be {x.shape[-1]} positive factors, got {scale.tolist()}")
-    steps = torch.arange(x.shape[1], device=x.device)
-    within = (steps < (torch.full((x.shape[0],), x.shape[1]) if lengths is None else lengths).to(x.device)[:, None])
-    observed = within[..., None] & ~torch.isnan(x)
-    shift = -(observed.to(torch.float64) * scale.log()).sum((1, 2))
-    log_likelihood = (result.log_likelihood.to(torch.float64) + shift.to(result.log_likelihood.device))
+    shift = log_jacobian(x, lengths, scale).to(result.log_likelihood.device)
+    log_likelihood = result.log_likelihood.to(torch.float64) + shift
     return dataclasses.replace(result, log_likelihood=log_likelihood.to(result.log_likelihood.dtype))
 
 
