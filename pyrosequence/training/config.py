@@ -11,7 +11,7 @@ from pathlib import Path
 from pyrosequence.data.registry import REGISTRY as DATA_REGISTRY
 from pyrosequence.data.registry import data_source
 from pyrosequence.inference.evaluate import BOUNDS
-from pyrosequence.inference.objectives import OBJECTIVES
+from pyrosequence.inference.objectives import OBJECTIVES, ObjectiveOptions
 from pyrosequence.inference.particle_filter import check_filter_options
 from pyrosequence.inference.resamplers import get_resampler
 from pyrosequence.models import REGISTRY, model_class
@@ -181,6 +181,10 @@ class TrainConfig:
         check_init(self.init)
         if self.loss_reduction not in ("mean-step", "sum"):
             raise ValueError(f"loss_reduction must be 'mean-step' or 'sum', got {self.loss_reduction!r}")
+        if self.loss_reduction == "sum" and getattr(OBJECTIVES[self.objective](1, ObjectiveOptions()), "normalized_loss", False):
+            # such an objective (fivo) divides each sequence's bound by its length itself; "sum" would be ignored
+            raise ValueError(f"loss_reduction 'sum' does not apply to objective {self.objective!r}, which normalises its "
+                             "loss itself (each sequence's bound over its length, averaged over the batch)")
         for name in ("patience", "max_updates"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

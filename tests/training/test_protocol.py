@@ -271,6 +271,8 @@ def test_loss_reduction_sum_scales_the_gradients_by_the_batchs_steps():
         (["--weight-decay", "-1"], "adam: weight_decay must be a non-negative number, got -1.0"),
         (["--init", "orthogonal"], "unknown initialisation 'orthogonal'"),
         (["--loss-reduction", "mean"], "loss_reduction must be 'mean-step' or 'sum', got 'mean'"),
+        (["--loss-reduction", "sum", "--objective", "fivo"], "loss_reduction 'sum' does not apply to objective 'fivo', which "
+         "normalises its loss itself"),
         (["--patience", "-2"], "patience must be a positive integer, got -2"),
         (["--max-updates", "-1"], "max_updates must be a positive integer, got -1"),
         (["--time-limit", "soon"], "argument --time-limit: invalid duration value: 'soon'"),
