@@ -35,13 +35,12 @@ A loader is called as ``load(split, root)`` and returns a
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, replace
 from functools import partial
 from importlib import metadata
 from typing import Callable
 
-from pyrosequence.atomic import first_line, raised_at
+from pyrosequence.atomic import first_line
 
 from pyrosequence.data.bach import load_bach
 from pyrosequence.data.dataset import SequenceDataset
@@ -50,6 +49,7 @@ from pyrosequence.data.music import MUSIC_SETS, load_music
 from pyrosequence.data.speech import load_speech
 from pyrosequence.data.stock import load_stock
 from pyrosequence.data.synthetic import LAWS, SETTINGS, synthetic_dataset
+from pyrosequence.import_path import import_attribute
 
 _SPLITS = ("train", "valid", "test")
 
@@ -276,22 +276,7 @@ def _entry_source(ep) -> DataSource:
 
 def import_source(path: str) -> DataSource:
     """The loader (or :class:`DataSource`) at ``package.module:name``."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"a data set import path looks like package.module:function, got {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"cannot import the module of data set {path!r}: {error}") from None
-    except Exception as error:
-        raise ValueError(f"cannot import the module of data set {path!r}: {type(error).__name__} "
-                         f"{raised_at(error)}: {first_line(error)}") from None
-    obj = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"module {module_name!r} has no {attribute!r} (data set {path!r})")
-        obj = getattr(obj, part)
-    return _as_source(obj, path, repr(path))
+    return _as_source(import_attribute(path, "data set", "package.module:function"), path, repr(path))
 
 
 def file_source(path: str, options: dict | None = None) -> DataSource:

@@ -1,6 +1,7 @@
 """Reliability, round two (issue 25): bad inputs that printed tracebacks now fail in one line.
 
-* a ``--model`` module with a ``SyntaxError`` (train and evaluate) names the file and line;
+* a ``--model`` module with a ``SyntaxError`` (train and evaluate) names the file and line, and so
+  does a ``--data`` module;
 * an error raised inside a user's model code names its type and where it arose;
 * a garbage file named like the JSB pickle is refused naming the file (it raised MemoryError);
 * an objective a program cannot use, refused at the first update, leaves no run directory behind.
@@ -76,6 +77,13 @@ def test_a_model_module_with_a_syntax_error_fails_in_one_line(user_modules, tmp_
     (run / "config.json").write_text(json.dumps({"model": "broken_model:Model"}))
     line = _one_line_error(["evaluate", str(run)], capsys, "SyntaxError")
     assert "broken_model.py" in line
+
+
+def test_a_data_module_with_a_syntax_error_fails_in_one_line(user_modules, tmp_path, capsys):
+    # the data registry imports user loaders through the same helper as the model registry
+    line = _one_line_error(["train", "--data", "broken_model:load", "--out", str(tmp_path / "run")], capsys, "SyntaxError")
+    assert "data set 'broken_model:load'" in line and str(user_modules / "broken_model.py") in line and "line 3" in line
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_error_inside_user_model_code_is_one_line_naming_where(user_modules, tmp_path, capsys):

@@ -20,10 +20,9 @@ subclass (a plain Pyro model/guide pair) is registered and built the same way.
 
 from __future__ import annotations
 
-import importlib
 from importlib import metadata
 
-from pyrosequence.atomic import first_line, raised_at
+from pyrosequence.import_path import import_attribute
 
 ENTRY_POINT_GROUP = "pyrosequence.models"
 
@@ -112,22 +111,4 @@ def _checked(cls, where: str):
 
 def import_model(path: str):
     """The class at ``package.module:Class`` (``Class`` may be dotted), checked to be a model."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"a model import path looks like package.module:Class, got {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"cannot import the module of model {path!r}: {error}") from None
-    except SyntaxError as error:  # IndentationError, TabError included
-        where = f"{error.filename}, line {error.lineno}" if error.filename else f"module {module_name!r}"
-        raise ValueError(f"cannot import the module of model {path!r}: {type(error).__name__} in {where}: {error.msg}") from None
-    except Exception as error:  # the module's own code failed while it was imported
-        raise ValueError(f"cannot import the module of model {path!r}: {type(error).__name__} "
-                         f"{raised_at(error)}: {first_line(error)}") from None
-    obj = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"module {module_name!r} has no {attribute!r} (model {path!r})")
-        obj = getattr(obj, part)
-    return _checked(obj, f"{path!r}")
+    return _checked(import_attribute(path, "model", "package.module:Class"), f"{path!r}")
