@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import sys
 
-from pyrosequence.cli import backtest, data, evaluate, plot, presets, rd_curve, report, sample, sweep, train
+from pyrosequence.cli import backtest, compare, data, evaluate, plot, presets, rd_curve, report, sample, sweep, train
 from pyrosequence.atomic import first_line, raised_at
 from pyrosequence.cli.common import USER_ERRORS, Parser
 
 #: The commands, in the order ``pyrosequence --help`` lists them; each module has ``add_parser(sub)``.
-COMMANDS = (train, sweep, evaluate, plot, data, rd_curve, report, sample, backtest, presets)
+COMMANDS = (train, sweep, evaluate, compare, plot, data, rd_curve, report, sample, backtest, presets)
 
 
 def build_parser() -> Parser:
