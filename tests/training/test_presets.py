@@ -33,7 +33,7 @@ STOCK_COUNTS = {
     "vrnn-stock-z20": 13490, "vrnn-stock-z24": 19258, "vrnn-stock-z28": 26050,
     "vhrnn-stock-z12": 14674, "vhrnn-stock-z14": 18448, "vhrnn-stock-z16": 22670, "vhrnn-stock-z18": 27340,
     "vhrnn-mlp-stock-z12": 13402, "vhrnn-mlp-stock-z14": 16712, "vhrnn-mlp-stock-z16": 20398,
-    "vhrnn-mlp-stock-z18": 24460,
+    "vhrnn-mlp-stock-z18": 24460, "vrnn-stock-z20-wd": 13490, "vhrnn-stock-z14-wd": 18448,
 }
 
 
@@ -54,6 +54,16 @@ def test_every_stock_row_of_the_paper_has_a_preset():
     stock = {n for n in PRESETS if "-stock-" in n}
     assert stock == set(STOCK_COUNTS)
     assert PRESETS["vhrnn-stock-z14"].reported["fivo"] == 9.34 and PRESETS["vrnn-stock-z24"].reported["fivo"] == 9.21
+
+
+def test_stock_wd_presets_are_the_reference_rows_with_the_weight_decay_recipe():
+    for name in ("vrnn-stock-z20", "vhrnn-stock-z14"):
+        base, wd = preset_config(name), preset_config(f"{name}-wd")
+        assert (wd.optimizer, wd.lr, wd.optimizer_options["weight_decay"], wd.grad_clip, wd.patience) == (
+            "adamw", 3e-4, 0.125, 10.0, 120)
+        assert wd.model_options == base.model_options and PRESETS[f"{name}-wd"].reported == PRESETS[name].reported
+        differ = {k for k, v in vars(wd).items() if vars(base)[k] != v}
+        assert differ == {"optimizer", "lr", "optimizer_options", "grad_clip", "patience"}
 
 
 def test_jsb_presets_follow_the_papers_protocol():
