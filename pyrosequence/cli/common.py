@@ -1,5 +1,5 @@
 """What every ``pyrosequence`` command shares: one-line argument errors, the errors shown as one line, the
-particle-filter options."""
+particle-filter options, and the options of commands that score a bound on a trained run's split."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def filter_arguments(p, defaults: bool) -> None:
                    help="FIVO resampler: multinomial, systematic, stratified or residual")
     p.add_argument("--ess-threshold", dest="ess_threshold", type=float, default=0.5 if defaults else None,
                    help="FIVO resamples when ESS < threshold * K (0 = never, 1 = always; default 0.5)")
+
+
+def bound_arguments(p, data_root_help: str) -> None:
+    """``--bound --particles`` (with the filter's options), ``--split --data-root --device``: what a
+    command scoring a bound on a trained run's split takes (``evaluate``, ``compare``)."""
+    p.add_argument("--bound", default="elbo", help="elbo, iwae or fivo")
+    p.add_argument("--particles", type=int, default=1)
+    filter_arguments(p, defaults=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--data-root", dest="data_root", help=data_root_help)
+    p.add_argument("--device", default="cpu")

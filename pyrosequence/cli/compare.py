@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyro
 import torch
 
-from pyrosequence.cli.common import filter_arguments
+from pyrosequence.cli.common import bound_arguments
 from pyrosequence.device import resolve_device
 from pyrosequence.diagnostics.paired_comparison import compare_bounds, seed_spread
 from pyrosequence.inference.evaluate import EvaluationResult, evaluate, make_bound
@@ -22,12 +22,7 @@ def add_parser(sub) -> None:
         "its standard error over sequences, a bootstrap interval, and (with --seeds) its spread over evaluation seeds.")
     p.add_argument("run_a", help="a run directory written by `pyrosequence train`")
     p.add_argument("run_b", help="another run directory, trained on the same data")
-    p.add_argument("--bound", default="elbo", help="elbo, iwae or fivo")
-    p.add_argument("--particles", type=int, default=1)
-    filter_arguments(p, defaults=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the runs recorded")
-    p.add_argument("--device", default="cpu")
+    bound_arguments(p, "read the data from this folder instead of the one the runs recorded")
     p.add_argument("--seed", type=int, default=0, help="random seed of the first evaluation's draws")
     p.add_argument("--seeds", type=int, default=1,
                    help="evaluate each run with this many seeds (seed, seed+1, ...) and compare the per-sequence means")

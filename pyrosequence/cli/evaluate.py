@@ -15,7 +15,7 @@ from pathlib import Path
 import pyro
 
 from pyrosequence.atomic import atomic_append, check_writable, strict_json
-from pyrosequence.cli.common import filter_arguments
+from pyrosequence.cli.common import bound_arguments
 from pyrosequence.device import resolve_device
 from pyrosequence.training.distributed import setup as setup_processes
 from pyrosequence.inference.evaluate import evaluate, in_data_units, make_bound
@@ -29,12 +29,8 @@ RECORD_WAIT = 60.0
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained run", description="Evaluate a bound on one split for a trained run.")
     p.add_argument("run_dir", help="a run directory written by `pyrosequence train`")
-    p.add_argument("--bound", default="elbo", help="elbo, iwae or fivo")
-    p.add_argument("--particles", type=int, default=1)
-    filter_arguments(p, defaults=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--data-root", dest="data_root", help="read the data from this folder instead of the one the run recorded (a run on your own data: this file or folder instead of its recorded path)")
-    p.add_argument("--device", default="cpu")
+    bound_arguments(p, "read the data from this folder instead of the one the run recorded (a run on your own data: "
+                    "this file or folder instead of its recorded path)")
     p.add_argument("--compile", action="store_true",
                    help="compile the particle filter's step with torch.compile (same bound; faster for long evaluations)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation's draws")
