@@ -77,7 +77,9 @@ def _can_record(args, run_dir: Path) -> bool:
     except PermissionError as error:
         print(f"note: {error}; the result is printed, not recorded", file=sys.stderr)
         return False
-    with _locked(run_dir):  # a probe, released at once: the record is appended under the lock after evaluating
+    # a probe, released at once (the record is appended under the lock after evaluating); it waits
+    # through another evaluation's probe or append, never for a trainer
+    with _locked(run_dir, wait=RECORD_WAIT):
         pass
     return True
 

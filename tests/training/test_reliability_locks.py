@@ -154,6 +154,26 @@ def test_concurrent_evaluations_each_keep_their_record(run, tmp_path):
     assert sorted(r["seed"] for r in records) == list(range(count))
 
 
+def test_an_evaluation_starting_while_another_records_waits_for_it(run, capsys):
+    """The probe before evaluating waits through another evaluation's brief hold (it was refused at
+    once, a race CI hit with three evaluations starting together); a trainer is still refused at once."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pyrosequence.training.runlock import run_lock\n"
+         "with run_lock(sys.argv[1], 'evaluate'):\n    print('held', flush=True)\n    time.sleep(2)\n"
+         "print('released', flush=True)", str(run)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["evaluate", str(run)]) == 0
+        assert holder.stdout.readline().strip() == "released"  # it did wait: the holder let go first
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(_strict(run / "evaluations.jsonl")) == 1
+    assert "in use" not in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------ defect 4
 JSB = ["--data", "jsb", "--z-dim", "2", "--hidden-dim", "3", "--batch-size", "8", "--eval-particles", "2",
        "--epochs", "1", "--no-progress"]
