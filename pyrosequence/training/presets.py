@@ -153,6 +153,12 @@ def _jsb_vhrnn(z: int, fivo: float, params: int | None, hyper_input: str = "late
     )
 
 
+#: Table 4's stock rows, (z, FIVO per step, parameters): each has a preset with the reference protocol and one
+#: with the JSB weight-decay recipe (``-wd``).
+_STOCK_VRNN_ROWS = [(20, 9.20, 13_000), (24, 9.21, 20_000), (28, 9.20, 27_000)]
+_STOCK_VHRNN_ROWS = [(12, 9.33, 16_000), (14, 9.34, 18_000), (16, 9.27, 23_000), (18, 9.31, 28_000)]
+
+
 def _stock(model: str, z: int, fivo: float, params: int, hyper_net: str = "rnn", protocol: str = "reference") -> Preset:
     options = {**_REFERENCE_JSB_MODEL, "likelihood": "gaussian"}
     ours, suffix = (_REGULARISED_STOCK, "-wd") if protocol == "wd" else (_REFERENCE_STOCK, "")
@@ -194,13 +200,10 @@ _ALL = [
     _synthetic("vrnn", 8, -5.43, 2612), _synthetic("vrnn", 6, -5.80, 1516), _synthetic("vrnn", 4, -7.88, 716),
     _synthetic("vhrnn", 4, -4.68, 1568),
     # the stock rows (Table 4: VRNN h = z, VHRNN h = hyper = z; Table 6: VHRNN-MLP)
-    *(_stock("vrnn", z, f, p) for z, f, p in [(20, 9.20, 13_000), (24, 9.21, 20_000), (28, 9.20, 27_000)]),
-    *(_stock("vhrnn", z, f, p) for z, f, p in [(12, 9.33, 16_000), (14, 9.34, 18_000), (16, 9.27, 23_000),
-                                               (18, 9.31, 28_000)]),
+    *(_stock("vrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VRNN_ROWS for pr in ("reference", "wd")),
+    *(_stock("vhrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VHRNN_ROWS for pr in ("reference", "wd")),
     *(_stock("vhrnn", z, f, p, hyper_net="mlp") for z, f, p in [(12, 9.47, 16_000), (14, 9.21, 19_000),
                                                                 (16, 9.31, 24_000), (18, 9.19, 29_000)]),
-    # the JSB weight-decay recipe on the two shipped stock rows
-    _stock("vrnn", 20, 9.20, 13_000, protocol="wd"), _stock("vhrnn", 14, 9.34, 18_000, protocol="wd"),
     Preset("dmm-jsb", "Krishnan et al. 2017 / Pyro's DMM example and tutorial (6.87 nats per step, ELBO)", "dmm", 100,
            {}, _PYRO_DMM_JSB, {"keep_best": True}, {"elbo": -6.87, "parameters": 725_488}),
 ]
