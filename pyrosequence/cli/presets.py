@@ -39,7 +39,8 @@ def run_presets(args) -> int:
             raise ValueError("--json needs a preset NAME")
         for preset in PRESETS.values():
             reported = _reported(preset)
-            print(f"{preset.name:24s} {preset.model} z={preset.z_dim} on {preset.training['data']}; {preset.paper}: {reported}")
+            latents = "no latents" if preset.z_dim is None else f"z={preset.z_dim}"
+            print(f"{preset.name:24s} {preset.model} {latents} on {preset.training['data']}; {preset.paper}: {reported}")
         print("\n`pyrosequence presets NAME` prints a preset's full settings.")
         return 0
     preset = get_preset(args.name)

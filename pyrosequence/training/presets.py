@@ -93,7 +93,7 @@ class Preset:
     name: str
     paper: str  # where the configuration and its figures come from
     model: str
-    z_dim: int
+    z_dim: int | None  # None: a model without latents (HyperLSTM)
     model_options: dict
     training: dict  # TrainConfig fields the paper fixes
     ours: dict  # TrainConfig fields the paper leaves open, with our choice
@@ -173,6 +173,27 @@ def _stock(model: str, z: int, fivo: float, params: int, hyper_net: str = "rnn",
     )
 
 
+#: Table 5's stock rows, (hidden units, mixture components, log-likelihood per step, parameters). Appendix G:
+#: "hidden units" counts both LSTMs, the primary and the hyper one, each of half that size.
+_STOCK_HYPERLSTM_ROWS = [
+    (24, 3, 8.28, 7_000), (28, 3, 8.33, 9_000), (32, 3, 8.42, 12_000), (36, 3, 8.35, 15_000), (40, 3, 8.29, 18_000),
+    (48, 3, 7.91, 26_000), (24, 5, 8.61, 7_000), (28, 5, 8.44, 9_000), (32, 5, 8.44, 12_000), (36, 5, 8.47, 15_000),
+    (40, 5, 8.42, 19_000), (48, 5, 8.58, 26_000),
+]
+
+
+def _stock_hyperlstm(units: int, components: int, loglik: float, params: int) -> Preset:
+    """Table 5's HyperLSTM on stock: no latents, so ELBO(1) is the exact log-likelihood the paper reports;
+    trained "with the same batch size and learning rate as VHRNN models" (appendix G): our stock recipe."""
+    options = {"hidden_dim": units // 2, "hyper_dim": units // 2, "likelihood": "mixture", "components": components}
+    training = dict(_VHRNN_PAPER_STOCK, objective="elbo", particles=1, valid_bound="elbo", valid_particles=1,
+                    eval_bound="elbo", eval_particles=1)
+    return Preset(
+        f"hyperlstm-stock-h{units}-k{components}", "Deng et al. 2020, Table 5 (HyperLSTM, stock)", "hyperlstm", None,
+        options, training, _REGULARISED_STOCK, {"elbo": loglik, "parameters": params}, units="data",
+    )
+
+
 def _synthetic(model: str, z: int, fivo: float, params: int) -> Preset:
     options = {"architecture": "fivo", "layers": 2, "likelihood": "gaussian"}
     if model == "vhrnn":
@@ -202,6 +223,7 @@ _ALL = [
     # the stock rows (Table 4: VRNN h = z, VHRNN h = hyper = z; Table 6: VHRNN-MLP)
     *(_stock("vrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VRNN_ROWS for pr in ("reference", "wd")),
     *(_stock("vhrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VHRNN_ROWS for pr in ("reference", "wd")),
+    *(_stock_hyperlstm(*row) for row in _STOCK_HYPERLSTM_ROWS),
     *(_stock("vhrnn", z, f, p, hyper_net="mlp") for z, f, p in [(12, 9.47, 16_000), (14, 9.21, 19_000),
                                                                 (16, 9.31, 24_000), (18, 9.19, 29_000)]),
     Preset("dmm-jsb", "Krishnan et al. 2017 / Pyro's DMM example and tutorial (6.87 nats per step, ELBO)", "dmm", 100,
