@@ -35,6 +35,8 @@ class HyperLSTM(SequenceModel):
         output: ``"factorized"``, ``"hier-rnn"`` or ``"hier-made"`` (see :func:`pyrosequence.nn.make_likelihood`).
     """
 
+    time_invariant_pieces = True  # no piece reads t: a compiled filter compiles one step for all t
+
     #: Constructor options that are sizes (positive integers; see pyrosequence.models.core.options).
     size_options = ("hidden_dim", "hyper_dim", "components")
 

@@ -218,6 +218,23 @@ def test_compiled_objective_equals_pyro(name):
     _assert_same(pyro_result, engine_result)
 
 
+@pytest.mark.compile
+def test_compiled_objective_of_a_model_without_latents_equals_pyro():
+    """The HyperLSTM (no latents: its ELBO is the exact log-likelihood) takes the compiled step too
+    (it declares time-invariant pieces), with Pyro's loss and gradients."""
+    from pyrosequence.models import HyperLSTM
+
+    torch.manual_seed(6)
+    m = HyperLSTM(4, hidden_dim=3, likelihood="mixture", components=2)
+    x, lengths = torch.randn(3, 5, 4), torch.tensor([5, 2, 4])
+    compiled = make_objective("elbo", 1, compile=CompileOptions(backend="aot_eager", unroll=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager step
+        _loss_and_grads(compiled, m, m.model, m.guide, x, lengths, seed=0)  # compiles
+        engine_result = _loss_and_grads(compiled, m, m.model, m.guide, x, lengths, seed=10)
+    _assert_same(_loss_and_grads(make_objective("elbo", 1), m, m.model, m.guide, x, lengths, seed=10), engine_result)
+
+
 @pytest.mark.parametrize("name", ["elbo", "iwae", "iwae-dreg", "elbo-stl"])
 def test_train_with_compile_gives_the_eager_run(tmp_path, name):
     """TrainConfig(compile=True) with an elbo/iwae/mean-field (or iwae-dreg/elbo-stl) objective
