@@ -25,6 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 _CPU = torch.device("cpu")
+#: Fused RNN kernels that PyTorch tags as seeded for their inter-layer dropout alone: with dropout 0 they
+#: draw nothing, and they have no CPU kernel, so they run on the device (a dropout > 0 is refused).
+_FUSED_RNN = ("aten::_cudnn_rnn", "aten::miopen_rnn")
 
 
 class DrawsOnCpu(TorchDispatchMode):
@@ -50,6 +53,11 @@ class DrawsOnCpu(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if torch.Tag.nondeterministic_seeded not in func.tags or not self._on_target(args, kwargs):
+            return func(*args, **kwargs)
+        if func.name() in _FUSED_RNN:
+            dropout = _argument(func, args, kwargs, "dropout")
+            if dropout:
+                raise NotImplementedError(f"DrawsOnCpu cannot move the dropout draws of {func.name()} (dropout={dropout})")
             return func(*args, **kwargs)
         self.count += 1
 
@@ -80,6 +88,14 @@ class DrawsOnCpu(TorchDispatchMode):
             if mutated:
                 return mutated[0] if len(mutated) == 1 else tuple(mutated)
         return tree_map(lambda v: v.to(self.device) if isinstance(v, torch.Tensor) else v, out)
+
+
+def _argument(func, args, kwargs, name: str):
+    """The value of argument ``name`` of an ATen call (positional or keyword), or None."""
+    for i, arg in enumerate(func._schema.arguments):
+        if arg.name == name:
+            return args[i] if i < len(args) else kwargs.get(name)
+    return None
 
 
 def _same(a: torch.device, b: torch.device) -> bool:

@@ -238,24 +238,59 @@ def test_cuda_graphs_step_equals_eager():
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"], ids=["inductor", "cuda-graphs"])
-def test_compiled_evaluation_equals_eager_on_cuda(mode):
-    """evaluate(compile=...) of FIVO without gradients (its own graph) on the GPU."""
+def test_compiled_evaluation_traced_without_codegen_equals_eager_on_cuda():
+    """evaluate(compile=...) of FIVO without gradients (its own graph), traced and run by eager
+    kernels (aot_eager): the same draws in the same order, so the eager values on the GPU
+    (measured equal to the last digit on an H200, 2026-12-04)."""
     torch._dynamo.reset()
-    counters.clear()
     model = VRNN(**test_engine.TINY).to(CUDA)
     x, lengths = _cuda_data()
-    options = CompileOptions(mode=mode)
-    with torch._inductor.config.patch(fallback_random=True), warnings.catch_warnings():
+    options = CompileOptions(backend="aot_eager")
+    with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        for seed in (1, 2):
-            pyro.set_rng_seed(seed)
-            evaluate(model, x, lengths, "fivo", 5, compile=options)
+        evaluate(model, x, lengths, "fivo", 5, compile=options)
         pyro.set_rng_seed(3)
         compiled = evaluate(model, x, lengths, "fivo", 5, compile=options).log_likelihood
     pyro.set_rng_seed(3)
     eager = evaluate(model, x, lengths, "fivo", 5).log_likelihood
     _close(compiled, eager, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"], ids=["inductor", "cuda-graphs"])
+def test_compiled_evaluation_agrees_with_eager_in_distribution_on_cuda(mode):
+    """Inductor's FIVO evaluation on the GPU: the same estimator as eager, not the same numbers.
+
+    On an H200 (2026-12-04) Inductor's CUDA graphs of the evaluation filter consumed the random
+    stream in another order than eager mode even with ``fallback_random`` (the draws that do not
+    depend on one another, the next step's proposal noise and the resampler's uniforms, may run in
+    any order): from one seed the two gave per-sequence bounds up to 2.2 nats apart, while a filter
+    that never resamples agreed to 4e-6. So the two are compared as estimators: over ``n`` seeds the
+    mean of ``compiled - eager`` (two draws of one estimator, hence zero in expectation) lies within
+    4 standard errors of zero, and both are finite lower bounds of similar spread.
+    """
+    torch._dynamo.reset()
+    counters.clear()
+    model = VRNN(**test_engine.TINY).to(CUDA)
+    x, lengths = _cuda_data()
+    options = CompileOptions(mode=mode)
+    n = 200
+    with torch._inductor.config.patch(fallback_random=True), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        compiled = []
+        for seed in range(n):
+            pyro.set_rng_seed(seed)
+            compiled.append(evaluate(model, x, lengths, "fivo", 5, compile=options).log_likelihood.sum())
+    eager = []
+    for seed in range(n):
+        pyro.set_rng_seed(seed)
+        eager.append(evaluate(model, x, lengths, "fivo", 5).log_likelihood.sum())
+    compiled, eager = torch.stack(compiled).cpu().double(), torch.stack(eager).cpu().double()
+    assert torch.isfinite(compiled).all() and torch.isfinite(eager).all()
+    difference = compiled - eager
+    standard_error = difference.std() / math.sqrt(n)
+    assert abs(float(difference.mean())) <= 4 * float(standard_error) + 1e-4, (difference.mean(), standard_error)
+    assert 0.5 <= float(compiled.std() + 1e-6) / float(eager.std() + 1e-6) <= 2.0  # the same estimator's spread
     if options.uses_cuda_graphs:
         _assert_cuda_graphs_used()
 
