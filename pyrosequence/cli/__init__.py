@@ -9,12 +9,19 @@ Run as a command (the ``pyrosequence`` script, ``main()`` without arguments), th
 put first on ``sys.path``, as ``python -m`` does, so that ``--model mymodels:MyModel`` (and a data
 loader's ``package.module:function``) imports a module that lies in the folder the command is run
 from. ``main(argv)`` called from Python leaves ``sys.path`` alone.
+
+``SIGTERM`` (``kill``, a scheduler stopping or pre-empting a job) unwinds a command as Ctrl-C does:
+the run directory's lock is released, no temporary file is left, the last completed epoch's
+checkpoint stays for ``--resume``, and the command prints one line and exits with 143.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from pyrosequence.cli import backtest, compare, data, evaluate, plot, presets, rd_curve, report, sample, sweep, train
 from pyrosequence.atomic import first_line, raised_at
@@ -40,7 +47,35 @@ def current_folder_importable() -> None:
         sys.path.insert(0, here)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler :func:`main` installs: it unwinds like Ctrl-C (and whatever
+    handles an interruption handles it), but is reported as a termination."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """While active, SIGTERM raises :class:`Terminated` (Python handles signals in the main thread
+    only: elsewhere nothing changes); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with sigterm_unwinds():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     if argv is None:  # the command line: `pyrosequence ...` imports from the folder it runs in
         current_folder_importable()
     parser = build_parser()
@@ -54,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(error, "raised_on_main", False):  # under torchrun process 0 prints an error they share
             print(f"pyrosequence: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("pyrosequence: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        terminated = isinstance(interruption, Terminated)
+        print(f"pyrosequence: {'terminated (SIGTERM)' if terminated else 'interrupted'}; the last completed "
+              "epoch's checkpoint is kept", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as error:  # noqa: BLE001 - anything else (a user's model code, say): one line, where it arose
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise

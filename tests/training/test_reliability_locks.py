@@ -87,6 +87,31 @@ def test_a_second_trainer_is_refused_naming_the_first_and_nothing_of_the_first_i
     assert not (out / LOCK_FILE).exists()  # released at the end
 
 
+def test_sigterm_stops_a_trainer_cleanly_and_resume_continues(tmp_path):
+    """A scheduler's SIGTERM unwinds like Ctrl-C: one line, exit 143, the lock released (no stale
+    lock for the next command to take over), no temporary file, and --resume continues the run."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    trainer = subprocess.Popen([sys.executable, "-m", "pyrosequence", "train", *TINY, "--epochs", "200", "--out", str(out)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (out / "checkpoint.pt").is_file() or trainer.poll() is not None, "the first checkpoint")
+        assert trainer.poll() is None, trainer.communicate()
+        trainer.send_signal(signal.SIGTERM)
+        _, stderr = trainer.communicate(timeout=120)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert trainer.returncode == 143, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "pyrosequence: terminated (SIGTERM); the last completed epoch's checkpoint is kept"]
+    assert not (out / LOCK_FILE).exists() and not list(out.glob(".*.tmp"))
+    done = len(_strict(out / "metrics.jsonl"))
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == done >= 1
+    assert main(["train", "--out", str(out), "--resume", "--epochs", str(done + 1)]) == 0
+    assert [r["epoch"] for r in _strict(out / "metrics.jsonl")] == list(range(1, done + 2))
+
+
 def test_a_held_lock_is_named_and_a_stale_one_is_taken_over(run, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pyrosequence.training.runlock import run_lock\n"
