@@ -72,7 +72,7 @@ def test_the_results_table_reads_its_numbers_from_the_run_files(tmp_path):
     [row] = script.rows(tmp_path)[2:]
     assert "**-1.2346**" in row and f"({record['spread_sd']:.4f})" in row
     result = json.loads((copy / "results.json").read_text())
-    assert f"{result['per_timestep']:.4f} (fivo(128), training seed 0)" in row
+    assert f"{result['per_timestep']:.4f} ({result['bound']}({result['particles']}), training seed 0)" in row
 
 
 def test_the_readme_tour_runs(tmp_path, monkeypatch):

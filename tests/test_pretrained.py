@@ -21,8 +21,9 @@ from pyrosequence.cli import main
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 #: Shipped rows whose count is known to differ from the paper's by more than its rounding, and by how much at
 #: most (relative): VHRNN z=12 on stock, where the paper's 16k breaks its own progression (16k, 18k, 23k, 28k for
-#: z = 12..18; tests/training/test_presets.py).
-KNOWN_COUNT_GAPS = {"vhrnn-stock-z12-wd": 0.09}
+#: z = 12..18; tests/training/test_presets.py) and the HyperLSTMs of Table 5, whose counts ours reach only two
+#: thirds of (the paper describes its HyperLSTM in one sentence; tests/training/test_presets.py).
+KNOWN_COUNT_GAPS = {"vhrnn-stock-z12-wd": 0.09, "hyperlstm-stock-h24-k5": 0.30}
 RUNS = sorted(p for p in PRETRAINED.iterdir() if (p / "verification.json").is_file()) if PRETRAINED.is_dir() else []
 
 
@@ -39,8 +40,14 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
     # a headline bound too slow for CI (FIVO(1024) on stock) comes with a cheaper check of the same weights
     record = {**shipped, **shipped.get("ci_check", {})}
     sd = record["spread_sd"]
-    assert sd is not None and sd > 0 and len(record["spread_values"]) >= 4
-    tolerance = 4 * sd
+    assert sd is not None and len(record["spread_values"]) >= 4
+    config = json.loads((run / "config.json").read_text())
+    if config["z_dim"] is None:  # no latents (HyperLSTM): the bound is the exact likelihood, the same for every seed
+        assert sd == 0 and set(record["spread_values"]) == {record["per_timestep"]}
+        tolerance = 1e-3  # float rounding on another CPU
+    else:
+        assert sd > 0
+        tolerance = 4 * sd
     # the recorded seed-0 figure is itself a draw from the measured spread
     assert abs(record["per_timestep"] - record["spread_mean"]) <= tolerance
     copy = tmp_path / run.name  # evaluate appends to the run's evaluations.jsonl: never touch the shipped files
@@ -56,7 +63,6 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
         raw = float(re.search(r"per time step in the data's units \(standardisation undone\): (\S+)", printed).group(1))
         assert raw == pytest.approx(value + shipped["data_units_offset"], rel=1e-6, abs=1e-3)  # float32 figures
         assert shipped["per_timestep_data_units"] == pytest.approx(shipped["per_timestep"] + shipped["data_units_offset"])
-    config = json.loads((run / "config.json").read_text())
     if weights == "best":  # scored with the best validation epoch's weights, as trained
         assert config["keep_best"] and record["scored_epoch"] == record["selected_epoch"]
     else:  # the last epoch's, as a paper without model selection reports
