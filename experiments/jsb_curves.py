@@ -45,15 +45,19 @@ def plot(all_curves: dict[str, list[dict]], out: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    top = -float("inf")
     for name, records in all_curves.items():
         key = valid_key(records)
         line, = ax.plot([r["step"] for r in records], [r[key] for r in records], label=f"{name} (validation)")
         ax.plot([r["step"] for r in records], [-r["train_loss_per_step"] for r in records], color=line.get_color(),
                 alpha=0.4, linestyle="--")
+        top = max(top, *(r[key] for r in records), *(-r["train_loss_per_step"] for r in records))
     ax.set_xlabel("updates")
-    ax.set_ylabel("FIVO(4) per time step (dashed: training)")
+    keys = sorted({valid_key(records).removeprefix("valid_").removesuffix("_per_step") for records in all_curves.values()})
+    ax.set_ylabel(f"validation {' / '.join(keys)} per time step (dashed: minus the training loss)", fontsize=8)
     ax.set_title(title)
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], -10))
+    # the view ends 10 below its highest point: a diverged curve (bounds of -1e6) runs off the bottom
+    ax.set_ylim(max(ax.get_ylim()[0], -10, top - 10), top + 0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(out) as tmp:
