@@ -54,14 +54,18 @@ def _wait_for(predicate, what: str, timeout: float = 300.0) -> None:
         time.sleep(0.05)
 
 
+def _pyrosequence_in_background(command: list[str]) -> subprocess.Popen:
+    """``python -m pyrosequence COMMAND...`` as a child process, one thread, output captured."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "pyrosequence", *command], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 # ------------------------------------------------------------------------------------ defect 1
 def test_a_second_trainer_is_refused_naming_the_first_and_nothing_of_the_first_is_lost(tmp_path, capsys):
     out = tmp_path / "run"
     command = ["train", *TINY, "--epochs", "3", "--out", str(out)]
-    env = {k: v for k, v in os.environ.items()}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    first = subprocess.Popen([sys.executable, "-m", "pyrosequence", *command], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = _pyrosequence_in_background(command)
     try:
         _wait_for(lambda: (out / "config.json").is_file() or first.poll() is not None, "the first trainer to start")
         first.send_signal(signal.SIGSTOP)  # it holds the run directory for as long as the others try
@@ -91,9 +95,7 @@ def test_sigterm_stops_a_trainer_cleanly_and_resume_continues(tmp_path):
     """A scheduler's SIGTERM unwinds like Ctrl-C: one line, exit 143, the lock released (no stale
     lock for the next command to take over), no temporary file, and --resume continues the run."""
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    trainer = subprocess.Popen([sys.executable, "-m", "pyrosequence", "train", *TINY, "--epochs", "200", "--out", str(out)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trainer = _pyrosequence_in_background(["train", *TINY, "--epochs", "200", "--out", str(out)])
     try:
         _wait_for(lambda: (out / "checkpoint.pt").is_file() or trainer.poll() is not None, "the first checkpoint")
         assert trainer.poll() is None, trainer.communicate()
