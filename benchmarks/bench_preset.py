@@ -19,9 +19,11 @@ deviation over 8 seeds): another device draws other noise, so the two agree in d
 within Monte Carlo error (``within_4_sd``), not number for number.
 
     python benchmarks/bench_preset.py --data-root ../shared/data [--device cuda] [--batches 4 64]
-        [--updates 20] [--epochs 2] [--eval-particles 1024] [--check-particles 128] [--skip-updates]
+        [--updates 20] [--epochs 2] [--compile] [--eval-particles 1024] [--check-particles 128] [--skip-updates]
 
-``--eval-particles 0`` skips part 2; ``--skip-updates`` skips part 1.
+``--compile`` trains part 1 with the compiled per-step engine (``compile=True``, Inductor); its
+first (compiling) epoch is the untimed warm-up. ``--eval-particles 0`` skips part 2;
+``--skip-updates`` skips part 1.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def updates_per_second(args, device: torch.device, batch: int, out: Path) -> dic
     config = preset_config(
         args.preset, data_root=args.data_root, device=str(device), batch_size=batch, train_subset=subset,
         epochs=1 + args.epochs, eval_particles=args.test_particles, patience=None, max_updates=None, time_limit=None,
+        compile=args.compile,
     )
     run_dir = out / f"{args.preset}-b{batch}"
     result = train(config, out=run_dir, progress=False, log=lambda s: None)
@@ -83,6 +86,7 @@ def updates_per_second(args, device: torch.device, batch: int, out: Path) -> dic
     update_s = sum(epoch_s) - len(epoch_s) * valid_s
     return {
         "batch": batch,
+        "compiled": config.compile,
         "train_sequences": subset,
         "updates_timed": updates,
         "epoch_seconds": epoch_s,
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[4, 64])
     parser.add_argument("--updates", type=int, default=20, help="updates per epoch (fewer when the split runs out)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up epoch")
+    parser.add_argument("--compile", action="store_true", help="train with the compiled per-step engine")
     parser.add_argument("--test-particles", type=int, default=4, help="particles of train()'s final test evaluation")
     parser.add_argument("--pretrained", default=str(REPO / "pretrained" / "vrnn-jsb-z32"))
     parser.add_argument("--eval-particles", type=int, default=1024, help="0: skip the evaluation of the pretrained run")

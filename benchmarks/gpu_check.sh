@@ -14,7 +14,9 @@
 #                 vrnn-jsb-z32, and FIVO(128) beside the CPU's figure       (needs the JSB data)
 #   jsb_updates   benchmarks/bench_preset.py: updates/s of train() with the vrnn-jsb-z32 preset at
 #                 batch 4 and batch 64                                       (needs the JSB data)
-#   engine        benchmarks/bench_engine.py --device cuda --cuda-graphs (compiled vs eager vs CUDA
+#   jsb_updates_compiled  the same with --compile (the compiled per-step engine, Inductor on CUDA;
+#                 the compiling epoch untimed)                               (needs the JSB data)
+#   engine        benchmarks/bench_engine.py --device cuda --cuda-graphs --skip-objectives (compiled vs eager vs CUDA
 #                 graphs; its evaluation part needs the JSB data)
 # and writes $OUT/gpu_check.json (every part's status, exit code, seconds, results; rewritten
 # after each part, so a run cut short still leaves what it did) and $OUT/gpu_check.log.
@@ -52,7 +54,7 @@ STATE="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 WHEELS="${GPU_CHECK_WHEELS:-$REPO/.whl}"
 BUDGET="${GPU_CHECK_BUDGET:-420}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
-ALL_PARTS=(install tests tests_compile vrnn_step fivo jsb_eval jsb_updates engine)
+ALL_PARTS=(install tests tests_compile vrnn_step fivo jsb_eval jsb_updates jsb_updates_compiled engine)
 DRY=0
 PARTS=()
 for arg in "$@"; do
@@ -200,6 +202,10 @@ for name in "${PARTS[@]}"; do
             if [[ -z "$DATA" ]] && (( ! DRY )); then skip jsb_updates "no JSB data on this machine (carry .whl/data/jsb_chorales)"; continue; fi
             part jsb_updates 150 "$PY" benchmarks/gpu_check.py bench bench_preset "$STATE/jsb_updates.json" -- \
                 --device "$DEVICE" --data-root "${DATA:-DATA}" --eval-particles 0 --batches 4 64 --updates 10 --epochs 2 ;;
+        jsb_updates_compiled)
+            if [[ -z "$DATA" ]] && (( ! DRY )); then skip jsb_updates_compiled "no JSB data on this machine (carry .whl/data/jsb_chorales)"; continue; fi
+            part jsb_updates_compiled 180 "$PY" benchmarks/gpu_check.py bench bench_preset "$STATE/jsb_updates_compiled.json" -- \
+                --device "$DEVICE" --data-root "${DATA:-DATA}" --eval-particles 0 --batches 4 64 --updates 10 --epochs 2 --compile ;;
         engine)
             if [[ -n "$DATA" ]] || (( DRY )); then
                 eval_args=(--data-root "${DATA:-DATA}" --eval-rounds 2)
@@ -207,7 +213,7 @@ for name in "${PARTS[@]}"; do
                 eval_args=(--skip-eval --skip-objectives)
             fi
             part engine 300 "$PY" benchmarks/gpu_check.py bench bench_engine "$STATE/engine.json" -- \
-                --device "$DEVICE" --cuda-graphs --configs vrnn-b4 --rounds 3 --steps 3 "${eval_args[@]}" ;;
+                --device "$DEVICE" --cuda-graphs --configs vrnn-b4 --rounds 3 --steps 3 --skip-objectives "${eval_args[@]}" ;;
     esac
 done
 summarise

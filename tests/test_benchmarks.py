@@ -102,7 +102,8 @@ def test_engine_benchmark_times_the_gradient_estimators(shared_data):
 # ------------------------------------------------------------------------------------ the GPU check (issue 28)
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-GPU_PARTS = ["install", "tests", "tests_compile", "vrnn_step", "fivo", "jsb_eval", "jsb_updates", "engine"]
+GPU_PARTS = ["install", "tests", "tests_compile", "vrnn_step", "fivo", "jsb_eval", "jsb_updates", "jsb_updates_compiled",
+             "engine"]
 
 
 def test_gpu_check_script_is_valid_bash_and_its_dry_run_writes_the_json(tmp_path):
@@ -124,6 +125,7 @@ def test_gpu_check_script_is_valid_bash_and_its_dry_run_writes_the_json(tmp_path
     assert list(summary["parts"]) == GPU_PARTS and summary["all_ok"]
     assert all(part["status"] == "dry-run" for part in summary["parts"].values())
     assert "--device cuda" in summary["parts"]["fivo"]["note"] and "--cuda-graphs" in summary["parts"]["engine"]["note"]
+    assert summary["parts"]["jsb_updates_compiled"]["note"].endswith("--compile")
     assert (tmp_path / "out" / "gpu_check.log").read_text().count("start (limit") == len(GPU_PARTS)
 
 
@@ -160,12 +162,14 @@ def test_gpu_check_helper_parses_its_arguments_and_summarises_parts(tmp_path, ca
 
 
 def test_preset_benchmark_runs_with_tiny_sizes():
+    """Part 1 with the compiled engine (the eager default differs only in compile=False)."""
     import bench_preset
 
     result = bench_preset.main(["--preset", "vrnn-synthetic-z4", "--batches", "2", "--updates", "2", "--epochs", "1",
-                                "--eval-particles", "0"])
+                                "--eval-particles", "0", "--compile"])
     (row,) = result["updates"]
     assert row["batch"] == 2 and row["updates_timed"] == 2 and row["updates_per_second_with_validation"] > 0
+    assert row["compiled"] is True and row["updates_per_second"] > 0
     assert "evaluation" not in result
 
 
