@@ -38,7 +38,7 @@ STOCK_COUNTS = {
     "vhrnn-mlp-stock-z12": 13402, "vhrnn-mlp-stock-z14": 16712, "vhrnn-mlp-stock-z16": 20398,
     "vhrnn-mlp-stock-z18": 24460,
 }
-STOCK_COUNTS.update({f"{name}-wd": count for name, count in list(STOCK_COUNTS.items()) if "mlp" not in name})
+STOCK_COUNTS.update({f"{name}-wd": count for name, count in list(STOCK_COUNTS.items())})
 
 
 @pytest.mark.parametrize("name", sorted(STOCK_COUNTS))
