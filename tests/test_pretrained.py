@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 
 from pyrosequence.cli import main
+from pyrosequence.training.presets import PRESETS
+from pyrosequence.training.rundir import build_model
 
+X_DIM = {"jsb": 88, "stock": 5, "synthetic": 2}
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
-#: Shipped rows whose count is known to differ from the paper's by more than its rounding, and by how much at
-#: most (relative): VHRNN z=12 on stock, where the paper's 16k breaks its own progression (16k, 18k, 23k, 28k for
-#: z = 12..18; tests/training/test_presets.py) and the HyperLSTMs of Table 5, whose counts ours reach only two
-#: thirds of (the paper describes its HyperLSTM in one sentence; tests/training/test_presets.py).
-#: VRNN z=24 and z=28 and VHRNN z=18 on stock are 3.7 %, 3.5 % and 2.4 % below their "20k", "27k" and "28k" (the stock rows agree within
-#: 4 %, tests/training/test_presets.py).
-KNOWN_COUNT_GAPS = {"vhrnn-stock-z12-wd": 0.09, "hyperlstm-stock-h24-k5": 0.30, "hyperlstm-stock-h32-k3": 0.36, "vrnn-stock-z24-wd": 0.04,
-                    "vhrnn-stock-z18-wd": 0.04, "vrnn-stock-z28-wd": 0.04}
 RUNS = sorted(p for p in PRETRAINED.iterdir() if (p / "verification.json").is_file()) if PRETRAINED.is_dir() else []
 
 
@@ -70,7 +65,8 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
         assert config["keep_best"] and record["scored_epoch"] == record["selected_epoch"]
     else:  # the last epoch's, as a paper without model selection reports
         assert record["scored_epoch"] == record["epochs"]
-    if record["paper_parameters"]:  # the VHRNN paper rounds its counts to thousands ("18k"): half a thousand either way
-        paper = record["paper_parameters"]
-        allowed = max(0.02 * paper, 500 if paper % 1000 == 0 else 0, KNOWN_COUNT_GAPS.get(run.name, 0) * paper)
-        assert abs(record["parameters"] - paper) <= allowed
+    # the shipped model is its preset's model: the same size, beside the same paper figure (how that size compares
+    # with the paper's count is tests/training/test_presets.py's business)
+    preset = PRESETS[shipped["preset"]]
+    assert record["parameters"] == build_model(preset.config(), X_DIM[config["data"]]).num_parameters()
+    assert record["paper_parameters"] == preset.reported.get("parameters")
