@@ -210,7 +210,7 @@ for name in "${PARTS[@]}"; do
             if [[ -n "$DATA" ]] || (( DRY )); then
                 eval_args=(--data-root "${DATA:-DATA}" --eval-rounds 2)
             else
-                eval_args=(--skip-eval --skip-objectives)
+                eval_args=(--skip-eval)
             fi
             part engine 300 "$PY" benchmarks/gpu_check.py bench bench_engine "$STATE/engine.json" -- \
                 --device "$DEVICE" --cuda-graphs --configs vrnn-b4 --rounds 3 --steps 3 --skip-objectives "${eval_args[@]}" ;;

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from pyrosequence.cli import main
+from pyrosequence.data import load_split
 from pyrosequence.training.presets import PRESETS
 from pyrosequence.training.rundir import build_model
 
-X_DIM = {"jsb": 88, "stock": 5, "synthetic": 2}
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 RUNS = sorted(p for p in PRETRAINED.iterdir() if (p / "verification.json").is_file()) if PRETRAINED.is_dir() else []
 
@@ -68,5 +68,6 @@ def test_shipped_checkpoint_reproduces_its_recorded_bound(run, shared_data, tmp_
     # the shipped model is its preset's model: the same size, beside the same paper figure (how that size compares
     # with the paper's count is tests/training/test_presets.py's business)
     preset = PRESETS[shipped["preset"]]
-    assert record["parameters"] == build_model(preset.config(), X_DIM[config["data"]]).num_parameters()
+    x_dim = load_split(config["data"], "test", str(shared_data)).x.shape[-1]
+    assert record["parameters"] == build_model(preset.config(), x_dim).num_parameters()
     assert record["paper_parameters"] == preset.reported.get("parameters")

@@ -159,6 +159,7 @@ _STOCK_VRNN_ROWS = [(20, 9.20, 13_000), (24, 9.21, 20_000), (28, 9.20, 27_000)]
 _STOCK_VHRNN_ROWS = [(12, 9.33, 16_000), (14, 9.34, 18_000), (16, 9.27, 23_000), (18, 9.31, 28_000)]
 #: Table 6's stock rows of the VHRNN with an MLP hyper network (VHRNN-MLP), the same layout.
 _STOCK_VHRNN_MLP_ROWS = [(12, 9.47, 16_000), (14, 9.21, 19_000), (16, 9.31, 24_000), (18, 9.19, 29_000)]
+_STOCK_PROTOCOLS = ("reference", "wd")
 
 
 def _stock(model: str, z: int, fivo: float, params: int, hyper_net: str = "rnn", protocol: str = "reference") -> Preset:
@@ -223,11 +224,11 @@ _ALL = [
     _synthetic("vrnn", 8, -5.43, 2612), _synthetic("vrnn", 6, -5.80, 1516), _synthetic("vrnn", 4, -7.88, 716),
     _synthetic("vhrnn", 4, -4.68, 1568),
     # the stock rows (Table 4: VRNN h = z, VHRNN h = hyper = z; Table 6: VHRNN-MLP)
-    *(_stock("vrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VRNN_ROWS for pr in ("reference", "wd")),
-    *(_stock("vhrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VHRNN_ROWS for pr in ("reference", "wd")),
+    *(_stock("vrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VRNN_ROWS for pr in _STOCK_PROTOCOLS),
+    *(_stock("vhrnn", z, f, p, protocol=pr) for z, f, p in _STOCK_VHRNN_ROWS for pr in _STOCK_PROTOCOLS),
     *(_stock_hyperlstm(*row) for row in _STOCK_HYPERLSTM_ROWS),
     *(_stock("vhrnn", z, f, p, hyper_net="mlp", protocol=pr) for z, f, p in _STOCK_VHRNN_MLP_ROWS
-      for pr in ("reference", "wd")),
+      for pr in _STOCK_PROTOCOLS),
     Preset("dmm-jsb", "Krishnan et al. 2017 / Pyro's DMM example and tutorial (6.87 nats per step, ELBO)", "dmm", 100,
            {}, _PYRO_DMM_JSB, {"keep_best": True}, {"elbo": -6.87, "parameters": 725_488}),
 ]
